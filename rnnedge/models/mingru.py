@@ -1,0 +1,30 @@
+"""minGRU (paper, section 3.1): gates read only x_t.
+
+z_t = σ(Linear_z(x_t))    h̃_t = g(Linear_h(x_t))    h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ h̃_t
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rnnedge.models.base import Mixer, State
+from rnnedge.models.scan import g, linear_scan
+
+
+class MinGRU(Mixer):
+    state_names = ("h",)
+
+    def __init__(self, d_model: int, d_hidden: int) -> None:
+        super().__init__(d_model, d_hidden)
+        self.to_zh = nn.Linear(d_model, 2 * d_hidden)  # [k_z | k_h] in one MatMul
+        self.out = nn.Linear(d_hidden, d_model)
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        (h0,) = self._state_or_zeros(x, state)  # (B, H)
+        k_z, k_h = self.to_zh(x).chunk(2, dim=-1)  # (B, T, H) each
+        # 1 − z = σ(−k) and z = σ(k): the linear-space form of Appendix B's −softplus(±k).
+        a = torch.sigmoid(-k_z)  # (B, T, H)
+        b = torch.sigmoid(k_z) * g(k_h)  # (B, T, H)
+        h = linear_scan(a, b, h0, self.scan_levels)  # (B, T, H)
+        return self.out(h), (h[:, -1],)

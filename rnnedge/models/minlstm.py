@@ -1,0 +1,34 @@
+"""minLSTM (paper, section 3.2): forget and input gates read only x_t, normalised to sum to 1.
+
+f_t = σ(Linear_f(x_t))  i_t = σ(Linear_i(x_t))  h̃_t = g(Linear_h(x_t))
+f'_t = f_t / (f_t + i_t)  i'_t = i_t / (f_t + i_t)  h_t = f'_t ⊙ h_{t−1} + i'_t ⊙ h̃_t
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rnnedge.models.base import Mixer, State
+from rnnedge.models.scan import g, linear_scan
+
+
+class MinLSTM(Mixer):
+    state_names = ("h",)
+
+    def __init__(self, d_model: int, d_hidden: int) -> None:
+        super().__init__(d_model, d_hidden)
+        self.to_fih = nn.Linear(d_model, 3 * d_hidden)  # [k_f | k_i | k_h] in one MatMul
+        self.out = nn.Linear(d_hidden, d_model)
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        (h0,) = self._state_or_zeros(x, state)  # (B, H)
+        k_f, k_i, k_h = self.to_fih(x).chunk(3, dim=-1)  # (B, T, H) each
+        # Appendix B: diff = softplus(−k_f) − softplus(−k_i) = log i − log f, so
+        # f' = σ(−diff) and i' = σ(diff) without ever dividing by f + i.
+        diff = F.softplus(-k_f) - F.softplus(-k_i)  # (B, T, H)
+        a = torch.sigmoid(-diff)  # f'   (B, T, H)
+        b = torch.sigmoid(diff) * g(k_h)  # i' ⊙ h̃   (B, T, H)
+        h = linear_scan(a, b, h0, self.scan_levels)  # (B, T, H)
+        return self.out(h), (h[:, -1],)

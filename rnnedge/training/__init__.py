@@ -1,0 +1,1 @@
+"""Torch training: data, the train loop, checkpoints, evaluation."""

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnedge.models import ModelConfig, build_model
+
+ARCHS = ("mingru", "minlstm", "gru", "lstm")
+TEXT = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+    "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n"
+) * 20
+
+
+@pytest.fixture(scope="session")
+def text() -> str:
+    return TEXT
+
+
+def tiny_model(arch: str, vocab_size: int = 20, n_layers: int = 2, d_model: int = 16, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(vocab_size=vocab_size, arch=arch, n_layers=n_layers, d_model=d_model)).eval()
