@@ -1,0 +1,13 @@
+"""Checkpoint -> verified ONNX graphs (parallel.onnx for long sequences / GPU, step.onnx for embedded).
+
+    from rnnedge.exporter import export_model
+    result = export_model("ckpt/", "out/")      # writes parallel.onnx, step.onnx, manifest.json
+
+Imports torch (tracing) and onnx; the runtime and quantization packages never import this one.
+"""
+
+from rnnedge.exporter.export import ExportResult, export_model
+from rnnedge.exporter.tensorrt import check_tensorrt
+from rnnedge.exporter.verify import CheckResult
+
+__all__ = ["CheckResult", "ExportResult", "check_tensorrt", "export_model"]

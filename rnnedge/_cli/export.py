@@ -1,0 +1,84 @@
+"""`rnnedge export` and `rnnedge build-engine` (torch / onnx / tensorrt imported inside the commands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from rnnedge._cli.common import domain_errors, echo
+
+
+def _resolve_checkpoint(ckpt: str) -> Path:
+    if ckpt != "default":
+        return Path(ckpt)
+    from rnnedge.errors import CheckpointError
+
+    try:
+        from rnnedge.assets import default_model_path  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise CheckpointError("this rnnedge install has no bundled default model") from exc
+    path = Path(default_model_path())
+    if not path.is_dir():
+        raise CheckpointError(f"the bundled default model is missing from this install ({path})")
+    return path
+
+
+def _summary(manifest: dict) -> None:
+    checks = manifest["verification"]["checks"]
+    echo(f"{'graph':<10}{'nodes':>8}{'size':>11}  {'worst check':<26}simplified")
+    for kind, g in manifest["graphs"].items():
+        mine = [c for c in checks if kind in c["graph"].split("+")]
+        worst = max(mine, key=lambda c: c["max_abs_diff"], default=None)
+        fig = f"{worst['max_abs_diff']:.2e} {worst['name']}" if worst else "not verified"
+        size = f"{g['size_bytes'] / 1024:.1f} KiB"
+        simp = "yes" if g["simplified"]["applied"] else f"no ({g['simplified']['reason']})"
+        echo(f"{kind:<10}{g['nodes']:>8}{size:>11}  {fig:<26}{simp}")
+    trt = manifest["tensorrt"]
+    echo(f"TensorRT static check (parallel): {'ok' if trt['ok'] else str(len(trt['problems'])) + ' problem(s)'}")
+    for p in trt["problems"][:5]:
+        echo(f"  - {p}")
+    if manifest.get("ort_format"):
+        echo(f"ORT format: {', '.join(manifest['ort_format']['files'])}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("export")
+    @domain_errors
+    def export(
+        ckpt: str = typer.Argument(..., help="Checkpoint folder, or 'default' for the bundled default model."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output folder (created if missing)."),
+        opset: int = typer.Option(17, "--opset", help="ONNX opset (17-20)."),
+        max_seq_len: int = typer.Option(65536, "--max-seq-len", help="Longest T the parallel graph is exact for."),
+        no_simplify: bool = typer.Option(False, "--no-simplify", help="Skip onnxsim."),
+        ort_format: bool = typer.Option(False, "--ort-format", help="Also write .ort files + required-ops config."),
+    ) -> None:
+        """Export a checkpoint to parallel.onnx + step.onnx + manifest.json, verified before writing."""
+        from rnnedge.exporter import export_model
+
+        result = export_model(
+            _resolve_checkpoint(ckpt),
+            out,
+            opset=opset,
+            max_seq_len=max_seq_len,
+            simplify=not no_simplify,
+            ort_format=ort_format,
+        )
+        _summary(result.manifest)
+        echo(f"wrote {result.out_dir} (all {len(result.checks)} checks passed, tolerance 1e-4)")
+
+    @app.command("build-engine")
+    @domain_errors
+    def build_engine(
+        export_dir: Path = typer.Argument(..., help="An export folder (holds parallel.onnx)."),
+        out: Path = typer.Option(None, "--out", "-o", help="Engine file (default: DIR/parallel.plan)."),
+        int8: bool = typer.Option(False, "--int8", help="Build from parallel.int8.onnx (QDQ) with INT8 enabled."),
+        fp16: bool = typer.Option(False, "--fp16", help="Allow FP16 kernels."),
+        max_seq_len: int = typer.Option(4096, "--max-seq-len", help="Largest T in the optimization profile."),
+        max_batch: int = typer.Option(8, "--max-batch", help="Largest batch in the optimization profile."),
+    ) -> None:
+        """Build a TensorRT engine from the parallel graph (needs `pip install 'rnnedge[gpu]'` on CUDA)."""
+        from rnnedge.exporter.engine import build_engine as build
+
+        path = build(export_dir, out=out, int8=int8, fp16=fp16, max_seq_len=max_seq_len, max_batch=max_batch)
+        echo(f"wrote {path}")

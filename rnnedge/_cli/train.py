@@ -1,0 +1,147 @@
+"""`rnnedge train` and `rnnedge eval` (torch is imported inside the commands)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from rnnedge._cli.common import domain_errors, echo
+from rnnedge.errors import ConfigError, DependencyError, RnnedgeError
+
+_ARCH_HELP = "Mixer: mingru, minlstm, gru or lstm."
+
+
+def _text_arg(data: str) -> str:
+    from rnnedge.training.data import read_text, resolve_data
+
+    return read_text(resolve_data(data))
+
+
+@domain_errors
+def train_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write (model.safetensors + config.json)."),
+    data: str | None = typer.Option(
+        None, "--data", "-d", help="UTF-8 text file, or 'shakespeare' (downloaded once to the cache)."
+    ),
+    arch: str | None = typer.Option(None, "--arch", help=_ARCH_HELP + " [default: mingru]"),
+    layers: int | None = typer.Option(None, "--layers", help="Number of blocks. [default: 3]"),
+    d_model: int | None = typer.Option(None, "--d-model", help="Model width. [default: 128]"),
+    expansion: float | None = typer.Option(None, "--expansion", help="Recurrent width / d_model. [default: 2]"),
+    mlp_ratio: float | None = typer.Option(None, "--mlp-ratio", help="MLP width / d_model. [default: 4]"),
+    seq_len: int | None = typer.Option(None, "--seq-len", help="Training window length. [default: 256]"),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Windows per step (per process). [default: 32]"),
+    steps: int | None = typer.Option(None, "--steps", help="Total optimiser steps. [default: 2000]"),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate. [default: 3e-3]"),
+    min_lr: float | None = typer.Option(None, "--min-lr", help="Final LR of the cosine decay. [default: lr/10]"),
+    warmup: int | None = typer.Option(None, "--warmup", help="Linear warm-up steps. [default: 100]"),
+    weight_decay: float | None = typer.Option(None, "--weight-decay", help="AdamW weight decay. [default: 0.1]"),
+    grad_clip: float | None = typer.Option(None, "--grad-clip", help="Max grad norm, 0 = off. [default: 1.0]"),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for init and batches. [default: 1337]"),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda. [default: cpu]"),
+    eval_every: int | None = typer.Option(None, "--eval-every", help="Val loss every N steps. [default: 250]"),
+    eval_batches: int | None = typer.Option(
+        None, "--eval-batches", help="Val chars = this x batch x seq-len (at most). [default: 16]"
+    ),
+    save_every: int | None = typer.Option(None, "--save-every", help="Checkpoint every N steps; 0 = at each eval."),
+    max_time: float | None = typer.Option(None, "--max-time", help="Stop after this many seconds (LR follows time)."),
+    threads: int | None = typer.Option(None, "--threads", help="Torch CPU threads per process."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue from this checkpoint (same run config)."),
+    log_every: int = typer.Option(0, "--log-every", help="Without a terminal: also log every N steps."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Train a char LM; minGRU/minLSTM use the parallel scan. Works under torchrun (DDP)."""
+    from rnnedge.training.config import TrainConfig
+    from rnnedge.training.train import resumed_config, train
+
+    given: dict[str, Any] = {
+        "arch": arch,
+        "n_layers": layers,
+        "d_model": d_model,
+        "expansion": expansion,
+        "mlp_ratio": mlp_ratio,
+        "seq_len": seq_len,
+        "batch_size": batch_size,
+        "steps": steps,
+        "lr": lr,
+        "min_lr": min_lr,
+        "warmup": warmup,
+        "weight_decay": weight_decay,
+        "grad_clip": grad_clip,
+        "seed": seed,
+        "device": device,
+        "eval_every": eval_every,
+        "eval_batches": eval_batches,
+        "save_every": save_every,
+        "max_time": max_time,
+        "threads": threads,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if resume is not None:
+        base, meta = resumed_config(resume)
+        data = data or meta.get("data")
+    else:
+        base = TrainConfig()
+    if not data:
+        raise ConfigError("--data is required (a text file, or 'shakespeare')")
+    try:
+        config = base.replace(**given)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from exc
+    result = train(config, data, out, resume=resume, quiet=quiet, log_every=log_every)
+    if int(os.environ.get("RANK", "0")) == 0:
+        val = "-" if result.val_loss is None else f"{result.val_loss:.4f}"
+        echo(
+            f"saved {result.out_dir} ({config.arch}, {result.num_params:,} params): {result.steps_done} steps, "
+            f"val loss {val} nats/char, {result.train_time_s:.1f} s"
+        )
+
+
+@domain_errors
+def eval_cmd(
+    path: Path = typer.Argument(..., help="A checkpoint folder, or an export folder (parallel.onnx)."),
+    data: str = typer.Option(..., "--data", "-d", help="UTF-8 text file, or 'shakespeare'."),
+    int8: bool = typer.Option(False, "--int8", help="Export folders only: use the int8 graph."),
+    on_unknown: str = typer.Option("error", "--on-unknown", help="Characters outside the vocabulary: error or skip."),
+    chunk_len: int = typer.Option(1024, "--chunk-len", help="Characters per forward call (state is carried)."),
+    device: str = typer.Option("cpu", "--device", help="Checkpoints only: cpu or cuda."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Mean loss (nats/char) and bits/char of a checkpoint or an exported model on a text."""
+    if on_unknown not in ("error", "skip"):
+        raise ConfigError(f"--on-unknown must be error or skip, not {on_unknown!r}")
+    if not path.exists():
+        raise RnnedgeError(f"not found: {path}")
+    text = _text_arg(data)
+    if (path / "parallel.onnx").is_file():
+        kind = "export"
+        try:
+            from rnnedge.runtime.evaluate import evaluate_export
+        except ImportError as exc:
+            raise DependencyError(f"evaluating an export folder needs rnnedge.runtime.evaluate ({exc})") from None
+        result = evaluate_export(path, text, int8=int8, on_unknown=on_unknown)
+    elif (path / "config.json").is_file() or (path / "model.safetensors").is_file():
+        kind = "checkpoint"
+        if int8:
+            raise ConfigError("--int8 applies to export folders only; export and quantize the checkpoint first")
+        from rnnedge.training.evaluate import evaluate_checkpoint
+
+        result = evaluate_checkpoint(path, text, chunk_len=chunk_len, on_unknown=on_unknown, device=device)  # type: ignore[arg-type]
+    else:
+        raise RnnedgeError(f"{path} is neither a checkpoint folder (config.json) nor an export folder (parallel.onnx)")
+    result = {"path": str(path), "kind": kind, "int8": int8, **result}
+    if as_json:
+        echo(json.dumps(result))
+    else:
+        echo(
+            f"{path} ({kind}{', int8' if int8 else ''}): loss {result['loss_nats']:.4f} nats/char, "
+            f"{result['bits_per_char']:.4f} bits/char over {result['chars']:,} chars"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.command("eval")(eval_cmd)

@@ -1,0 +1,61 @@
+"""onnxsim with a guard: a simplified graph is kept only if it is smaller, still dynamic and verified."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import onnx
+
+Simplifier = Callable[[onnx.ModelProto], onnx.ModelProto]
+
+
+def onnxsim_simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxsim.simplify without its own random-input check (we verify against torch ourselves)."""
+    import onnxsim
+
+    simplified, ok = onnxsim.simplify(model, check_n=0)
+    if not ok:
+        raise RuntimeError("onnxsim reported that the simplified model does not match")
+    return simplified
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A simplified graph that passed the structural tests (it still has to pass verification)."""
+
+    model: onnx.ModelProto | None
+    reason: str  # why it was rejected, or "" when it is a candidate
+
+
+def _dims(model: onnx.ModelProto) -> list[tuple[str, tuple[str | int, ...]]]:
+    out = []
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = tuple(d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim)
+        out.append((value.name, dims))
+    return out
+
+
+def try_simplify(model: onnx.ModelProto, simplifier: Simplifier | None = None) -> Candidate:
+    """Run the simplifier and reject a result that failed, grew, or lost a dynamic dimension."""
+    simplifier = simplifier or onnxsim_simplify
+    before = len(model.graph.node)
+    try:
+        simplified = simplifier(model)
+        onnx.checker.check_model(simplified)
+    except Exception as exc:  # the simplifier is third-party code: any failure means "keep the original"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return Candidate(None, f"simplifier failed: {type(exc).__name__}: {first[:200]}")
+    after = len(simplified.graph.node)
+    if after > before:
+        return Candidate(None, f"simplifier grew the graph ({before} -> {after} nodes)")
+    baked = [
+        f"{name}{list(dims)}"
+        for (name, dims), (_, want) in zip(_dims(simplified), _dims(model), strict=False)
+        if any(isinstance(w, str) and w and not isinstance(d, str) for d, w in zip(dims, want, strict=False))
+    ]
+    if [n for n, _ in _dims(simplified)] != [n for n, _ in _dims(model)]:
+        return Candidate(None, "simplifier changed the graph's inputs or outputs")
+    if baked:
+        return Candidate(None, f"simplifier fixed a dynamic dimension: {', '.join(baked)}")
+    return Candidate(simplified, "")

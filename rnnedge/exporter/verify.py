@@ -1,0 +1,191 @@
+"""Numerical checks of the two graphs in ONNX Runtime (CPU EP), run before anything is written.
+
+Every check returns its measured max abs difference; `verify_graphs` runs them all (a failing check
+does not stop the others) so a VerificationError can list each one with its figure.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from rnnedge.errors import VerificationError
+from rnnedge.models import CharLM
+
+TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    graph: str  # "parallel", "step" or "parallel+step"
+    max_abs_diff: float
+    tolerance: float
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return bool(np.isfinite(self.max_abs_diff)) and self.max_abs_diff <= self.tolerance
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "passed": self.passed}
+
+
+def session(graph: bytes, providers: Sequence[str] = ("CPUExecutionProvider",)) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    # One thread, no spinning: the checks are many tiny runs, and a shared 2-core box punishes spinning.
+    opts.intra_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(graph, opts, providers=list(providers))
+
+
+def run(sess: ort.InferenceSession, ids: np.ndarray, state: Sequence[np.ndarray]) -> list[np.ndarray]:
+    names = [i.name for i in sess.get_inputs()]
+    return list(sess.run(None, dict(zip(names, [ids, *state], strict=True))))
+
+
+def _diff(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
+    worst = 0.0
+    for x, y in zip(a, b, strict=True):
+        d = np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))
+        if not np.all(np.isfinite(d)):
+            return float("inf")
+        worst = max(worst, float(d.max()) if d.size else 0.0)
+    return worst
+
+
+class Inputs:
+    """Reproducible token ids and non-zero initial states for a model."""
+
+    def __init__(self, model: CharLM, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.vocab = model.config.vocab_size
+        self.widths = [w for _, w in model.config.state_spec()]
+        self.lstm = model.config.arch == "lstm"
+
+    def ids(self, batch: int, time: int) -> np.ndarray:
+        return self.rng.integers(0, self.vocab, size=(batch, time), dtype=np.int64)
+
+    def state(self, batch: int) -> list[np.ndarray]:
+        return [(0.5 * self.rng.standard_normal((batch, w))).astype(np.float32) for w in self.widths]
+
+
+class Reference:
+    """The model plus an fp64 copy; fp64 forwards are cached so re-verification after simplify is cheap."""
+
+    def __init__(self, model: CharLM) -> None:
+        self.model = model
+        self._fp64: CharLM | None = None
+        self._cache: dict[bytes, list[np.ndarray]] = {}
+
+    def torch(self, ids: np.ndarray, state: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """fp64 PyTorch forward (scan depth derived from T, so exact at any length)."""
+        h = hashlib.sha256(ids.tobytes() + str(ids.shape).encode())
+        for s in state:
+            h.update(s.tobytes())
+        key = h.digest()
+        if key not in self._cache:
+            if self._fp64 is None:
+                self._fp64 = copy.deepcopy(self.model).double().eval()
+            with torch.no_grad():
+                logits, new = self._fp64(torch.from_numpy(ids), tuple(torch.from_numpy(s).double() for s in state))
+            self._cache[key] = [logits.numpy(), *(s.numpy() for s in new)]
+        return self._cache[key]
+
+
+def check_parallel_vs_torch(ref: Reference, par: ort.InferenceSession, lengths: Sequence[int]) -> CheckResult:
+    gen = Inputs(ref.model, seed=1)
+    worst = 0.0
+    for t in lengths:
+        ids, st = gen.ids(2, t), gen.state(2)
+        worst = max(worst, _diff(run(par, ids, st), ref.torch(ids, st)))
+    return CheckResult("parallel_vs_torch_fp64", "parallel", worst, TOLERANCE, f"T in {list(lengths)}, batch 2")
+
+
+def check_step_vs_parallel(
+    ref: Reference, par: ort.InferenceSession, step: ort.InferenceSession, n: int
+) -> CheckResult:
+    gen = Inputs(ref.model, seed=2)
+    ids, st = gen.ids(1, n), gen.state(1)
+    want = run(par, ids, st)
+    logits = np.empty_like(want[0])
+    state = st
+    for t in range(n):
+        out = run(step, ids[:, t], state)
+        logits[:, t] = out[0]
+        state = out[1:]
+    return CheckResult(
+        "step_vs_parallel", "parallel+step", _diff([logits, *state], want), TOLERANCE, f"{n} tokens one by one"
+    )
+
+
+def check_carried_state(ref: Reference, par: ort.InferenceSession, n: int) -> CheckResult:
+    gen = Inputs(ref.model, seed=3)
+    ids, st = gen.ids(2, n), gen.state(2)
+    whole = run(par, ids, st)
+    cut = n // 3
+    first = run(par, ids[:, :cut], st)
+    second = run(par, ids[:, cut:], first[1:])
+    got = [np.concatenate([first[0], second[0]], axis=1), *second[1:]]
+    return CheckResult("carried_state", "parallel", _diff(got, whole), TOLERANCE, f"split {cut}+{n - cut} vs {n}")
+
+
+def check_batch(ref: Reference, par: ort.InferenceSession, step: ort.InferenceSession, n: int) -> CheckResult:
+    gen = Inputs(ref.model, seed=4)
+    ids, st = gen.ids(3, n), gen.state(3)
+    worst = 0.0
+    for sess, x in ((par, ids), (step, ids[:, 0])):
+        batched = run(sess, x, st)
+        for b in range(3):
+            single = run(sess, x[b : b + 1], [s[b : b + 1] for s in st])
+            worst = max(worst, _diff([o[b : b + 1] for o in batched], single))
+    return CheckResult("batch_vs_single", "parallel+step", worst, TOLERANCE, f"batch 3 vs 1, T={n}")
+
+
+def check_step_vs_torch(ref: Reference, step: ort.InferenceSession) -> CheckResult:
+    gen = Inputs(ref.model, seed=5)
+    ids, st = gen.ids(2, 1), gen.state(2)
+    want = ref.torch(ids, st)
+    got = run(step, ids[:, 0], st)
+    return CheckResult("step_vs_torch_fp64", "step", _diff(got, [want[0][:, 0], *want[1:]]), TOLERANCE, "batch 2")
+
+
+Check = Callable[[Reference, ort.InferenceSession, ort.InferenceSession], CheckResult]
+
+
+def default_checks(step_tokens: int = 1000) -> list[Check]:
+    """The checks every export runs (the T values avoid the trace's T=5 and straddle powers of two)."""
+    return [
+        lambda m, p, s: check_parallel_vs_torch(m, p, (1, 63, 65, 300)),
+        lambda m, p, s: check_step_vs_torch(m, s),
+        lambda m, p, s: check_step_vs_parallel(m, p, s, step_tokens),
+        lambda m, p, s: check_carried_state(m, p, 97),
+        lambda m, p, s: check_batch(m, p, s, 41),
+    ]
+
+
+def verify_graphs(
+    ref: Reference | CharLM, parallel: bytes, step: bytes, checks: Sequence[Check] | None = None
+) -> list[CheckResult]:
+    """Run every check; return all results (raise nothing: the caller decides)."""
+    ref = ref if isinstance(ref, Reference) else Reference(ref)
+    par, stp = session(parallel), session(step)
+    return [check(ref, par, stp) for check in (checks if checks is not None else default_checks())]
+
+
+def raise_if_failed(results: Sequence[CheckResult], stage: str) -> None:
+    """VerificationError listing every check with its measured max abs difference."""
+    if all(r.passed for r in results):
+        return
+    lines = "; ".join(
+        f"{r.name} {'ok' if r.passed else 'FAILED'} (max abs diff {r.max_abs_diff:.3g}, tol {r.tolerance:g})"
+        for r in results
+    )
+    raise VerificationError(f"verification of the {stage} graphs failed, nothing written: {lines}")

@@ -1,0 +1,165 @@
+"""Exporter: parity of both graphs against an fp64 sequential torch reference, metadata, manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from rnnedge.exporter import export_model
+from rnnedge.graphmeta import GRAPH_FILES, INPUT_IDS, LOGITS, MANIFEST, parse_metadata
+from rnnedge.models import ModelConfig, build_model
+from rnnedge.training.checkpoint import save_checkpoint
+from rnnedge.vocab import CharVocab
+
+ARCHS = ("mingru", "minlstm", "gru", "lstm")
+VOCAB = CharVocab("abcdefghijklmnopqrs\n")
+
+
+def tiny_lm(arch: str, seed: int = 0):
+    """d_model 16, 2 layers, with weights scaled and jittered so gates saturate differently per unit."""
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(vocab_size=len(VOCAB), arch=arch, n_layers=2, d_model=16)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(2.5).add_(0.3 * torch.randn_like(p))
+    return model
+
+
+def make_checkpoint(path: Path, arch: str, seed: int = 0) -> Path:
+    return save_checkpoint(path, tiny_lm(arch, seed), VOCAB, val_loss=1.234, training={"steps": 1})
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("export")
+    out = {}
+    for arch in ARCHS:
+        ckpt = make_checkpoint(root / f"ckpt_{arch}", arch)
+        out[arch] = (ckpt, export_model(ckpt, root / f"out_{arch}", max_seq_len=4096))
+    return out
+
+
+def sequential_fp64(model, ids: np.ndarray, state: list[np.ndarray]) -> list[np.ndarray]:
+    """The recurrence one token at a time in fp64 (T == 1 path: no scan, no fused RNN)."""
+    ref = model.double()
+    st = tuple(torch.from_numpy(s).double() for s in state)
+    logits = []
+    with torch.no_grad():
+        for t in range(ids.shape[1]):
+            lg, st = ref(torch.from_numpy(ids[:, t : t + 1]), st)
+            logits.append(lg[:, 0])
+    model.float()
+    return [torch.stack(logits, 1).numpy(), *(s.numpy() for s in st)]
+
+
+def feed(sess: ort.InferenceSession, ids: np.ndarray, state: list[np.ndarray]) -> list[np.ndarray]:
+    return sess.run(None, dict(zip([i.name for i in sess.get_inputs()], [ids, *state], strict=True)))
+
+
+def random_inputs(model, batch: int, time: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, len(VOCAB), size=(batch, time), dtype=np.int64)
+    state = [(0.5 * rng.standard_normal((batch, w))).astype(np.float32) for _, w in model.config.state_spec()]
+    return ids, state
+
+
+def maxdiff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    return max(float(np.abs(np.asarray(x, np.float64) - y).max()) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_parallel_graph_matches_sequential_fp64(exported: dict, arch: str) -> None:
+    ckpt, result = exported[arch]
+    model = tiny_lm(arch)
+    sess = ort.InferenceSession(str(result.paths["parallel"]), providers=["CPUExecutionProvider"])
+    for t in (1, 63, 65, 2048):
+        ids, state = random_inputs(model, 2, t, seed=t)
+        got = feed(sess, ids, state)
+        assert got[0].shape == (2, t, len(VOCAB))
+        assert maxdiff(got, sequential_fp64(model, ids, state)) <= 1e-4, (arch, t)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_step_graph_runs_token_by_token_like_parallel(exported: dict, arch: str) -> None:
+    _, result = exported[arch]
+    par = ort.InferenceSession(str(result.paths["parallel"]), providers=["CPUExecutionProvider"])
+    step = ort.InferenceSession(str(result.paths["step"]), providers=["CPUExecutionProvider"])
+    ids, state = random_inputs(tiny_lm(arch), 3, 200, seed=9)  # batch 3, different sequences
+    want = feed(par, ids, state)
+    st = state
+    for t in range(ids.shape[1]):
+        out = feed(step, ids[:, t], st)
+        assert out[0].shape == (3, len(VOCAB))
+        assert np.abs(out[0] - want[0][:, t]).max() <= 1e-4
+        st = out[1:]
+    assert maxdiff(st, want[1:]) <= 1e-4
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_graph_structure(exported: dict, arch: str) -> None:
+    _, result = exported[arch]
+    step = onnx.load(result.paths["step"])
+    par = onnx.load(result.paths["parallel"])
+    step_ops = {n.op_type for n in step.graph.node}
+    assert not step_ops & {"GRU", "LSTM", "RNN", "Scan", "Loop", "If"}, step_ops
+    assert "MatMul" in step_ops or "Gemm" in step_ops
+    par_ops = {n.op_type for n in par.graph.node}
+    if arch in ("gru", "lstm"):
+        assert arch.upper() in par_ops
+    else:
+        assert not par_ops & {"Scan", "Loop", "CumSum"}  # the doubling scan: Pad/Slice/Mul/Add only
+    onnx.checker.check_model(par, full_check=True)
+    onnx.checker.check_model(step, full_check=True)
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in par.graph.input}
+    assert dims[INPUT_IDS] == ["batch", "time"]
+    outs = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in par.graph.output}
+    assert outs[LOGITS] == ["batch", "time", len(VOCAB)]
+
+
+@pytest.mark.parametrize("arch", ["lstm", "minlstm"])
+def test_metadata_roundtrip(exported: dict, arch: str) -> None:
+    _, result = exported[arch]
+    cfg = tiny_lm(arch).config
+    for kind in ("parallel", "step"):
+        sess = ort.InferenceSession(str(result.paths[kind]), providers=["CPUExecutionProvider"])
+        info = parse_metadata(sess.get_modelmeta().custom_metadata_map, kind)
+        assert info.kind == kind
+        assert info.vocab.chars == VOCAB.chars
+        assert info.config == cfg.to_dict()
+        assert [s.name for s in info.states] == [n for n, _ in cfg.state_spec()]
+        assert [i.name for i in sess.get_inputs()] == [INPUT_IDS] + [s.input for s in info.states]
+        assert [o.name for o in sess.get_outputs()] == [LOGITS] + [s.output for s in info.states]
+        for s, inp in zip(info.states, sess.get_inputs()[1:], strict=True):
+            assert inp.shape == ["batch", s.width]
+        assert info.max_seq_len == (4096 if kind == "parallel" else None)
+
+
+def test_manifest_contents(exported: dict) -> None:
+    ckpt, result = exported["gru"]
+    manifest = json.loads((result.out_dir / MANIFEST).read_text())
+    assert manifest == json.loads(json.dumps(result.manifest))
+    assert manifest["source"]["checkpoint"] == str(ckpt)
+    assert manifest["source"]["val_loss"] == pytest.approx(1.234)
+    assert manifest["max_seq_len"] == 4096 and manifest["scan_levels"] == 12
+    assert manifest["verification"]["passed"] is True
+    names = {c["name"] for c in manifest["verification"]["checks"]}
+    assert {"parallel_vs_torch_fp64", "step_vs_parallel", "carried_state", "batch_vs_single"} <= names
+    for c in manifest["verification"]["checks"]:
+        assert c["passed"] and 0 <= c["max_abs_diff"] <= 1e-4
+    for kind, g in manifest["graphs"].items():
+        path = result.out_dir / GRAPH_FILES[kind]
+        assert g["size_bytes"] == path.stat().st_size
+        assert g["opset"] == 17
+        assert g["nodes"] == len(onnx.load(path).graph.node) == g["nodes_after_simplify"]
+        assert g["nodes_after_simplify"] <= g["nodes_before_simplify"]
+        assert list(g["op_types"]) == sorted(g["op_types"]) and sum(g["op_types"].values()) == g["nodes"]
+        assert isinstance(g["simplified"]["applied"], bool) and g["simplified"]["reason"]
+        assert g["verification"] and g["export_seconds"] > 0
+    assert manifest["tensorrt"]["ok"] is True and manifest["tensorrt"]["problems"] == []
+    assert sorted(p.name for p in result.out_dir.iterdir()) == ["manifest.json", "parallel.onnx", "step.onnx"]

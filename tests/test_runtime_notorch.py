@@ -1,0 +1,60 @@
+"""The runtime on a device without torch (and without onnx): run it where `import torch` fails."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from tests.test_runtime_graphs import exports  # noqa: F401
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.modules["torch"] = None  # `import torch` now raises ImportError
+    sys.modules["onnx"] = None
+    import json
+    import numpy as np
+    import rnnedge.runtime, rnnedge._cli.runtime
+    from rnnedge.runtime import StepSession, ParallelSession, evaluate_export, generate
+
+    export = sys.argv[1]
+    s = StepSession(export, batch=2)
+    logits = s.feed([1, 2])
+    assert logits.shape == (2, len(s.vocab)) and np.isfinite(logits).all()
+    text = "".join(generate(export, "All:", 40, seed=0))
+    loss = evaluate_export(export, "First Citizen:\\nBefore we proceed any further")
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "onnx") and sys.modules[m] is not None)
+    print(json.dumps({"text": text, "loss": loss, "loaded": loaded}))
+    from rnnedge.cli import app
+    sys.argv = ["rnnedge", *sys.argv[2:]]
+    app()
+    """
+)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_runtime_and_generate_cli_run_without_torch(exports) -> None:
+    export = str(exports["lstm"] / "export")
+    res = _run(export, "generate", export, "--prompt", "All:", "--tokens", "30", "--seed", "4")
+    assert res.returncode == 0, res.stderr
+    first, cli_out = res.stdout.split("\n", 1)
+    report = json.loads(first)
+    assert len(report["text"]) == 40 and report["loss"]["chars"] > 0
+    assert report["loaded"] == []  # neither torch nor onnx got imported
+    assert cli_out.startswith("All:") and len(cli_out) == 4 + 30 + 1
+
+
+def test_bench_cli_runs_without_torch(exports, tmp_path) -> None:
+    export = str(exports["mingru"] / "export")
+    out = tmp_path / "bench.json"
+    res = _run(export, "bench", export, "--steps", "30", "--json", str(out))
+    assert res.returncode == 0, res.stderr
+    result = json.loads(out.read_text())
+    assert result["torch"] == {"skipped": "torch is not installed"}
+    assert set(result["step"]) == {"fp32_batch1", "fp32_batch8", "int8_batch1", "int8_batch8"}
+    assert "PyTorch baseline skipped" in res.stdout and "fp32 batch1" in res.stdout
