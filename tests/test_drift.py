@@ -144,7 +144,9 @@ def test_report_files_schema_and_self_contained_html(models: dict[str, Path], tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["REPORT"]
 
 
-def test_report_failure_leaves_nothing(models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_failure_leaves_nothing(
+    models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rnnedge.quantization import report as rep
 
     r = run_drift(models["fake"], TEXT, steps=40, streams=2, gen_steps=5)

@@ -47,8 +47,20 @@ def _run(*args: str) -> tuple[int, str]:
 
 def test_two_models_one_comparison(env: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    code, output = _run(str(env["a"]), str(env["b"]), "--data", str(env["data"]), "--steps", "64",
-                        "--streams", "3", "--gen-steps", "20", "--out", str(out))
+    code, output = _run(
+        str(env["a"]),
+        str(env["b"]),
+        "--data",
+        str(env["data"]),
+        "--steps",
+        "64",
+        "--streams",
+        "3",
+        "--gen-steps",
+        "20",
+        "--out",
+        str(out),
+    )
     assert code == 0, output
     data = json.loads((out / "report.json").read_text())
     assert [m["arch"] for m in data["models"]] == ["mingru", "minlstm"]
@@ -82,8 +94,21 @@ def test_unknown_characters_named_then_skipped(env: dict[str, Path], tmp_path: P
     data = tmp_path / "odd.txt"
     data.write_text(TEXT.replace("question", "quest§on"))
     _bad(env, tmp_path, [str(env["a"]), "--data", str(data)], "'§'")
-    code, output = _run(str(env["a"]), "--data", str(data), "--on-unknown", "skip", "--steps", "32",
-                        "--streams", "2", "--gen-steps", "5", "--out", str(tmp_path / "ok"))
+    code, output = _run(
+        str(env["a"]),
+        "--data",
+        str(data),
+        "--on-unknown",
+        "skip",
+        "--steps",
+        "32",
+        "--streams",
+        "2",
+        "--gen-steps",
+        "5",
+        "--out",
+        str(tmp_path / "ok"),
+    )
     assert code == 0, output
     assert "skipped 6 character" in output
 
@@ -95,11 +120,19 @@ def test_text_too_short(env: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_int8_from_another_model(env: dict[str, Path], tmp_path: Path) -> None:
-    _bad(env, tmp_path, [str(env["a"]), "--int8", str(env["b"] / "step.int8.onnx"), "--data", str(env["data"])],
-         "different model")
+    _bad(
+        env,
+        tmp_path,
+        [str(env["a"]), "--int8", str(env["b"] / "step.int8.onnx"), "--data", str(env["data"])],
+        "different model",
+    )
     other = export_step(tmp_path / "other", arch="mingru", d_model=16, n_layers=1, seed=0, text=TEXT + "#")
-    _bad(env, tmp_path, [str(env["a"]), "--int8", str(other / "step.onnx"), "--data", str(env["data"])],
-         "different model")
+    _bad(
+        env,
+        tmp_path,
+        [str(env["a"]), "--int8", str(other / "step.onnx"), "--data", str(env["data"])],
+        "different model",
+    )
 
 
 def test_corrupt_graph_and_missing_data(env: dict[str, Path], tmp_path: Path) -> None:

@@ -30,8 +30,15 @@ class _Step(torch.nn.Module):
         return (logits[:, 0], *ns)
 
 
-def export_step(out: Path, arch: str = "mingru", d_model: int = 16, n_layers: int = 1, seed: int = 0,
-                text: str = TEXT, scale: float = 1.0) -> Path:
+def export_step(
+    out: Path,
+    arch: str = "mingru",
+    d_model: int = 16,
+    n_layers: int = 1,
+    seed: int = 0,
+    text: str = TEXT,
+    scale: float = 1.0,
+) -> Path:
     """Write out/step.onnx (with rnnedge metadata) for a random tiny model; returns out."""
     torch.manual_seed(seed)
     vocab = CharVocab.from_text(text)
@@ -47,10 +54,16 @@ def export_step(out: Path, arch: str = "mingru", d_model: int = 16, n_layers: in
     idx = torch.zeros(2, dtype=torch.int64)
     dyn = {n: {0: "batch"} for n in [INPUT_IDS, LOGITS] + [s.input for s in states] + [s.output for s in states]}
     with torch.no_grad():
-        torch.onnx.export(_Step(model), (idx, *model.init_state(2)), str(path),
-                          input_names=[INPUT_IDS] + [s.input for s in states],
-                          output_names=[LOGITS] + [s.output for s in states],
-                          dynamic_axes=dyn, opset_version=17, dynamo=False)
+        torch.onnx.export(
+            _Step(model),
+            (idx, *model.init_state(2)),
+            str(path),
+            input_names=[INPUT_IDS] + [s.input for s in states],
+            output_names=[LOGITS] + [s.output for s in states],
+            dynamic_axes=dyn,
+            opset_version=17,
+            dynamo=False,
+        )
     proto = onnx.load(str(path))
     info = GraphInfo(kind="step", vocab=vocab, config=cfg.to_dict(), states=states, version="test")
     for k, v in info.to_metadata().items():
@@ -74,5 +87,3 @@ def fake_int8(folder: Path) -> Path:
     target = folder / "step.int8.onnx"
     target.write_bytes((folder / "step.onnx").read_bytes())
     return target
-
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import onnx
@@ -14,6 +15,7 @@ import torch
 from rnnedge.exporter import export_model
 from rnnedge.graphmeta import GRAPH_FILES, INPUT_IDS, LOGITS, MANIFEST, parse_metadata
 from rnnedge.models import ModelConfig, build_model
+from rnnedge.models.scan import sequential_scan
 from rnnedge.training.checkpoint import save_checkpoint
 from rnnedge.vocab import CharVocab
 
@@ -35,6 +37,15 @@ def make_checkpoint(path: Path, arch: str, seed: int = 0) -> Path:
     return save_checkpoint(path, tiny_lm(arch, seed), VOCAB, val_loss=1.234, training={"steps": 1})
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny fp64 forwards: a second (spinning) thread only hurts on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("export")
@@ -45,17 +56,23 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return out
 
 
+def _loop_scan(a, b, h0=None, levels=None):
+    return sequential_scan(a, b, h0)
+
+
 def sequential_fp64(model, ids: np.ndarray, state: list[np.ndarray]) -> list[np.ndarray]:
-    """The recurrence one token at a time in fp64 (T == 1 path: no scan, no fused RNN)."""
+    """fp64 torch with every recurrence run step by step: min* scans replaced by the plain loop,
+    gru/lstm through torch's own (sequential) nn.GRU/nn.LSTM kernels."""
     ref = model.double()
     st = tuple(torch.from_numpy(s).double() for s in state)
-    logits = []
-    with torch.no_grad():
-        for t in range(ids.shape[1]):
-            lg, st = ref(torch.from_numpy(ids[:, t : t + 1]), st)
-            logits.append(lg[:, 0])
+    with (
+        torch.no_grad(),
+        mock.patch("rnnedge.models.mingru.linear_scan", _loop_scan),
+        mock.patch("rnnedge.models.minlstm.linear_scan", _loop_scan),
+    ):
+        logits, st = ref(torch.from_numpy(ids), st)
     model.float()
-    return [torch.stack(logits, 1).numpy(), *(s.numpy() for s in st)]
+    return [logits.numpy(), *(s.numpy() for s in st)]
 
 
 def feed(sess: ort.InferenceSession, ids: np.ndarray, state: list[np.ndarray]) -> list[np.ndarray]:

@@ -113,17 +113,26 @@ def test_budget_keeps_sensitive_nodes_float(exports, tmp_path):
     res = quantize_export(d, calib_text=exports["calib"], graphs=("step",), max_loss_delta=budget)
     r = res.graphs["step"]
     assert r["loss_delta"] <= budget and r["kept_float_by_budget"]
-    assert set(r["kept_float"]) >= {n for s in r["sensitivity"] for n in s["nodes"] if s["group"] in r["kept_float_by_budget"]}
+    assert set(r["kept_float"]) >= {
+        n for s in r["sensitivity"] for n in s["nodes"] if s["group"] in r["kept_float_by_budget"]
+    }
     meta = graph_info(load_proto(d / "step.int8.onnx"), "q").quantization
     assert meta["kept_float"] == r["kept_float"]
 
 
-def test_budget_that_cannot_hold_writes_nothing(exports, tmp_path):
+def test_budget_that_cannot_hold_writes_nothing(exports, tmp_path, monkeypatch):
+    import rnnedge.quantization.quantize as qmod
+    import rnnedge.quantization.sensitivity as smod
+
+    def lossy(model, info, ids, streams=8):  # every int8 build costs +1 nat/char, whatever is kept float
+        return 2.0 if isinstance(model, bytes) else 1.0
+
+    monkeypatch.setattr(qmod, "graph_loss", lossy)
+    monkeypatch.setattr(smod, "graph_loss", lossy)
     d = fresh(exports, "lstm", tmp_path)
     before = sorted(p.name for p in d.iterdir())
     with pytest.raises(VerificationError, match="max-loss-delta"):
-        quantize_export(d, method="static", calib_text=exports["calib"], quantize_state=True,
-                        graphs=("step",), max_loss_delta=0.0)
+        quantize_export(d, calib_text=exports["calib"], graphs=("step",), max_loss_delta=0.5)
     assert sorted(p.name for p in d.iterdir()) == before
 
 
@@ -140,7 +149,7 @@ def test_keep_float_pattern(exports, tmp_path):
 
 def test_bad_inputs_fail_cleanly(exports, tmp_path):
     d = fresh(exports, "mingru", tmp_path)
-    with pytest.raises(GraphError, match="no step.onnx"):
+    with pytest.raises(GraphError, match=r"has no parallel\.onnx, step\.onnx"):
         quantize_export(tmp_path, calib_text=exports["calib"])
     with pytest.raises(RnnedgeError, match="needs calibration text"):
         quantize_export(d, method="static")
@@ -182,8 +191,11 @@ def test_cli_success_and_one_line_errors(exports, tmp_path):
     ok = runner.invoke(app, ["quantize", str(d), "--calib", str(exports["calib"]), "--per-channel"])
     assert ok.exit_code == 0, ok.output
     assert "step.int8.onnx" in ok.output and "kept float" in ok.output
-    for args in (["quantize", str(tmp_path / "none")], ["quantize", str(d), "--method", "static"],
-                 ["quantize", str(d), "--calib", str(exports["calib"]), "--method", "bogus"]):
+    for args in (
+        ["quantize", str(tmp_path / "none")],
+        ["quantize", str(d), "--method", "static"],
+        ["quantize", str(d), "--calib", str(exports["calib"]), "--method", "bogus"],
+    ):
         res = runner.invoke(app, args)
         assert res.exit_code == 1
         lines = [ln for ln in res.output.splitlines() if ln.strip()]

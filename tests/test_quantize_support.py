@@ -56,31 +56,38 @@ def _trace(model, cfg: ModelConfig, vocab: CharVocab, out: Path) -> None:
         dyn[INPUT_IDS] = {0: "batch", 1: "time"} if kind == "parallel" else {0: "batch"}
         dyn[LOGITS] = {0: "batch", 1: "time"} if kind == "parallel" else {0: "batch"}
         path = out / GRAPH_FILES[kind]
-        with fixed_scan_levels(model, 10), torch.no_grad():
+        with fixed_scan_levels(model, 7), torch.no_grad():
             torch.onnx.export(
-                wrapper, (idx, *model.init_state(2)), str(path), input_names=[INPUT_IDS, *ins],
-                output_names=[LOGITS, *outs], dynamic_axes=dyn, opset_version=17, dynamo=False,
+                wrapper,
+                (idx, *model.init_state(2)),
+                str(path),
+                input_names=[INPUT_IDS, *ins],
+                output_names=[LOGITS, *outs],
+                dynamic_axes=dyn,
+                opset_version=17,
+                dynamo=False,
             )
         proto = onnx.load(str(path))
-        info = GraphInfo(kind, vocab, cfg.to_dict(), states, "test", 1024 if kind == "parallel" else None)
+        info = GraphInfo(kind, vocab, cfg.to_dict(), states, "test", 128 if kind == "parallel" else None)
         for k, v in info.to_metadata().items():
             proto.metadata_props.add(key=k, value=v)
         onnx.save(proto, str(path))
     (out / MANIFEST).write_text(json.dumps({"config": cfg.to_dict(), "vocab": vocab.chars}))
 
 
-def make_export(out: Path, arch: str = "mingru", d_model: int = 32, n_layers: int = 2, seed: int = 0,
-                train_steps: int = 30) -> Path:
+def make_export(
+    out: Path, arch: str = "mingru", d_model: int = 32, n_layers: int = 2, seed: int = 0, train_steps: int = 12
+) -> Path:
     """A tiny model (briefly fitted to TEXT so losses mean something) exported into `out`."""
     vocab = CharVocab.from_text(TEXT + "xyzXYZ!")
     torch.manual_seed(seed)
     cfg = ModelConfig(vocab_size=len(vocab), arch=arch, n_layers=n_layers, d_model=d_model)
     model = build_model(cfg)
     ids = torch.tensor(vocab.encode(TEXT))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
     for _ in range(train_steps):
-        starts = torch.randint(0, len(ids) - 65, (8,))
-        batch = torch.stack([ids[s : s + 65] for s in starts.tolist()])
+        starts = torch.randint(0, len(ids) - 33, (8,))
+        batch = torch.stack([ids[s : s + 33] for s in starts.tolist()])
         logits, _ = model(batch[:, :-1])
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
         opt.zero_grad()

@@ -126,7 +126,10 @@ def test_wrong_or_broken_graphs(exports, tmp_path) -> None:
         ParallelSession(exports["mingru"] / "export" / "step.onnx")
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
-    plain = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    plain = helper.make_model(
+        helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y]),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
     plain.ir_version = 9
     onnx.save(plain, str(tmp_path / "plain.onnx"))
     with pytest.raises(GraphError, match="no rnnedge metadata"):

@@ -69,6 +69,10 @@ def test_resume_refuses_mismatched_config(text_file: Path, tmp_path: Path) -> No
     train(tiny(steps=10, eval_every=10), text_file, tmp_path / "c", quiet=True)
     with pytest.raises(ConfigError, match="d_model"):
         train(tiny(steps=20, d_model=32), text_file, tmp_path / "c", resume=tmp_path / "c", quiet=True)
+    other = tmp_path / "other.txt"
+    other.write_text(REPEAT[::-1], encoding="utf-8")
+    with pytest.raises(ConfigError, match="sha256"):
+        train(tiny(steps=20), other, tmp_path / "c", resume=tmp_path / "c", quiet=True)
     with pytest.raises(ConfigError, match="already completed"):
         train(tiny(steps=10, eval_every=10), text_file, tmp_path / "c", resume=tmp_path / "c", quiet=True)
 
@@ -165,7 +169,7 @@ def test_shakespeare_download_is_atomic(tmp_path: Path, monkeypatch) -> None:
             return False
 
         def read(self) -> bytes:
-            return "First Citizen:\n".encode()
+            return b"First Citizen:\n"
 
     monkeypatch.setattr(data_mod.urllib.request, "urlopen", lambda *a, **k: Resp())
     path = data_mod.shakespeare_path()

@@ -31,7 +31,9 @@ def _names(dirs: list[Path]) -> list[str]:
 
 @domain_errors
 def drift(
-    dirs: list[Path] = typer.Argument(..., metavar="DIR...", help="Exported model folders (step.onnx + step.int8.onnx)."),
+    dirs: list[Path] = typer.Argument(
+        ..., metavar="DIR...", help="Exported model folders (step.onnx + step.int8.onnx)."
+    ),
     data: Path = typer.Option(..., "--data", help="UTF-8 text the streams read (e.g. held-out data)."),
     out: Path = typer.Option(..., "--out", help="Report folder to write (replaced if it is an earlier report)."),
     steps: int = typer.Option(4096, "--steps", help="Timesteps per stream."),
@@ -39,7 +41,9 @@ def drift(
     on_unknown: str = typer.Option("error", "--on-unknown", help="Characters outside the vocabulary: error | skip."),
     prompt: str = typer.Option(None, "--prompt", help="Prompt of the greedy check (default: first 32 chars of data)."),
     gen_steps: int = typer.Option(1000, "--gen-steps", help="Characters generated in the greedy check."),
-    int8: Path = typer.Option(None, "--int8", help="int8 step graph to compare (one DIR only; default DIR/step.int8.onnx)."),
+    int8: Path = typer.Option(
+        None, "--int8", help="int8 step graph to compare (one DIR only; default DIR/step.int8.onnx)."
+    ),
 ) -> None:
     """Run fp32 and int8 step graphs side by side; write REPORT/report.{json,md,html} and drift.png."""
     from rnnedge.errors import ConfigError
@@ -61,14 +65,29 @@ def drift(
     results = []
     for d, name in zip(dirs, _names(dirs), strict=True):
         echo(f"drift {name}: {steps} steps x {streams} streams ...")
-        r = run_drift(d, text, steps=steps, streams=streams, prompt=prompt, int8_path=int8,
-                      on_unknown=on_unknown, gen_steps=gen_steps, name=name)  # type: ignore[arg-type]
+        r = run_drift(
+            d,
+            text,
+            steps=steps,
+            streams=streams,
+            prompt=prompt,
+            int8_path=int8,
+            on_unknown=on_unknown,
+            gen_steps=gen_steps,
+            name=name,
+        )  # type: ignore[arg-type]
         for note in r.notes:
             echo(f"  note: {note}")
         echo(f"  {r.seconds:.1f} s")
         results.append(r)
-    settings = {"data": str(data), "steps": steps, "streams": streams, "on_unknown": on_unknown,
-                "prompt": prompt, "gen_steps": gen_steps}
+    settings = {
+        "data": str(data),
+        "steps": steps,
+        "streams": streams,
+        "on_unknown": on_unknown,
+        "prompt": prompt,
+        "gen_steps": gen_steps,
+    }
     report = write_report(results, out, settings)
     for m in report["models"]:
         echo(f"{m['name']} ({m['arch']}): {m['verdict']}")

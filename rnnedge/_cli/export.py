@@ -15,11 +15,11 @@ def _resolve_checkpoint(ckpt: str) -> Path:
     from rnnedge.errors import CheckpointError
 
     try:
-        from rnnedge.assets import default_model_path  # type: ignore[attr-defined]
+        from rnnedge.assets import default_model_path
     except ImportError as exc:
         raise CheckpointError("this rnnedge install has no bundled default model") from exc
     path = Path(default_model_path())
-    if not path.is_dir():
+    if not (path / "config.json").is_file():
         raise CheckpointError(f"the bundled default model is missing from this install ({path})")
     return path
 

@@ -39,10 +39,20 @@ def quantize(
     from rnnedge.quantization import quantize_export
 
     result = quantize_export(
-        folder, method=method, calib_text=calib, calib_method=calib_method, per_channel=per_channel,
-        keep_float=tuple(keep_float), quantize_state=quantize_state, max_loss_delta=max_loss_delta,
-        eval_text=eval_text, calib_steps=calib_steps, graphs=tuple(g.strip() for g in graphs.split(",") if g),
-        on_unknown=on_unknown, sensitivity=sensitivity, log=echo,
+        folder,
+        method=method,
+        calib_text=calib,
+        calib_method=calib_method,
+        per_channel=per_channel,
+        keep_float=tuple(keep_float),
+        quantize_state=quantize_state,
+        max_loss_delta=max_loss_delta,
+        eval_text=eval_text,
+        calib_steps=calib_steps,
+        graphs=tuple(g.strip() for g in graphs.split(",") if g),
+        on_unknown=on_unknown,
+        sensitivity=sensitivity,
+        log=echo,
     )
     for g, r in result.graphs.items():
         kept = ", ".join(r["kept_float"]) or "none"

@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         if not no_torch:
             from rnnedge._cli.torch_baseline import make_torch_baseline
 
-            made = make_torch_baseline(export_dir)
+            made = make_torch_baseline(export_dir, steps=steps)
             baseline, skipped = (None, made) if isinstance(made, str) else (made, "")
         result = run_bench(export_dir, threads=threads, steps=steps, torch_baseline=baseline, stream_tokens=stream)
         if baseline is None:

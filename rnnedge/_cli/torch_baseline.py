@@ -58,7 +58,7 @@ def make_torch_baseline(export_dir: Path, steps: int = 1000) -> Any:
             for b in batches:
                 state = model.init_state(b)
                 ids = torch.randint(0, vocab, (steps + 100, b, 1))
-                for t in range(100):
+                for t in range(min(100, steps)):
                     _, state = model(ids[t], state)
                 samples = np.empty(steps, dtype=np.int64)
                 for t in range(steps):

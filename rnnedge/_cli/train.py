@@ -50,6 +50,7 @@ def train_cmd(
     max_time: float | None = typer.Option(None, "--max-time", help="Stop after this many seconds (LR follows time)."),
     threads: int | None = typer.Option(None, "--threads", help="Torch CPU threads per process."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue from this checkpoint (same run config)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a checkpoint already in --out."),
     log_every: int = typer.Option(0, "--log-every", help="Without a terminal: also log every N steps."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
@@ -91,7 +92,7 @@ def train_cmd(
         config = base.replace(**given)
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
-    result = train(config, data, out, resume=resume, quiet=quiet, log_every=log_every)
+    result = train(config, data, out, resume=resume, quiet=quiet, log_every=log_every, overwrite=overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
         val = "-" if result.val_loss is None else f"{result.val_loss:.4f}"
         echo(

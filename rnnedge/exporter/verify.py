@@ -94,8 +94,13 @@ class Reference:
         if key not in self._cache:
             if self._fp64 is None:
                 self._fp64 = copy.deepcopy(self.model).double().eval()
-            with torch.no_grad():
-                logits, new = self._fp64(torch.from_numpy(ids), tuple(torch.from_numpy(s).double() for s in state))
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # small batch-2 forwards: extra threads only add sync overhead
+            try:
+                with torch.no_grad():
+                    logits, new = self._fp64(torch.from_numpy(ids), tuple(torch.from_numpy(s).double() for s in state))
+            finally:
+                torch.set_num_threads(threads)
             self._cache[key] = [logits.numpy(), *(s.numpy() for s in new)]
         return self._cache[key]
 

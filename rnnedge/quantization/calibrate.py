@@ -70,8 +70,15 @@ class FeedReader(CalibrationDataReader):
         return len(self.feeds)
 
 
-def step_feeds(model: str | os.PathLike[str], info: GraphInfo, ids: np.ndarray, *, streams: int = 8,
-               steps: int = 512, max_feeds: int = 128) -> list[Feed]:
+def step_feeds(
+    model: str | os.PathLike[str],
+    info: GraphInfo,
+    ids: np.ndarray,
+    *,
+    streams: int = 8,
+    steps: int = 512,
+    max_feeds: int = 128,
+) -> list[Feed]:
     """Feeds for the step graph: run the fp32 graph `steps` timesteps over `streams` slices of `ids`.
 
     Every k-th timestep's (input_ids, states) is kept (k = steps // max_feeds), t = 0 included, so the
@@ -94,8 +101,15 @@ def step_feeds(model: str | os.PathLike[str], info: GraphInfo, ids: np.ndarray, 
     return feeds
 
 
-def parallel_feeds(model: str | os.PathLike[str], info: GraphInfo, ids: np.ndarray, *,
-                   lengths: tuple[int, ...] = (16, 64, 256), batch: int = 4, per_length: int = 4) -> list[Feed]:
+def parallel_feeds(
+    model: str | os.PathLike[str],
+    info: GraphInfo,
+    ids: np.ndarray,
+    *,
+    lengths: tuple[int, ...] = (16, 64, 256),
+    batch: int = 4,
+    per_length: int = 4,
+) -> list[Feed]:
     """Feeds for the parallel graph: real-text windows of several lengths, from zero and carried states."""
     limit = info.max_seq_len or max(lengths)
     sess = session(model)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,14 @@ def tensorrt_check(proto: onnx.ModelProto) -> dict[str, Any]:
             zp = inits.get(node.input[2])
             if zp is not None and np.any(onnx.numpy_helper.to_array(zp) != 0):
                 problems.append(f"{node.name}: non-zero zero point")
-    result: dict[str, Any] = {"structural_ok": not problems, "problems": problems[:10]}
+    exporter_check = _exporter_check()
+    if exporter_check is not None:  # helper rules cover ops, zero points and more; prefer them
+        problems = list(exporter_check(proto))
+    result: dict[str, Any] = {
+        "structural_ok": not problems,
+        "problems": problems[:10],
+        "rules": "rnnedge.exporter.tensorrt" if exporter_check else "op list + zero points",
+    }
     if importlib.util.find_spec("tensorrt") is None:
         result["parser"] = "not run (tensorrt not installed)"
         result["ok"] = not problems
@@ -74,6 +82,25 @@ def tensorrt_check(proto: onnx.ModelProto) -> dict[str, Any]:
     result.update(_trt_parse(proto))
     result["ok"] = not problems and bool(result.get("parser_ok"))
     return result
+
+
+def _exporter_check() -> Callable[[onnx.ModelProto], list[str]] | None:
+    """`rnnedge.exporter.tensorrt.check_tensorrt`, loaded from its file so the exporter package (and
+    torch) is never imported; None if it is absent or needs anything we may not import."""
+    spec = importlib.util.find_spec("rnnedge")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "exporter" / "tensorrt.py"
+    if not path.is_file():
+        return None
+    try:
+        mod_spec = importlib.util.spec_from_file_location("rnnedge_exporter_tensorrt_rules", path)
+        assert mod_spec is not None and mod_spec.loader is not None
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+        return module.check_tensorrt  # type: ignore[no-any-return]
+    except Exception:  # e.g. it started importing torch: fall back to our own rules
+        return None
 
 
 def _trt_parse(proto: onnx.ModelProto) -> dict[str, Any]:  # pragma: no cover - needs a GPU machine

@@ -60,8 +60,11 @@ def _describe_difference(a: GraphInfo, b: GraphInfo) -> str:
         return "config differs: " + ", ".join(diffs)
     if a.vocab != b.vocab:
         return f"vocabularies differ ({len(a.vocab)} vs {len(b.vocab)} characters)"
-    return "state tensors differ: " + json.dumps([(s.name, s.width) for s in a.states]) + " vs " + json.dumps(
-        [(s.name, s.width) for s in b.states]
+    return (
+        "state tensors differ: "
+        + json.dumps([(s.name, s.width) for s in a.states])
+        + " vs "
+        + json.dumps([(s.name, s.width) for s in b.states])
     )
 
 

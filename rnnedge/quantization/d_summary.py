@@ -49,7 +49,7 @@ def summarize(r: DriftResult) -> dict[str, Any]:
                 "accumulation_last": _ratio(value_at(acc, r.steps), value_at(one, r.steps)),
             }
         )
-    worst = int(np.argmax([st["accumulated"]["at"]["last"] for st in states]))
+    worst = r.worst_index
     acc, one = r.worst_state, r.worst_state_one
     ts = log_spaced_steps(r.steps, CURVE_POINTS)
     quant = r.quantization or {}

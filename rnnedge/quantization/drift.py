@@ -73,13 +73,20 @@ class DriftResult:
         return float(self.nll_int8.mean())
 
     @property
+    def worst_index(self) -> int:
+        """The state tensor with the largest accumulated error over the last 10% of t (stream mean)."""
+        tail = self.state_err[:, int(self.steps * 0.9) :].mean(axis=(1, 2))  # (S,)
+        return int(np.argmax(tail))
+
+    @property
     def worst_state(self) -> np.ndarray:
-        """(T,) the stream-mean accumulated error of the worst state tensor at each t."""
-        return self.state_err.mean(axis=2).max(axis=0)
+        """(T,) stream-mean accumulated error of the worst state tensor (see worst_index)."""
+        return self.state_err[self.worst_index].mean(axis=1)
 
     @property
     def worst_state_one(self) -> np.ndarray:
-        return self.state_err_one.mean(axis=2).max(axis=0)
+        """(T,) stream-mean one-step error of the same state tensor."""
+        return self.state_err_one[self.worst_index].mean(axis=1)
 
 
 def stream_offsets(n_ids: int, steps: int, streams: int) -> tuple[int, list[int], list[str]]:

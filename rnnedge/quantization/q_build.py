@@ -21,7 +21,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from rnnedge.errors import RnnedgeError
 from rnnedge.graphmeta import PREFIX, GraphInfo
 from rnnedge.quantization.calibrate import Feed, FeedReader
-from rnnedge.quantization.q_run import quantizable_nodes
+from rnnedge.quantization.q_run import gemm_to_matmul, isolate_outputs, node_labels, quantizable_nodes
 
 CALIB_METHODS = {
     "minmax": CalibrationMethod.MinMax,
@@ -46,8 +46,17 @@ def _quiet() -> Iterator[None]:
 class GraphBuilder:
     """Builds int8 variants of one fp32 graph; `build(keep_float)` -> serialized int8 model."""
 
-    def __init__(self, proto: onnx.ModelProto, info: GraphInfo, workdir: Path, *, static: bool,
-                 calib_method: str = "minmax", per_channel: bool = False, quantize_state: bool = False) -> None:
+    def __init__(
+        self,
+        proto: onnx.ModelProto,
+        info: GraphInfo,
+        workdir: Path,
+        *,
+        static: bool,
+        calib_method: str = "minmax",
+        per_channel: bool = False,
+        quantize_state: bool = False,
+    ) -> None:
         self.info = info
         self.static = static
         self.calib_method = calib_method
@@ -55,6 +64,12 @@ class GraphBuilder:
         self.quantize_state = quantize_state
         self.workdir = workdir
         self.fp32_meta = {p.key: p.value for p in proto.metadata_props}
+        proto = onnx.ModelProto.FromString(proto.SerializeToString())  # a private copy
+        # Recurrent state outputs must stay float: see q_run.isolate_outputs.
+        self.isolated = [] if quantize_state else isolate_outputs(proto, [s.output for s in info.states])
+        self.labels = node_labels(proto)
+        # The dynamic quantizer skips Gemm; the exporter's graphs use Gemm for every Linear.
+        self.gemms_rewritten = 0 if static else gemm_to_matmul(proto)
         raw = workdir / f"{info.kind}.raw.onnx"
         onnx.save(proto, str(raw))
         self.candidates = quantizable_nodes(proto)
@@ -91,6 +106,7 @@ class GraphBuilder:
             "op_types": "all" if self.quantize_state else OP_TYPES,
             "quantized_nodes": len([c for c in self.candidates if c not in keep_float]),
             "kept_float": list(keep_float),
+            "kept_float_labels": [self.labels.get(n, n) for n in keep_float],
             "not_quantized_ops": self.unquantized_ops,
             "preprocess": self.preprocess,
         }
@@ -106,8 +122,13 @@ class GraphBuilder:
                     self._static(out, exclude, todo)
                 else:
                     quantize_dynamic(
-                        str(self.source), str(out), op_types_to_quantize=OP_TYPES, per_channel=self.per_channel,
-                        weight_type=QuantType.QInt8, nodes_to_quantize=todo or None, nodes_to_exclude=exclude,
+                        str(self.source),
+                        str(out),
+                        op_types_to_quantize=OP_TYPES,
+                        per_channel=self.per_channel,
+                        weight_type=QuantType.QInt8,
+                        nodes_to_quantize=todo or None,
+                        nodes_to_exclude=exclude,
                         extra_options={"WeightSymmetric": True},
                     )
         except RnnedgeError:
@@ -127,15 +148,19 @@ class GraphBuilder:
         if self.calib_method == "percentile":
             extra["CalibPercentile"] = 99.999
         quantize_static(
-            str(self.source), str(out), FeedReader(self.feeds) if self.feeds else None,
+            str(self.source),
+            str(out),
+            FeedReader(self.feeds) if self.feeds else None,
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=None if self.quantize_state else OP_TYPES,
             per_channel=self.per_channel,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
             nodes_to_quantize=None if self.quantize_state else (todo or None),
             nodes_to_exclude=exclude if not self.quantize_state else sorted(set(exclude) - set(self.never)),
             calibrate_method=CALIB_METHODS[self.calib_method],
-            extra_options=extra, calibration_cache_path=str(self.cache),
+            extra_options=extra,
+            calibration_cache_path=str(self.cache),
         )
 
 
@@ -146,6 +171,10 @@ def with_metadata(data: bytes, fp32_meta: dict[str, str], quantization: dict[str
     proto = onnx.load_from_string(data)
     others = {p.key: p.value for p in proto.metadata_props if not p.key.startswith(PREFIX)}
     del proto.metadata_props[:]
-    for key, value in {**others, **fp32_meta, PREFIX + "quantization": json.dumps(quantization, sort_keys=True)}.items():
+    for key, value in {
+        **others,
+        **fp32_meta,
+        PREFIX + "quantization": json.dumps(quantization, sort_keys=True),
+    }.items():
         proto.metadata_props.add(key=key, value=value)
     return proto.SerializeToString()

@@ -76,16 +76,23 @@ def quantizable_nodes(proto: onnx.ModelProto) -> list[str]:
     consts |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
     names = []
     for node in proto.graph.node:
-        if node.op_type in WEIGHT_OPS and any(i in consts for i in node.input[:2]):
-            names.append(node.name)
-        elif node.op_type == "Gather" and node.input[0] in consts:
+        weight = node.op_type in WEIGHT_OPS and any(i in consts for i in node.input[:2])
+        if weight or (node.op_type == "Gather" and node.input[0] in consts):
             names.append(node.name)
     return names
 
 
-def match_patterns(patterns: tuple[str, ...] | list[str], names: list[str]) -> dict[str, list[str]]:
-    """For each pattern (exact name or fnmatch glob), the node names it matches."""
-    return {p: [n for n in names if n == p or fnmatch.fnmatchcase(n, p)] for p in patterns}
+def match_patterns(
+    patterns: tuple[str, ...] | list[str], names: list[str], labels: dict[str, str] | None = None
+) -> dict[str, list[str]]:
+    """For each pattern (exact name or fnmatch glob, on the node name or its label), the names it matches."""
+    labels = labels or {}
+
+    def hit(name: str, pattern: str) -> bool:
+        label = labels.get(name, name)
+        return name == pattern or fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(label, pattern)
+
+    return {p: [n for n in names if hit(n, p)] for p in patterns}
 
 
 def session(model: str | os.PathLike[str] | bytes, threads: int = 1) -> ort.InferenceSession:
@@ -165,3 +172,79 @@ def graph_loss(model: str | os.PathLike[str] | bytes, info: GraphInfo, ids: np.n
     if info.kind == "step":
         return run_step(sess, info, batch)[0]
     return run_parallel(sess, info, batch)
+
+
+def isolate_outputs(proto: onnx.ModelProto, names: list[str]) -> list[str]:
+    """Make each named graph output the output of its own Identity node.
+
+    When a graph output also feeds a node that gets quantized, ONNX Runtime's QDQ quantizer makes the
+    graph output the DequantizeLinear's output, i.e. clips the recurrent state to a calibrated range.
+    After this rewrite the quantizer sees `<name>.float` (consumers read it) and the output itself is
+    copied from the float tensor. Returns the outputs that were rewritten.
+    """
+    consumed = {i for n in proto.graph.node for i in n.input}
+    done = []
+    for name in names:
+        if name not in consumed:
+            continue
+        inner = f"{name}.float"
+        for node in proto.graph.node:
+            for k, out in enumerate(node.output):
+                if out == name:
+                    node.output[k] = inner
+            for k, inp in enumerate(node.input):
+                if inp == name:
+                    node.input[k] = inner
+        proto.graph.node.append(onnx.helper.make_node("Identity", [inner], [name], name=f"{name}/keep_float"))
+        done.append(name)
+    return done
+
+
+def gemm_to_matmul(proto: onnx.ModelProto) -> int:
+    """Rewrite plain Gemm nodes (alpha = beta = 1, no transA, constant B) as MatMul (+ Add for the bias).
+
+    ONNX Runtime's dynamic quantizer handles MatMul but not Gemm, and the exporter's simplified graphs
+    use Gemm for every Linear. The MatMul keeps the Gemm's name, so node names stay the same.
+    """
+    inits = {i.name: i for i in proto.graph.initializer}
+    nodes = list(proto.graph.node)
+    rewritten = 0
+    new_nodes = []
+    for node in nodes:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        plain = attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and not attrs.get("transA", 0)
+        if node.op_type != "Gemm" or not plain or node.input[1] not in inits:
+            new_nodes.append(node)
+            continue
+        weight = node.input[1]
+        if attrs.get("transB", 0):
+            arr = onnx.numpy_helper.to_array(inits[weight]).T.copy()
+            weight = f"{weight}.T"
+            if weight not in inits:
+                inits[weight] = onnx.numpy_helper.from_array(arr, weight)
+                proto.graph.initializer.append(inits[weight])
+        has_bias = len(node.input) > 2 and node.input[2] != ""
+        mm_out = f"{node.output[0]}.matmul" if has_bias else node.output[0]
+        new_nodes.append(onnx.helper.make_node("MatMul", [node.input[0], weight], [mm_out], name=node.name))
+        if has_bias:
+            new_nodes.append(
+                onnx.helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=f"{node.name}/bias")
+            )
+        rewritten += 1
+    del proto.graph.node[:]
+    proto.graph.node.extend(new_nodes)
+    return rewritten
+
+
+def node_labels(proto: onnx.ModelProto) -> dict[str, str]:
+    """A readable label per node: its name, plus the model parameter it uses (e.g. blocks.0.mixer.out)."""
+    params = {i.name for i in proto.graph.initializer if i.name.startswith("model.")}
+    labels = {}
+    for node in proto.graph.node:
+        used = [i for i in node.input if i in params]
+        if used:
+            param = used[0].removeprefix("model.").removesuffix(".weight").removesuffix(".bias")
+            labels[node.name] = f"{node.name} ({param})"
+        else:
+            labels[node.name] = node.name
+    return labels

@@ -38,6 +38,7 @@ from rnnedge.quantization.q_run import (
     session,
 )
 from rnnedge.quantization.sensitivity import fit_budget, rank_nodes
+from rnnedge.vocab import OnUnknown
 
 EVAL_FRACTION = 0.1  # held-out tail of the calibration text when no --eval is given
 SLICE_CHARS = 4000  # held-out characters per sensitivity evaluation
@@ -122,7 +123,7 @@ def quantize_export(
     # Text: calibration ids and held-out ids (read before any work, so bad text fails fast).
     if calib_text is None and eval_text is None:
         raise RnnedgeError("quantize needs real text to check the int8 loss: pass --calib PATH and/or --eval PATH")
-    unk = "skip" if on_unknown == "skip" else "error"
+    unk: OnUnknown = "skip" if on_unknown == "skip" else "error"
     calib_ids = eval_ids = None
     if calib_text is not None:
         calib_ids = encode_text(read_text(calib_text), vocab, unk, f"calibration text {calib_text}")
@@ -142,14 +143,22 @@ def quantize_export(
         builders = {}
         for g, (proto, info) in loaded.items():
             static = g == "parallel" or method == "static"
-            builders[g] = GraphBuilder(proto, info, workdir, static=static, calib_method=calib_method,
-                                       per_channel=per_channel, quantize_state=quantize_state)
+            builders[g] = GraphBuilder(
+                proto,
+                info,
+                workdir,
+                static=static,
+                calib_method=calib_method,
+                per_channel=per_channel,
+                quantize_state=quantize_state,
+            )
         all_candidates = [c for b in builders.values() for c in b.candidates]
-        unmatched = [p for p, hits in match_patterns(user_keep, all_candidates).items() if not hits]
+        all_labels = {k: v for b in builders.values() for k, v in b.labels.items()}
+        unmatched = [p for p, hits in match_patterns(user_keep, all_candidates, all_labels).items() if not hits]
         if unmatched:
             raise RnnedgeError(
                 f"--keep-float {', '.join(unmatched)} matches no quantizable node; "
-                f"candidates: {', '.join(sorted(set(all_candidates))[:12])}..."
+                f"candidates: {', '.join(sorted({all_labels[c] for c in all_candidates})[:12])}..."
             )
         outputs: dict[str, bytes] = {}
         reports: dict[str, dict[str, Any]] = {}
@@ -162,7 +171,9 @@ def quantize_export(
                     builder.feeds = step_feeds(fp32_path, info, calib_ids, steps=calib_steps)
                 else:
                     builder.feeds = parallel_feeds(fp32_path, info, calib_ids)
-            keep = sorted({n for hits in match_patterns(user_keep, builder.candidates).values() for n in hits})
+            keep = sorted(
+                {n for hits in match_patterns(user_keep, builder.candidates, builder.labels).values() for n in hits}
+            )
             loss_fp32 = graph_loss(fp32_path, info, eval_ids)
             data = builder.build(keep)
             _check(data, info, fp32_path, eval_ids, quantize_state)
@@ -173,8 +184,9 @@ def quantize_export(
             if max_loss_delta is not None and delta > max_loss_delta:
                 say(f"{g}: delta {delta:+.5f} > budget {max_loss_delta}; keeping sensitive nodes float")
                 loss_slice = graph_loss(fp32_path, info, slice_ids)
-                keep, added, delta, ranked = fit_budget(builder, eval_ids, slice_ids, loss_fp32, loss_slice,
-                                                        max_loss_delta, keep, say)
+                keep, added, delta, ranked = fit_budget(
+                    builder, eval_ids, slice_ids, loss_fp32, loss_slice, max_loss_delta, keep, say
+                )
                 report["sensitivity"] = [s.to_dict() for s in ranked]
                 data = builder.build(keep)
                 _check(data, info, fp32_path, eval_ids, quantize_state)
@@ -183,15 +195,27 @@ def quantize_export(
                 _, ranked = rank_nodes(builder, slice_ids, loss_slice, keep, say)
                 report["sensitivity"] = [s.to_dict() for s in ranked]
             desc = builder.describe(keep)
-            desc.update(loss_fp32=round(loss_fp32, 6), loss_int8=round(loss_fp32 + delta, 6),
-                        loss_delta=round(delta, 6), kept_float_by_budget=added, eval_chars=len(eval_ids))
+            desc.update(
+                loss_fp32=round(loss_fp32, 6),
+                loss_int8=round(loss_fp32 + delta, 6),
+                loss_delta=round(delta, 6),
+                kept_float_by_budget=added,
+                eval_chars=len(eval_ids),
+            )
             data = with_metadata(data, builder.fp32_meta, desc)
             trt = tensorrt_check(_proto(data))
             if g == "parallel" and not trt["structural_ok"]:
                 raise VerificationError(f"parallel int8 graph is not TensorRT-compatible: {trt['problems']}")
             size_fp32 = fp32_path.stat().st_size
-            report = {"file": INT8_FILES[g], **desc, **report, "size_fp32": size_fp32, "size_int8": len(data),
-                      "size_ratio": round(len(data) / size_fp32, 4), "tensorrt": trt}
+            report = {
+                "file": INT8_FILES[g],
+                **desc,
+                **report,
+                "size_fp32": size_fp32,
+                "size_int8": len(data),
+                "size_ratio": round(len(data) / size_fp32, 4),
+                "tensorrt": trt,
+            }
             outputs[g], reports[g] = data, report
 
     # Every graph passed: write them, then the manifest.
@@ -200,16 +224,22 @@ def quantize_export(
         paths[g] = folder / INT8_FILES[g]
         write_bytes(paths[g], data)
     section = {
-        "method": method, "calib_method": calib_method if calib_text is not None else None,
-        "per_channel": per_channel, "quantize_state": quantize_state, "keep_float": list(user_keep),
-        "max_loss_delta": max_loss_delta, "calib_chars": len(calib_ids), "eval_chars": len(eval_ids),
+        "method": method,
+        "calib_method": calib_method if calib_text is not None else None,
+        "per_channel": per_channel,
+        "quantize_state": quantize_state,
+        "keep_float": list(user_keep),
+        "max_loss_delta": max_loss_delta,
+        "calib_chars": len(calib_ids),
+        "eval_chars": len(eval_ids),
         "graphs": reports,
     }
     manifest_path = folder / MANIFEST
     manifest = read_json(manifest_path, "manifest") if manifest_path.is_file() else {}
     if not isinstance(manifest, dict):
         raise RnnedgeError(f"{manifest_path} is not a JSON object")
-    old = manifest.get("int8") if isinstance(manifest.get("int8"), dict) else {}
+    old = manifest.get("int8")
+    old = old if isinstance(old, dict) else {}
     section["graphs"] = {**old.get("graphs", {}), **reports}  # a graph not re-quantized keeps its entry
     manifest["int8"] = section
     write_json(manifest_path, manifest)

@@ -12,7 +12,9 @@ import base64
 import contextlib
 import datetime as dt
 import html
+import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -21,7 +23,7 @@ from typing import Any
 
 from rnnedge import __version__
 from rnnedge.errors import RnnedgeError
-from rnnedge.io import write_bytes, write_json, write_text
+from rnnedge.io import write_bytes, write_text
 from rnnedge.quantization import plots
 from rnnedge.quantization.d_summary import summarize, verdict
 from rnnedge.quantization.drift import DriftResult
@@ -68,26 +70,63 @@ def build(results: Sequence[DriftResult], settings: dict[str, Any]) -> dict[str,
     }
 
 
+def to_json(report: dict[str, Any]) -> str:
+    """Indented JSON with every list of numbers kept on one line (curves stay readable and small)."""
+    text = json.dumps(report, indent=2)
+    return _NUM_LIST.sub(lambda m: "[" + ", ".join(re.split(r",\s*", m.group(1).strip())) + "]", text) + "\n"
+
+
+_NUM_LIST = re.compile(r"\[\s*((?:-?[0-9][0-9.eE+-]*|null)(?:,\s*(?:-?[0-9][0-9.eE+-]*|null))*)\s*\]")
+
+
 def _fmt(x: Any, spec: str = ".2e") -> str:
     return "–" if x is None else format(x, spec)
 
 
 def summary_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the summary table (shared by report.md and report.html)."""
-    head = ["model", "arch", "int8", "fp32 nats/char", "int8 nats/char", "Δ nats/char", "err t=10", "err t=100",
-            "err t=1000", "err last", "α", "saturation", "sat. step", "acc./1-step", "top-1", "divergence"]
+    head = [
+        "model",
+        "arch",
+        "int8",
+        "fp32 nats/char",
+        "int8 nats/char",
+        "Δ nats/char",
+        "err t=10",
+        "err t=100",
+        "err t=1000",
+        "err last",
+        "α",
+        "saturation",
+        "sat. step",
+        "acc./1-step",
+        "top-1",
+        "divergence",
+    ]
     rows = []
     for m in report["models"]:
         se, at, fit = m["state_error"], m["state_error"]["at"], m["state_error"]["fit"]
         div = m["free_running"]["diverged_at"]
-        rows.append([
-            m["name"], m["arch"], m["method"], _fmt(m["loss"]["fp32_nats_per_char"], ".4f"),
-            _fmt(m["loss"]["int8_nats_per_char"], ".4f"), _fmt(m["loss"]["delta_nats_per_char"], "+.4f"),
-            _fmt(at.get("10")), _fmt(at.get("100")), _fmt(at.get("1000")), f"{_fmt(at['last'])} (t={m['steps']})",
-            _fmt(fit["alpha"], ".2f"), _fmt(fit["saturation_level"]), str(fit["saturation_step"]),
-            _fmt(se["accumulation_last"], ".2f"), f"{m['top1_agreement']:.2%}",
-            f"none in {m['free_running']['steps']}" if div is None else str(div),
-        ])
+        rows.append(
+            [
+                m["name"],
+                m["arch"],
+                m["method"],
+                _fmt(m["loss"]["fp32_nats_per_char"], ".4f"),
+                _fmt(m["loss"]["int8_nats_per_char"], ".4f"),
+                _fmt(m["loss"]["delta_nats_per_char"], "+.4f"),
+                _fmt(at.get("10")),
+                _fmt(at.get("100")),
+                _fmt(at.get("1000")),
+                f"{_fmt(at['last'])} (t={m['steps']})",
+                _fmt(fit["alpha"], ".2f"),
+                _fmt(fit["saturation_level"]),
+                str(fit["saturation_step"]),
+                _fmt(se["accumulation_last"], ".2f"),
+                f"{m['top1_agreement']:.2%}",
+                f"none in {m['free_running']['steps']}" if div is None else str(div),
+            ]
+        )
     return head, rows
 
 
@@ -103,17 +142,35 @@ def _figures(results: Sequence[DriftResult]) -> list[tuple[str, str, bytes]]:
 def markdown(report: dict[str, Any], figs: list[tuple[str, str, bytes]]) -> str:
     head, rows = summary_rows(report)
     s = report["settings"]
-    lines = [f"# rnnedge drift report ({', '.join(m['name'] for m in report['models'])})", "",
-             f"{s['steps']} steps × {s['streams']} streams of `{s['data']}`; created {report['created_utc']}.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"# rnnedge drift report ({', '.join(m['name'] for m in report['models'])})",
+        "",
+        f"{s['steps']} steps × {s['streams']} streams of `{s['data']}`; created {report['created_utc']}.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
-    lines += ["", "State error = relative L2 error of the worst state tensor, mean over streams, median over "
-              "[0.9t, 1.1t]. α = power-law exponent of err ≈ c·t^α.", "", "## Verdicts", ""]
+    lines += [
+        "",
+        "State error = relative L2 error of the worst state tensor, mean over streams, median over "
+        "[0.9t, 1.1t]. α = power-law exponent of err ≈ c·t^α.",
+        "",
+        "## Verdicts",
+        "",
+    ]
     for m in report["models"]:
         lines += [f"**{m['name']}** ({m['arch']}): {m['verdict']}", ""]
         fr = m["free_running"]
-        lines += [f"Greedy from `{fr['prompt']!r}`:", "", "```", f"fp32: {fr['fp32_text']!r}",
-                  f"int8: {fr['int8_text']!r}", "```", ""]
+        lines += [
+            f"Greedy from `{fr['prompt']!r}`:",
+            "",
+            "```",
+            f"fp32: {fr['fp32_text']!r}",
+            f"int8: {fr['int8_text']!r}",
+            "```",
+            "",
+        ]
         lines += [f"- note: {n}" for n in m["notes"]]
     lines += ["## Plots", "", f"![{figs[0][1]}](drift.png)\n"] + [f"![{c}](plots/{n})\n" for n, c, _ in figs[1:]]
     return "\n".join(lines) + "\n"
@@ -125,23 +182,29 @@ def html_page(report: dict[str, Any], figs: list[tuple[str, str, bytes]]) -> str
     s = report["settings"]
     table = "<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
     table += "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>"
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>rnnedge drift report</title>"
-             f"<style>{CSS}</style></head><body><h1>rnnedge drift report</h1>",
-             f"<p>{s['steps']} steps × {s['streams']} streams of <code>{e(str(s['data']))}</code>; "
-             f"created {e(report['created_utc'])} by rnnedge {e(report['rnnedge_version'])}.</p>", table,
-             "<p>State error = relative L2 error of the worst state tensor (mean over streams). "
-             "One-step = int8 fed the fp32 state every step; accumulated = int8 fed its own state.</p>"]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>rnnedge drift report</title>"
+        f"<style>{CSS}</style></head><body><h1>rnnedge drift report</h1>",
+        f"<p>{s['steps']} steps × {s['streams']} streams of <code>{e(str(s['data']))}</code>; "
+        f"created {e(report['created_utc'])} by rnnedge {e(report['rnnedge_version'])}.</p>",
+        table,
+        "<p>State error = relative L2 error of the worst state tensor (mean over streams). "
+        "One-step = int8 fed the fp32 state every step; accumulated = int8 fed its own state.</p>",
+    ]
     for m in report["models"]:
         fr = m["free_running"]
         parts.append(f"<h2>{e(m['name'])} ({e(m['arch'])})</h2><div class='verdict'>{e(m['verdict'])}</div>")
-        parts.append(f"<pre>prompt: {e(repr(fr['prompt']))}\nfp32:   {e(repr(fr['fp32_text']))}\n"
-                     f"int8:   {e(repr(fr['int8_text']))}</pre>")
+        parts.append(
+            f"<pre>prompt: {e(repr(fr['prompt']))}\nfp32:   {e(repr(fr['fp32_text']))}\n"
+            f"int8:   {e(repr(fr['int8_text']))}</pre>"
+        )
         parts += [f"<p>note: {e(n)}</p>" for n in m["notes"]]
     parts.append("<h2>Plots</h2>")
     for _, cap, png in figs:
         data = base64.b64encode(png).decode("ascii")
-        parts.append(f"<figure><img alt='{e(cap)}' src='data:image/png;base64,{data}'><figcaption>{e(cap)}"
-                     "</figcaption></figure>")
+        parts.append(
+            f"<figure><img alt='{e(cap)}' src='data:image/png;base64,{data}'><figcaption>{e(cap)}</figcaption></figure>"
+        )
     return "\n".join(parts) + "</body></html>\n"
 
 
@@ -166,7 +229,9 @@ def _staging(out: Path) -> Iterator[Path]:
         raise
 
 
-def write_report(results: Sequence[DriftResult], out: str | os.PathLike[str], settings: dict[str, Any]) -> dict[str, Any]:
+def write_report(
+    results: Sequence[DriftResult], out: str | os.PathLike[str], settings: dict[str, Any]
+) -> dict[str, Any]:
     """Write REPORT/{report.json, report.md, report.html, drift.png, plots/*.png}; returns the JSON object."""
     if not results:
         raise RnnedgeError("no drift results to report")
@@ -177,7 +242,7 @@ def write_report(results: Sequence[DriftResult], out: str | os.PathLike[str], se
         write_bytes(tmp / "drift.png", figs[0][2])
         for name, _, png in figs[1:]:
             write_bytes(tmp / "plots" / name, png)
-        write_json(tmp / "report.json", report)
+        write_text(tmp / "report.json", to_json(report))
         write_text(tmp / "report.md", markdown(report, figs))
         write_text(tmp / "report.html", html_page(report, figs))
     return report

@@ -32,24 +32,25 @@ class Sensitivity:
         return asdict(self)
 
 
-def group_nodes(names: list[str]) -> dict[str, list[str]]:
-    """One group per node, or per layer (`blocks.N` in the node name) when there are many nodes."""
+def group_nodes(names: list[str], labels: dict[str, str]) -> dict[str, list[str]]:
+    """One group per node (named by its label), or per layer (`blocks.N` in the label) when there are many."""
     if len(names) <= MAX_SINGLE_NODES:
-        return {n: [n] for n in names}
+        return {labels.get(n, n): [n] for n in names}
     groups: dict[str, list[str]] = {}
     for n in names:
-        m = re.search(r"blocks\.(\d+)", n)
-        groups.setdefault(f"layer {m.group(1)}" if m else n, []).append(n)
+        m = re.search(r"blocks[./](\d+)", labels.get(n, n))
+        groups.setdefault(f"layer {m.group(1)}" if m else labels.get(n, n), []).append(n)
     return groups
 
 
-def rank_nodes(builder: GraphBuilder, ids: np.ndarray, loss_fp32: float, base: list[str],
-               log: Callable[[str], None] | None = None) -> tuple[float, list[Sensitivity]]:
+def rank_nodes(
+    builder: GraphBuilder, ids: np.ndarray, loss_fp32: float, base: list[str], log: Callable[[str], None] | None = None
+) -> tuple[float, list[Sensitivity]]:
     """(delta with only `base` kept float, leave-one-out sensitivities sorted by gain, largest first)."""
     info = builder.info
     full = graph_loss(builder.build(base), info, ids) - loss_fp32
     ranked = []
-    for group, nodes in group_nodes([c for c in builder.candidates if c not in base]).items():
+    for group, nodes in group_nodes([c for c in builder.candidates if c not in base], builder.labels).items():
         delta = graph_loss(builder.build(base + nodes), info, ids) - loss_fp32
         ranked.append(Sensitivity(group, tuple(nodes), delta, full - delta))
         if log:
@@ -58,9 +59,16 @@ def rank_nodes(builder: GraphBuilder, ids: np.ndarray, loss_fp32: float, base: l
     return full, ranked
 
 
-def fit_budget(builder: GraphBuilder, eval_ids: np.ndarray, slice_ids: np.ndarray, loss_fp32: float,
-               loss_fp32_slice: float, budget: float, base: list[str],
-               log: Callable[[str], None] | None = None) -> tuple[list[str], list[str], float, list[Sensitivity]]:
+def fit_budget(
+    builder: GraphBuilder,
+    eval_ids: np.ndarray,
+    slice_ids: np.ndarray,
+    loss_fp32: float,
+    loss_fp32_slice: float,
+    budget: float,
+    base: list[str],
+    log: Callable[[str], None] | None = None,
+) -> tuple[list[str], list[str], float, list[Sensitivity]]:
     """Keep the most sensitive groups float until the held-out delta <= budget.
 
     Returns (all kept-float nodes, groups added by the budget, final delta, the ranking).

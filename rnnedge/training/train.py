@@ -7,6 +7,7 @@ prints and writes checkpoints.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -77,15 +78,21 @@ def train(
     quiet: bool = False,
     log_every: int = 0,
     stop_at: int | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train (or resume) a char LM on the text at `data` ('shakespeare' = cached download); write `out_dir`.
 
     `stop_at` ends this session after that many steps (checkpoint saved) without changing the
-    schedule, so a later `resume` continues exactly as if never stopped.
+    schedule, so a later `resume` continues exactly as if never stopped. An `out_dir` that already
+    holds a checkpoint is refused unless it is the one being resumed or `overwrite` is set.
     """
+    out = Path(out_dir)
+    same = resume is not None and Path(resume).resolve() == out.resolve()
+    if (out / "config.json").exists() and not (same or overwrite):
+        raise ConfigError(f"{out} already holds a checkpoint; choose another --out, --resume it, or pass --overwrite")
     info, device = dist_util.setup(config.device)
     try:
-        return _train(config, data, Path(out_dir), resume, info, device, quiet, log_every, stop_at)
+        return _train(config, data, out, resume, info, device, quiet, log_every, stop_at)
     finally:
         dist_util.teardown(info)
 
@@ -124,6 +131,12 @@ def _train(
     else:
         vocab = None
     text = read_text(data_path)
+    data_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if resume is not None and meta.get("data_sha256") not in (None, data_sha):
+        raise ConfigError(
+            f"cannot resume: {data_path} is not the text {resume} was trained on (its sha256 differs); "
+            "resume continues the same run on the same data"
+        )
     tdata = prepare(text, vocab=vocab, seq_len=config.seq_len, source=str(data_path))
     if resume is None:
         torch.manual_seed(config.seed)
@@ -150,6 +163,7 @@ def _train(
             "val_loss": val,
             "train_loss": loss,
             "data": str(data_path),
+            "data_sha256": data_sha,
             "seed": config.seed,
             "world_size": info.world_size,
             "num_params": model.num_params(),
@@ -162,7 +176,8 @@ def _train(
 
     t0 = time.perf_counter()
     step_time = 0.0  # seconds spent in training steps this session (excludes evaluation)
-    last_saved: int | None = None
+    resumed_here = resume is not None and Path(resume).resolve() == out.resolve()
+    last_saved: int | None = start_step if resumed_here else None
     loss_value: float | None = None
     val: float | None = None
     step = start_step
@@ -216,6 +231,7 @@ def _train(
                 last_saved = step
             if over_time:
                 bar.message(f"time budget of {config.max_time:g} s reached after {step} steps")
+            if done:
                 break
     dist_util.barrier(info)
     return TrainResult(

@@ -1,0 +1,258 @@
+"""Exporter benchmark: export time, node counts, ONNX Runtime vs PyTorch eager speed, parity at T = 65,536.
+
+Models: the bundled default model when it exists, and a freshly initialised model of the same size
+(d_model 128, 3 layers, vocab 65) for each of the four archs. Speeds are batch 1 on CPU with
+torch.set_num_threads(2) and ORT intra_op_num_threads = 2 (plus variants), each reported next to its
+baseline measured in the same process. Parity at T = 65,536 is the parallel graph (ORT, fp32) against an
+fp64 torch reference whose recurrences run step by step (min*: the plain loop; gru/lstm: nn.GRU/nn.LSTM).
+
+    python benchmarks/export_bench.py [--reps 5] [--archs mingru,lstm] [--no-default]
+Writes benchmarks/results/export_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from rnnedge import __version__
+from rnnedge.exporter import export_model
+from rnnedge.io import write_json
+from rnnedge.models import ARCHS, ModelConfig, build_model
+from rnnedge.models.scan import sequential_scan
+from rnnedge.training.checkpoint import Checkpoint, load_checkpoint
+from rnnedge.vocab import CharVocab
+
+RESULT = Path(__file__).resolve().parent / "results" / "export_bench.json"
+VOCAB = CharVocab("".join(chr(c) for c in range(32, 97)))  # 65 characters, like tiny-shakespeare
+
+
+def median_seconds(fn, reps: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def session(path: Path, threads: int = 2, level: str = "all") -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.graph_optimization_level = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def feeds(sess: ort.InferenceSession, ids: np.ndarray, state: list[np.ndarray]) -> dict[str, np.ndarray]:
+    return dict(zip([i.name for i in sess.get_inputs()], [ids, *state], strict=True))
+
+
+def zero_state(model, batch: int = 1) -> list[np.ndarray]:
+    return [s.numpy() for s in model.init_state(batch)]
+
+
+def parallel_speed(ckpt: Checkpoint, out: Path, reps: int, tmp: Path) -> dict[str, Any]:
+    model = ckpt.model
+    rng = np.random.default_rng(0)
+    res: dict[str, Any] = {}
+    variants = {"ort_all_2t": ("all", 2), "ort_extended_2t": ("extended", 2), "ort_all_1t": ("all", 1)}
+    sessions = {name: session(out / "parallel.onnx", th, lvl) for name, (lvl, th) in variants.items()}
+    for t in (512, 4096):
+        ids = rng.integers(0, len(VOCAB), size=(1, t), dtype=np.int64)
+        st = zero_state(model)
+        idx = torch.from_numpy(ids)
+        with torch.no_grad():
+            eager = median_seconds(lambda idx=idx: model(idx), reps)
+        row: dict[str, Any] = {"torch_eager_tok_s": round(t / eager)}
+        for name, sess in sessions.items():
+            f = feeds(sess, ids, st)
+            sec = median_seconds(lambda s=sess, f=f: s.run(None, f), reps)
+            row[f"{name}_tok_s"] = round(t / sec)
+            row[f"{name}_vs_eager"] = round(eager / sec, 3)
+        if model.config.arch in ("mingru", "minlstm"):
+            # The shipped graph always runs ceil(log2(65536)) = 16 scan passes; a graph exported for
+            # exactly this T runs ceil(log2(T)) - what a runtime that chunks at T would use.
+            sized = tmp / f"sized_{t}"
+            export_model(ckpt, sized, max_seq_len=t, verify=False, simplify=True)
+            sess = session(sized / "parallel.onnx")
+            f = feeds(sess, ids, st)
+            sec = median_seconds(lambda s=sess, f=f: s.run(None, f), reps)
+            row["ort_all_2t_levels_for_T_tok_s"] = round(t / sec)
+            row["ort_all_2t_levels_for_T_vs_eager"] = round(eager / sec, 3)
+        res[f"T{t}"] = row
+    return res
+
+
+def step_speed(model, out: Path, tokens: int) -> dict[str, Any]:
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, len(VOCAB), size=(tokens,), dtype=np.int64)
+    res: dict[str, Any] = {}
+    state0 = model.init_state(1)
+    with torch.no_grad():
+        st = state0
+        model(torch.from_numpy(ids[:1]).view(1, 1), st)
+        t0 = time.perf_counter()
+        for tok in ids:
+            _, st = model(torch.tensor([[int(tok)]]), st)
+        eager = (time.perf_counter() - t0) / tokens
+    res["torch_eager_us_per_token"] = round(eager * 1e6, 1)
+    for threads in (2, 1):
+        sess = session(out / "step.onnx", threads)
+        names = [i.name for i in sess.get_inputs()]
+        state = zero_state(model)
+        sess.run(None, dict(zip(names, [ids[:1], *state], strict=True)))
+        t0 = time.perf_counter()
+        for tok in ids:
+            outs = sess.run(None, dict(zip(names, [np.array([tok]), *state], strict=True)))
+            state = outs[1:]
+        sec = (time.perf_counter() - t0) / tokens
+        res[f"ort_{threads}t_us_per_token"] = round(sec * 1e6, 1)
+        res[f"ort_{threads}t_speedup_vs_eager"] = round(eager / sec, 2)
+    return res
+
+
+def _loop_scan(a, b, h0=None, levels=None):
+    return sequential_scan(a, b, h0)
+
+
+def parity_long(model, out: Path, t: int) -> dict[str, Any]:
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, len(VOCAB), size=(1, t), dtype=np.int64)
+    state = [(0.5 * rng.standard_normal(s.shape)).astype(np.float32) for s in zero_state(model)]
+    sess = session(out / "parallel.onnx")
+    t0 = time.perf_counter()
+    got = sess.run(None, feeds(sess, ids, state))
+    ort_sec = time.perf_counter() - t0
+    ref = build_model(model.config)
+    ref.load_state_dict(model.state_dict())
+    ref = ref.double().eval()
+    with (
+        torch.no_grad(),
+        mock.patch("rnnedge.models.mingru.linear_scan", _loop_scan),
+        mock.patch("rnnedge.models.minlstm.linear_scan", _loop_scan),
+    ):
+        logits, new = ref(torch.from_numpy(ids), tuple(torch.from_numpy(s).double() for s in state))
+        fp32_logits, _ = model(torch.from_numpy(ids), tuple(torch.from_numpy(s) for s in state))
+    want = [logits.numpy(), *(s.numpy() for s in new)]
+    logit_err = float(np.abs(got[0] - want[0]).max())
+    state_err = max(float(np.abs(g - w).max()) for g, w in zip(got[1:], want[1:], strict=True))
+    return {
+        "T": t,
+        "ort_max_abs_logit_diff_vs_fp64_sequential": logit_err,
+        "ort_max_abs_state_diff_vs_fp64_sequential": state_err,
+        "torch_fp32_eager_max_abs_logit_diff": float(np.abs(fp32_logits.numpy() - want[0]).max()),
+        "within_1e-4": logit_err <= 1e-4 and state_err <= 1e-4,
+        "ort_seconds": round(ort_sec, 2),
+    }
+
+
+def bench_model(name: str, ckpt: Checkpoint, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    model = ckpt.model
+    print(f"[{name}] export", flush=True)
+    out = tmp / f"out_{name}"
+    t0 = time.perf_counter()
+    result = export_model(ckpt, out)
+    export_s = time.perf_counter() - t0
+    m = result.manifest
+    row: dict[str, Any] = {
+        "arch": model.config.arch,
+        "params": model.num_params(),
+        "export_seconds": round(export_s, 2),
+        "graphs": {
+            k: {
+                "nodes_before_simplify": g["nodes_before_simplify"],
+                "nodes": g["nodes"],
+                "simplified": g["simplified"],
+                "size_bytes": g["size_bytes"],
+                "export_seconds": g["export_seconds"],
+            }
+            for k, g in m["graphs"].items()
+        },
+        "checks": {c["name"]: c["max_abs_diff"] for c in m["verification"]["checks"]},
+        "tensorrt_static_ok": m["tensorrt"]["ok"],
+    }
+    print(f"[{name}] parallel speed", flush=True)
+    row["parallel_tokens_per_s"] = parallel_speed(ckpt, out, args.reps, tmp)
+    print(f"[{name}] step speed", flush=True)
+    row["step"] = step_speed(model, out, args.step_tokens)
+    print(f"[{name}] parity T={args.long_t}", flush=True)
+    row["parity_long"] = parity_long(model, out, args.long_t)
+    print(f"[{name}] {row['parity_long']} {row['step']}", flush=True)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--step-tokens", type=int, default=500)
+    ap.add_argument("--long-t", type=int, default=65536)
+    ap.add_argument("--archs", default=",".join(ARCHS))
+    ap.add_argument("--no-default", action="store_true", help="skip the bundled default model")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    models: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="rnnedge-export-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        try:
+            from rnnedge.assets import default_model_path
+
+            default = default_model_path()
+        except ImportError:
+            default = None
+        if default is not None and (default / "config.json").is_file() and not args.no_default:
+            loaded = load_checkpoint(default)
+            models["default"] = bench_model("default", loaded, args, tmp)
+            models["default"]["val_loss"] = loaded.val_loss
+        for arch in args.archs.split(","):
+            torch.manual_seed(0)
+            model = build_model(ModelConfig(vocab_size=len(VOCAB), arch=arch, n_layers=3, d_model=128)).eval()
+            ckpt = Checkpoint(model=model, vocab=VOCAB, path=Path(f"<fresh {arch}, seed 0>"))
+            models[f"fresh_{arch}"] = bench_model(f"fresh_{arch}", ckpt, args, tmp)
+    write_json(
+        RESULT,
+        {
+            "benchmark": "export_bench",
+            "rnnedge_version": __version__,
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": _cpus()},
+            "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
+            "settings": {
+                "batch": 1,
+                "torch_threads": 2,
+                "ort_threads": "2 unless the key says 1t",
+                "reps": args.reps,
+                "step_tokens": args.step_tokens,
+                "shipped_max_seq_len": 65536,
+                "note": "shared 2-core machine; other jobs were running, so absolute figures are noisy; "
+                "ratios are measured back to back in the same process",
+            },
+            "models": models,
+        },
+    )
+    print(f"wrote {RESULT}")
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""`rnnedge pipeline`: the whole job on one model, with a summary at the end."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from rnnedge._cli.common import domain_errors, echo
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("pipeline")
+    @domain_errors
+    def pipeline(
+        ckpt: Optional[str] = typer.Argument(None, help="Checkpoint folder; default: the bundled minGRU."),  # noqa: UP045
+        out: str = typer.Option(..., "--out", help="Output folder (export/, report/, sample.txt, summary.json)."),
+        data: Optional[str] = typer.Option(  # noqa: UP045
+            None, "--data", help="Text file (or 'shakespeare'): held-out text; with no CKPT, train on it first."
+        ),
+        arch: str = typer.Option("mingru", "--arch", help="Arch to train when --data is given without CKPT."),
+        train_steps: int = typer.Option(300, "--train-steps", help="Training steps when training first."),
+        method: str = typer.Option("dynamic", "--method", help="int8 method for the step graph: dynamic|static."),
+        drift_steps: int = typer.Option(2048, "--drift-steps", help="Timesteps in the drift analysis."),
+        streams: int = typer.Option(8, "--streams", help="Parallel text streams in the drift analysis."),
+        prompt: str = typer.Option("ROMEO:", "--prompt", help="Prompt for the int8 sample."),
+        tokens: int = typer.Option(300, "--tokens", help="Characters to generate."),
+        seed: int = typer.Option(0, "--seed", help="Sampling / training seed."),
+        threads: int = typer.Option(2, "--threads", help="CPU threads for ONNX Runtime and torch."),
+    ) -> None:
+        """Train (optional) -> export -> quantize -> drift report -> stream a sample from the int8 graph."""
+        from rnnedge.pipeline import PipelineConfig, run_pipeline
+
+        cfg = PipelineConfig(
+            out=out, ckpt=ckpt, data=data, arch=arch, train_steps=train_steps, method=method,
+            drift_steps=drift_steps, drift_streams=streams, prompt=prompt, tokens=tokens, seed=seed, threads=threads,
+        )  # fmt: skip
+        summary = run_pipeline(cfg, log=echo)
+        echo(format_summary(summary))
+
+
+def format_summary(s: dict) -> str:  # type: ignore[type-arg]
+    """The closing table of `rnnedge pipeline`."""
+    loss = s["loss_nats"]
+    lat = s["step_us_per_token_p50"]
+    lines = ["", "Summary", "-------"]
+    for name, f in s["files"].items():
+        lines.append(f"  {name:<20} {f['bytes'] / 1024:>9.1f} KiB  {f['path']}")
+    lines += [
+        f"  loss on held-out text  fp32 {loss['fp32']:.4f}  int8 {loss['int8']:.4f}  "
+        f"delta {loss['delta']:+.4f} nats/char",
+        f"  step latency (batch 1) fp32 {lat['fp32']:.0f} µs/token  int8 {lat['int8']:.0f} µs/token",
+        f"  drift verdict          {s.get('drift_verdict') or '-'}",
+        "  stages                 " + ", ".join(f"{k.split(' ')[0]} {v:.1f}s" for k, v in s["stage_seconds"].items()),
+    ]
+    return "\n".join(lines)
