@@ -7,7 +7,7 @@ recurrent state quantized too, next to static QDQ with the state kept float.
 int8 graphs come from `rnnedge.quantization.quantize_export` (helper 4) when it works, else straight
 from ONNX Runtime's quantizers (recorded per model in the JSON as "quantizer").
 
-    python benchmarks/drift_bench.py [--steps 10000] [--streams 8] [--train-seconds 45]
+    python benchmarks/drift_bench.py [--steps 10000] [--streams 8] [--train-seconds 60] [--ckpts DIR]
 Writes benchmarks/results/drift_bench.json and the comparison report benchmarks/results/drift_default/.
 """
 
@@ -56,9 +56,20 @@ def train_briefly(arch: str, train_ids: np.ndarray, vocab: CharVocab, seconds: f
         loss_t.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        step, loss = step + 1, float(loss_t)
-    save_checkpoint(out, model.eval(), vocab, training={"steps": step, "note": "drift_bench brief training"})
-    return {"train_steps": step, "train_seconds": round(time.perf_counter() - start, 1), "train_loss": round(loss, 4)}
+        step, loss = step + 1, float(loss_t.detach())
+    facts = {"train_steps": step, "train_seconds": round(time.perf_counter() - start, 1), "train_loss": round(loss, 4)}
+    save_checkpoint(out, model.eval(), vocab, training={**facts, "note": "drift_bench brief training"})
+    return facts
+
+
+def trained(arch: str, train_ids: np.ndarray, vocab: CharVocab, seconds: float, ckpts: Path) -> tuple[Path, dict]:
+    """The briefly trained checkpoint of `arch` under `ckpts`: reused if an earlier run left it, else trained."""
+    ckpt = ckpts / f"ckpt_{arch}"
+    if (ckpt / "config.json").is_file():
+        tr = load_checkpoint(ckpt).training or {}
+        facts = {k: tr[k] for k in ("train_steps", "train_seconds", "train_loss", "steps") if k in tr}
+        return ckpt, {**facts, "reused_checkpoint": True}
+    return ckpt, train_briefly(arch, train_ids, vocab, seconds, ckpt)
 
 
 def long_memory_lstm(ckpt: Path, out: Path, bias: float = 4.0) -> None:
@@ -154,6 +165,7 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=8)
     ap.add_argument("--train-seconds", type=float, default=60.0)
     ap.add_argument("--archs", default="mingru,minlstm,gru,lstm")
+    ap.add_argument("--ckpts", type=Path, default=None, help="keep/reuse the briefly trained checkpoints here")
     ap.add_argument("--json", type=Path, default=ROOT / "results" / "drift_bench.json")
     ap.add_argument("--report", type=Path, default=ROOT / "results" / "drift_default")
     args = ap.parse_args()
@@ -183,9 +195,9 @@ def main() -> None:
     except Exception as exc:  # the bundled model may not exist yet
         print(f"default model unavailable: {type(exc).__name__}: {exc}", file=sys.stderr)
     for arch in args.archs.split(","):
-        facts = train_briefly(arch, vocab.encode(train_text), vocab, args.train_seconds, work / f"ckpt_{arch}")
+        ckpt, facts = trained(arch, vocab.encode(train_text), vocab, args.train_seconds, args.ckpts or work)
         print(f"trained {arch}: {facts}", flush=True)
-        export(work / f"ckpt_{arch}", work / arch)
+        export(ckpt, work / arch)
         models.append((arch, work / arch, {"source": "default size, brief training in this benchmark", **facts}))
     base = {n: p for n, p, _ in models}
     plan = [(n, p, "dynamic", False, f) for n, p, f in models]
@@ -203,7 +215,7 @@ def main() -> None:
                 {"note": "counter-example: the recurrent state itself quantized (QDQ on state outputs)"},
             )
         )
-        long_memory_lstm(work / "ckpt_lstm", work / "ckpt_lstm_longmem")
+        long_memory_lstm((args.ckpts or work) / "ckpt_lstm", work / "ckpt_lstm_longmem")
         export(work / "ckpt_lstm_longmem", work / "lstm-longmem")
         note = {"note": "constructed stress case: the lstm above with forget-gate bias +4, so |c| grows"}
         plan.append(("lstm-longmem", work / "lstm-longmem", "dynamic", False, note))

@@ -13,6 +13,7 @@ Writes benchmarks/results/export_bench.json.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -206,6 +207,7 @@ def main() -> None:
     ap.add_argument("--no-default", action="store_true", help="skip the bundled default model")
     args = ap.parse_args()
     torch.set_num_threads(2)
+    load_before = os.getloadavg()
     models: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="rnnedge-export-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -230,7 +232,12 @@ def main() -> None:
             "benchmark": "export_bench",
             "rnnedge_version": __version__,
             "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": _cpus()},
+            "machine": {
+                "platform": platform.platform(),
+                "python": sys.version.split()[0],
+                "cpus": os.cpu_count(),
+                "load_average_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+            },
             "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
             "settings": {
                 "batch": 1,
@@ -246,12 +253,6 @@ def main() -> None:
         },
     )
     print(f"wrote {RESULT}")
-
-
-def _cpus() -> int:
-    import os
-
-    return os.cpu_count() or 0
 
 
 if __name__ == "__main__":

@@ -132,13 +132,18 @@ def main() -> None:
     ap.add_argument("--val-chars", type=int, default=20000)
     ap.add_argument("--calib-chars", type=int, default=50000)
     ap.add_argument("--no-default", action="store_true")
+    ap.add_argument("--merge", action="store_true", help="keep other models' entries from the existing JSON")
     args = ap.parse_args()
     torch.set_num_threads(2)
     text = DATA.read_text(encoding="utf-8")
     cut = int(len(text) * 0.9)
     vocab = CharVocab.from_text(text)
-    results: dict = {"goals": GOALS, "val_chars": args.val_chars, "models": {}, "env": {
-        "onnxruntime": ort.__version__, "torch": torch.__version__, "python": sys.version.split()[0]}}
+    results: dict = {
+        "goals": GOALS,
+        "val_chars": args.val_chars,
+        "models": {},
+        "env": {"onnxruntime": ort.__version__, "torch": torch.__version__, "python": sys.version.split()[0]},
+    }
     with tempfile.TemporaryDirectory(prefix="qbench-") as tmp:
         root = Path(tmp)
         calib, val = root / "calib.txt", root / "val.txt"
@@ -154,15 +159,19 @@ def main() -> None:
             results["models"]["default"] = {"config": info.config, "runs": bench_model("default", folder, calib, val)}
         else:
             results["models"]["default"] = {"skipped": f"no bundled default model at {default}"}
-        for arch in args.archs.split(","):
+        for arch in [a for a in args.archs.split(",") if a]:
             print(arch, flush=True)
             model = train(arch, text[:cut], vocab, args.seconds, args.d_model, args.n_layers)
             folder = export(model, vocab, root / arch)
-            entry = {"config": model.config.to_dict(), "trained_seconds": args.seconds,
-                     "runs": bench_model(arch, folder, calib, val)}
+            entry = {
+                "config": model.config.to_dict(),
+                "trained_seconds": args.seconds,
+                "runs": bench_model(arch, folder, calib, val),
+            }
             if arch == "lstm":  # the counter-example: state-producing ops quantized too
-                res = quantize_export(folder, method="static", calib_text=calib, eval_text=val,
-                                      quantize_state=True, graphs=("step",))
+                res = quantize_export(
+                    folder, method="static", calib_text=calib, eval_text=val, quantize_state=True, graphs=("step",)
+                )
                 entry["quantize_state_counter_example"] = {
                     "step_loss_delta": res.graphs["step"]["loss_delta"],
                     "vs_state_float_static": entry["runs"]["static"]["step_loss_delta"],
@@ -170,6 +179,9 @@ def main() -> None:
                 print(f"  lstm --quantize-state: Δloss step {res.graphs['step']['loss_delta']:+.5f}", flush=True)
             results["models"][arch] = entry
             shutil.rmtree(folder, ignore_errors=True)
+    if args.merge and OUT.is_file():  # keep entries of models not re-run this time
+        old = json.loads(OUT.read_text())
+        results["models"] = {**old.get("models", {}), **{k: v for k, v in results["models"].items() if "runs" in v}}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {OUT}")

@@ -1,8 +1,12 @@
 """Training speed: forward+backward time per batch of one minGRU / minLSTM layer.
 
-Three forms of the same layer width, timed in one process, interleaved round by round:
+Four variants of the same layer width, timed in one process, interleaved round by round:
   parallel   - the project's mixer (doubling parallel scan, what `rnnedge train` uses)
-  sequential - the same math with the scan swapped for a loop over time (scan.sequential_scan)
+  sequential - the same math with the scan swapped for a loop over time: the loop of
+               scan.sequential_scan over a.unbind(1) slices (backward O(T)).
+  sequential_index - scan.sequential_scan exactly as the library has it: it indexes a[:, t], whose
+               autograd backward materialises a full (B, T, H) gradient per step (O(T^2) work);
+               timed for T <= --index-max-len only.
   fused      - torch's fused nn.GRU (for minGRU) / nn.LSTM (for minLSTM), same d_model and d_hidden
 Ratios (sequential/parallel, fused/parallel) are the result; paper (T4 GPU, T=512): 175x minGRU,
 235x minLSTM over the sequential form.
@@ -36,12 +40,22 @@ from rnnedge.models.scan import sequential_scan
 RESULTS = Path(__file__).resolve().parent / "results" / "train_speed.json"
 
 
+def unbind_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+    """sequential_scan's loop over per-step slices from unbind (backward stays O(T))."""
+    h = torch.zeros_like(b[:, 0]) if h0 is None else h0  # (B, H)
+    out = []
+    for a_t, b_t in zip(a.unbind(1), b.unbind(1), strict=True):
+        h = a_t * h + b_t  # (B, H)
+        out.append(h)
+    return torch.stack(out, dim=1)  # (B, T, H)
+
+
 @contextlib.contextmanager
-def sequential_mixers() -> Iterator[None]:
-    """Swap the parallel scan for the loop over time inside minGRU and minLSTM (same math)."""
+def sequential_mixers(loop: Callable[..., torch.Tensor]) -> Iterator[None]:
+    """Swap the parallel scan for a loop over time inside minGRU and minLSTM (same math)."""
 
     def seq(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, levels: int | None = None):
-        return sequential_scan(a, b, h0)
+        return loop(a, b, h0)
 
     saved = mingru_mod.linear_scan, minlstm_mod.linear_scan
     mingru_mod.linear_scan = minlstm_mod.linear_scan = seq  # type: ignore[assignment]
@@ -51,9 +65,9 @@ def sequential_mixers() -> Iterator[None]:
         mingru_mod.linear_scan, minlstm_mod.linear_scan = saved
 
 
-def fwd_bwd(layer: torch.nn.Module, x: torch.Tensor, sequential: bool) -> Callable[[], None]:
+def fwd_bwd(layer: torch.nn.Module, x: torch.Tensor, loop: Callable[..., torch.Tensor] | None) -> Callable[[], None]:
     def run() -> None:
-        ctx = sequential_mixers() if sequential else contextlib.nullcontext()
+        ctx = sequential_mixers(loop) if loop is not None else contextlib.nullcontext()
         with ctx:
             y, _ = layer(x)  # (B, T, D)
             y.square().mean().backward()
@@ -81,7 +95,16 @@ def time_variants(variants: dict[str, Callable[[], None]], repeats: int, budget_
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench(device: str, lengths: list[int], batch: int, d_model: int, d_hidden: int, repeats: int, budget: float):
+def bench(
+    device: str,
+    lengths: list[int],
+    batch: int,
+    d_model: int,
+    d_hidden: int,
+    repeats: int,
+    budget: float,
+    index_max: int,
+):
     rows = []
     dev = torch.device(device)
     for arch, cls, fused_cls in (("mingru", MinGRU, GRU), ("minlstm", MinLSTM, LSTM)):
@@ -90,15 +113,14 @@ def bench(device: str, lengths: list[int], batch: int, d_model: int, d_hidden: i
         fused = fused_cls(d_model, d_hidden).to(dev)
         for t_len in lengths:
             x = torch.randn(batch, t_len, d_model, device=dev, requires_grad=True)  # (B, T, D)
-            med = time_variants(
-                {
-                    "parallel": fwd_bwd(layer, x, False),
-                    "sequential": fwd_bwd(layer, x, True),
-                    "fused": fwd_bwd(fused, x, False),
-                },
-                repeats,
-                budget,
-            )
+            variants = {
+                "parallel": fwd_bwd(layer, x, None),
+                "sequential": fwd_bwd(layer, x, unbind_scan),
+                "fused": fwd_bwd(fused, x, None),
+            }
+            if t_len <= index_max:
+                variants["sequential_index"] = fwd_bwd(layer, x, sequential_scan)
+            med = time_variants(variants, repeats, budget)
             row = {
                 "device": device,
                 "arch": arch,
@@ -110,11 +132,15 @@ def bench(device: str, lengths: list[int], batch: int, d_model: int, d_hidden: i
                 "speedup_vs_sequential": round(med["sequential"] / med["parallel"], 2),
                 "speedup_vs_fused": round(med["fused"] / med["parallel"], 2),
             }
+            if "sequential_index" in med:
+                row["sequential_index_ms"] = round(med["sequential_index"] * 1e3, 3)
+                row["speedup_vs_sequential_index"] = round(med["sequential_index"] / med["parallel"], 2)
             rows.append(row)
             print(
                 f"{device:4s} {arch:7s} T={t_len:5d}  parallel {row['parallel_ms']:9.2f} ms  "
                 f"sequential {row['sequential_ms']:9.2f} ms ({row['speedup_vs_sequential']:.1f}x)  "
-                f"fused {row['fused_baseline']} {row['fused_ms']:9.2f} ms ({row['speedup_vs_fused']:.2f}x)",
+                f"fused {row['fused_baseline']} {row['fused_ms']:9.2f} ms ({row['speedup_vs_fused']:.2f}x)  "
+                f"index-loop {row.get('sequential_index_ms', '-')} ms",
                 flush=True,
             )
     return rows
@@ -130,16 +156,21 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=20.0, help="Seconds per (arch, T) before stopping repeats.")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core box).")
     ap.add_argument("--devices", nargs="+", default=None, help="Default: cpu, plus cuda when available.")
+    ap.add_argument("--index-max-len", type=int, default=1024, help="Longest T for the indexing loop (O(T^2)).")
     ap.add_argument("--quick", action="store_true", help="Smoke run: T in {64, 256}, 1 repeat.")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     if args.quick:
         args.lengths, args.repeats = [64, 256], 1
     torch.set_num_threads(args.threads)
+    a, b = torch.rand(2, 3, 50, 4).unbind(0)  # both loop forms are the library's recurrence
+    assert torch.allclose(unbind_scan(a, b), sequential_scan(a, b))
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = []
     for device in devices:
-        rows += bench(device, args.lengths, args.batch, args.d_model, args.d_hidden, args.repeats, args.budget)
+        rows += bench(
+            device, args.lengths, args.batch, args.d_model, args.d_hidden, args.repeats, args.budget, args.index_max_len
+        )
     write_json(
         args.out,
         {
@@ -151,6 +182,7 @@ def main() -> None:
             "d_hidden": args.d_hidden,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "index_max_len": args.index_max_len,
             "cpu": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(),
             "load_average_at_end": os.getloadavg(),

@@ -92,7 +92,7 @@ def maxdiff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_parallel_graph_matches_sequential_fp64(exported: dict, arch: str) -> None:
-    ckpt, result = exported[arch]
+    _, result = exported[arch]
     model = tiny_lm(arch)
     sess = ort.InferenceSession(str(result.paths["parallel"]), providers=["CPUExecutionProvider"])
     for t in (1, 63, 65, 2048):

@@ -121,12 +121,15 @@ def _planted() -> onnx.ModelProto:
         helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"], name="dql"),
         helper.make_node("MatMulInteger", ["xq", "w", "xz"], ["y"], name="mmi"),
         helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["q"], name="q_asym"),
+        helper.make_node("QuantizeLinear", ["x", "scale", "zp0"], ["qs"], name="q_sym"),
+        helper.make_node("DequantizeLinear", ["qs", "scale", "zp0"], ["dqs"], name="dq_sym"),
         helper.make_node("Shape", ["x"], ["shp"]),
         helper.make_node("Gather", ["shp", "zero"], ["axis"]),
         helper.make_node("CumSum", ["x", "axis"], ["cs"], name="cumsum_dyn"),
     ]
     zero = numpy_helper.from_array(np.array(0, np.int64), "zero")
-    return helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w, zp, scale, zero]))
+    zp0 = numpy_helper.from_array(np.array(0, np.int8), "zp0")
+    return helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w, zp, scale, zero, zp0]))
 
 
 def test_tensorrt_check_finds_planted_problems(tmp_path) -> None:
@@ -136,9 +139,10 @@ def test_tensorrt_check_finds_planted_problems(tmp_path) -> None:
     text = "\n".join(problems)
     assert "DynamicQuantizeLinear 'dql'" in text
     assert "MatMulInteger 'mmi'" in text
-    assert "non-zero zero point" in text and "q_asym" in text
+    assert "non-zero zero point" in text and "uint8 zero point" in text and "q_asym" in text
     assert "CumSum axis must be a constant" in text
-    assert len(problems) == 4
+    assert "q_sym" not in text and "dq_sym" not in text  # symmetric int8 QDQ is what TensorRT wants
+    assert len(problems) == 5
     lstm = helper.make_node("LSTM", ["x", "w", "r"], ["y"], name="l", hidden_size=4, input_forget=1, layout=1)
     graph = helper.make_graph([lstm], "g", [], [])
     assert len(check_tensorrt(helper.make_model(graph))) == 2

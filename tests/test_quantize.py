@@ -63,8 +63,11 @@ def test_dynamic_writes_both_graphs_with_fp32_signature(exports, tmp_path):
         assert info.quantization["loss_delta"] == pytest.approx(res.graphs[g]["loss_delta"])
         assert abs(res.graphs[g]["loss_delta"]) < 0.05
         assert res.graphs[g]["size_int8"] < res.graphs[g]["size_fp32"]
-    step_ops = {n.op_type for n in onnx.load(str(d / "step.int8.onnx")).graph.node}
-    assert "MatMulInteger" in step_ops  # dynamic step graph
+    step_ops = [n.op_type for n in onnx.load(str(d / "step.int8.onnx")).graph.node]
+    fp32_ops = [n.op_type for n in onnx.load(str(d / "step.onnx")).graph.node]
+    n_weight_ops = fp32_ops.count("Gemm") + fp32_ops.count("MatMul")
+    assert step_ops.count("MatMulInteger") == n_weight_ops  # every Linear (Gemm included) is quantized
+    assert res.graphs["step"]["size_ratio"] < 0.5
     par = onnx.load(str(d / "parallel.int8.onnx"))
     assert not {n.op_type for n in par.graph.node} & {"DynamicQuantizeLinear", "MatMulInteger"}
     zps = {i.name: onnx.numpy_helper.to_array(i) for i in par.graph.initializer}
@@ -73,7 +76,8 @@ def test_dynamic_writes_both_graphs_with_fp32_signature(exports, tmp_path):
     manifest = json.loads((d / "manifest.json").read_text())
     assert manifest["int8"]["graphs"]["step"]["loss_fp32"] > 0
     assert manifest["int8"]["graphs"]["parallel"]["tensorrt"]["structural_ok"] is True
-    assert manifest["config"]  # the exporter's fields are kept
+    before = json.loads((exports["mingru"] / "manifest.json").read_text())
+    assert {k: v for k, v in manifest.items() if k != "int8"} == before  # the exporter's fields are kept
 
 
 def test_static_keeps_state_float_and_quantize_state_does_not(exports, tmp_path):
@@ -138,11 +142,12 @@ def test_budget_that_cannot_hold_writes_nothing(exports, tmp_path, monkeypatch):
 
 def test_keep_float_pattern(exports, tmp_path):
     d = fresh(exports, "mingru", tmp_path)
-    res = quantize_export(d, calib_text=exports["calib"], keep_float=["*/mlp/*"], graphs=("step",))
-    kept = res.graphs["step"]["kept_float"]
-    assert kept and all("/mlp/" in k for k in kept)
+    res = quantize_export(d, calib_text=exports["calib"], keep_float=["*.mlp.*"], graphs=("step",))
+    r = res.graphs["step"]
+    assert len(r["kept_float"]) == 4 and all(".mlp." in k for k in r["kept_float_labels"])  # 2 layers x 2
     q = onnx.load(str(d / "step.int8.onnx"))
-    assert {n.name for n in q.graph.node if n.op_type == "MatMul"} >= set(kept)  # still float MatMul
+    kept_ops = {n.name: n.op_type for n in q.graph.node if n.name in r["kept_float"]}
+    assert set(kept_ops) == set(r["kept_float"]) and set(kept_ops.values()) <= {"MatMul", "Gemm"}
     with pytest.raises(RnnedgeError, match="matches no quantizable node"):
         quantize_export(d, calib_text=exports["calib"], keep_float=["nope*"])
 

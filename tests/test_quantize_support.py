@@ -94,6 +94,14 @@ def make_export(
         loss.backward()
         opt.step()
     model.eval()
-    out.mkdir(parents=True, exist_ok=True)
-    _trace(model, cfg, vocab, out)
+    try:
+        from rnnedge.exporter import export_model
+        from rnnedge.training.checkpoint import save_checkpoint
+    except ImportError:  # exporter not available: trace the graphs here
+        out.mkdir(parents=True, exist_ok=True)
+        _trace(model, cfg, vocab, out)
+        return out
+    ckpt = out.parent / f"{out.name}-ckpt"
+    save_checkpoint(ckpt, model, vocab)
+    export_model(ckpt, out, max_seq_len=128, verify=False)
     return out

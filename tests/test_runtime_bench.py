@@ -1,5 +1,6 @@
 """The bench: FLOP count cross-checked against the ONNX graph, floors, the PyTorch baseline, the CLI table."""
 
+# ruff: noqa: F811  (the `exports` fixture is imported from tests.test_runtime_graphs)
 from __future__ import annotations
 
 import json
@@ -40,7 +41,7 @@ def test_floors_are_positive_and_scale_with_batch() -> None:
     assert res["flops_per_token"] == 2 * (32 * 256 + 64 * 256 + 64 * 32 + 32 * 128 + 128 * 32 + 32 * 30)
     assert res["peak_gflops"] > 0.1
     for b in ("batch1", "batch8"):
-        assert 0 < res[b]["peak_floor_us"] and 0 < res[b]["shape_floor_us"]
+        assert res[b]["peak_floor_us"] > 0 and res[b]["shape_floor_us"] > 0
     assert res["batch8"]["peak_floor_us"] == pytest.approx(8 * res["batch1"]["peak_floor_us"])
 
 

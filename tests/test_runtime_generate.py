@@ -1,5 +1,6 @@
 """generate(): streaming, agreement with a PyTorch greedy loop, bad prompts, long streams; the CLI."""
 
+# ruff: noqa: F811  (the `exports` fixture is imported from tests.test_runtime_graphs)
 from __future__ import annotations
 
 import subprocess

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import onnx
+import pytest
 import torch
 
 from rnnedge import __version__

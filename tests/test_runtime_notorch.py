@@ -1,5 +1,6 @@
 """The runtime on a device without torch (and without onnx): run it where `import torch` fails."""
 
+# ruff: noqa: F811  (the `exports` fixture is imported from tests.test_runtime_graphs)
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """StepSession and ParallelSession: agreement with PyTorch, state handling, batching, bad input."""
 
+# ruff: noqa: F811  (the `exports` fixture is imported from tests.test_runtime_graphs)
 from __future__ import annotations
 
 import math
@@ -115,7 +116,7 @@ def test_int8_step_loads_and_stays_close(exports) -> None:
     b = np.stack([int8.feed(int(i))[0] for i in ids])
     assert np.isfinite(b).all() and np.abs(a - b).mean() < 0.15 * a.std()  # a d_model=16 model is coarse in int8
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
-    with pytest.raises(GraphError, match="step.int8.onnx"):
+    with pytest.raises(GraphError, match=r"step\.int8\.onnx"):
         StepSession(exports["lstm"] / "export", int8=True)
 
 
@@ -140,7 +141,7 @@ def test_wrong_or_broken_graphs(exports, tmp_path) -> None:
         StepSession(tmp_path / "cut.onnx")
     with pytest.raises(GraphError, match="not found"):
         StepSession(tmp_path / "missing.onnx")
-    with pytest.raises(GraphError, match="no step.onnx"):
+    with pytest.raises(GraphError, match=r"no step\.onnx"):
         StepSession(tmp_path)
 
 

@@ -26,14 +26,14 @@ def _resolve_checkpoint(ckpt: str) -> Path:
 
 def _summary(manifest: dict) -> None:
     checks = manifest["verification"]["checks"]
-    echo(f"{'graph':<10}{'nodes':>8}{'size':>11}  {'worst check':<26}simplified")
+    echo(f"{'graph':<10}{'nodes':>7}{'size':>11}  {'worst check (max abs diff)':<36}simplified")
     for kind, g in manifest["graphs"].items():
         mine = [c for c in checks if kind in c["graph"].split("+")]
         worst = max(mine, key=lambda c: c["max_abs_diff"], default=None)
         fig = f"{worst['max_abs_diff']:.2e} {worst['name']}" if worst else "not verified"
         size = f"{g['size_bytes'] / 1024:.1f} KiB"
         simp = "yes" if g["simplified"]["applied"] else f"no ({g['simplified']['reason']})"
-        echo(f"{kind:<10}{g['nodes']:>8}{size:>11}  {fig:<26}{simp}")
+        echo(f"{kind:<10}{g['nodes']:>7}{size:>11}  {fig:<36}{simp}")
     trt = manifest["tensorrt"]
     echo(f"TensorRT static check (parallel): {'ok' if trt['ok'] else str(len(trt['problems'])) + ' problem(s)'}")
     for p in trt["problems"][:5]:

@@ -55,7 +55,7 @@ def quantize(
         log=echo,
     )
     for g, r in result.graphs.items():
-        kept = ", ".join(r["kept_float"]) or "none"
+        kept = ", ".join(r.get("kept_float_labels") or r["kept_float"]) or "none"
         echo(
             f"{r['file']}: {r['format']}, {r['size_int8'] / 1e3:.0f} kB ({r['size_ratio']:.2f}x fp32), "
             f"loss {r['loss_fp32']:.4f} -> {r['loss_int8']:.4f} nats/char ({r['loss_delta']:+.5f}), "

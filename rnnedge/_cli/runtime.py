@@ -1,4 +1,4 @@
-"""`rnnedge generate` and `rnnedge bench` (onnxruntime imported inside the commands; torch only for bench's baseline)."""
+"""`rnnedge generate` and `rnnedge bench` (onnxruntime imported inside the commands; torch only for the baseline)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ def register(app: typer.Typer) -> None:
         top_k: int = typer.Option(0, "--top-k", help="Sample from the k most likely characters only (0 = all)."),
         top_p: float = typer.Option(1.0, "--top-p", help="Sample from the smallest set with this probability."),
         seed: int | None = typer.Option(None, "--seed", help="Random seed (same seed, same text)."),
-        on_unknown: str = typer.Option("error", "--on-unknown", help="Prompt characters outside the vocab: error|skip."),
+        on_unknown: str = typer.Option(
+            "error", "--on-unknown", help="Prompt characters outside the vocab: error|skip."
+        ),
         provider: str = typer.Option("cpu", "--provider", help="Execution provider: cpu | cuda | tensorrt."),
         threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: ORT's)."),
         no_prompt: bool = typer.Option(False, "--no-echo-prompt", help="Print only the generated characters."),

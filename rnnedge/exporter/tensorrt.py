@@ -91,8 +91,11 @@ def _walk(graph: onnx.GraphProto, where: str) -> Iterable[str]:
             zp = _const_value(graph, node.input[2])
             if zp is None:
                 yield f"{label}: zero point must be a constant"
-            elif getattr(zp, "size", 0) and bool((zp != 0).any()):  # type: ignore[attr-defined]
-                yield f"{label}: non-zero zero point (TensorRT supports symmetric quantization only)"
+            else:
+                if getattr(zp, "size", 0) and bool((zp != 0).any()):  # type: ignore[attr-defined]
+                    yield f"{label}: non-zero zero point (TensorRT supports symmetric quantization only)"
+                if str(getattr(zp, "dtype", "")) in ("uint8", "uint16", "int16", "int32"):
+                    yield f"{label}: {zp.dtype} zero point (TensorRT quantizes to signed int8/fp8/int4 only)"  # type: ignore[attr-defined]
         if node.op_type == "Loop":
             body = _attr(node, "body")
             n_carried = len(node.input) - 2

@@ -7,14 +7,16 @@ GRU/LSTM ops. The step graph traces the T == 1 path: every mixer runs its cell a
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import warnings
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-from rnnedge.errors import ConfigError
+from rnnedge.errors import ConfigError, GraphError
 from rnnedge.graphmeta import INPUT_IDS, LOGITS, states_for
 from rnnedge.models import CharLM, fixed_scan_levels
 
@@ -23,6 +25,8 @@ MIN_OPSET = 17
 MAX_OPSET = 20
 # Which op forces the lower bound, for the error message.
 OPSET_NEEDS = {"LayerNormalization": 17}
+# 24 doubling passes: beyond this the fixed-depth graph only gets slower; chunk longer inputs with carried state.
+MAX_SEQ_LEN = 1 << 24
 
 
 def check_opset(opset: int) -> None:
@@ -43,8 +47,8 @@ def check_opset(opset: int) -> None:
 
 def levels_for(max_seq_len: int) -> int:
     """Doubling passes for the parallel graph: ceil(log2(max_seq_len)), at least 1."""
-    if not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool) or max_seq_len < 2:
-        raise ConfigError(f"max_seq_len must be an integer >= 2, got {max_seq_len!r}")
+    if not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool) or not 2 <= max_seq_len <= MAX_SEQ_LEN:
+        raise ConfigError(f"max_seq_len must be an integer >= 2 and <= {MAX_SEQ_LEN} (2**24), got {max_seq_len!r}")
     return max(1, math.ceil(math.log2(max_seq_len)))
 
 
@@ -72,6 +76,16 @@ class StepGraph(nn.Module):
         return (logits[:, 0], *new_state)  # (B, V)
 
 
+@contextlib.contextmanager
+def _exporter_errors(opset: int) -> Iterator[None]:
+    """torch.onnx raises many exception types; a user sees one GraphError line."""
+    try:
+        yield
+    except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise GraphError(f"torch.onnx.export (opset {opset}) failed: {first[:300]}") from exc
+
+
 def _names(model: CharLM) -> tuple[list[str], list[str]]:
     states = states_for(model.config.state_spec())
     return [INPUT_IDS] + [s.input for s in states], [LOGITS] + [s.output for s in states]
@@ -83,7 +97,7 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], opset: int, time_
     dyn[INPUT_IDS] = {0: "batch", 1: "time"} if time_axis else {0: "batch"}
     dyn[LOGITS] = {0: "batch", 1: "time"} if time_axis else {0: "batch"}
     buf = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _exporter_errors(opset):
         warnings.simplefilter("ignore")  # tracer warnings about python ints / GRU batch_first are expected
         torch.onnx.export(
             module,

@@ -68,7 +68,6 @@ class Inputs:
         self.rng = np.random.default_rng(seed)
         self.vocab = model.config.vocab_size
         self.widths = [w for _, w in model.config.state_spec()]
-        self.lstm = model.config.arch == "lstm"
 
     def ids(self, batch: int, time: int) -> np.ndarray:
         return self.rng.integers(0, self.vocab, size=(batch, time), dtype=np.int64)
@@ -194,3 +193,25 @@ def raise_if_failed(results: Sequence[CheckResult], stage: str) -> None:
         for r in results
     )
     raise VerificationError(f"verification of the {stage} graphs failed, nothing written: {lines}")
+
+
+ACCELERATED = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def check_accelerated_providers(ref: Reference, parallel: bytes) -> dict[str, object]:
+    """Where this onnxruntime build has CUDA/TensorRT EPs, run the parallel graph there too (informational:
+    GPU kernels may use TF32, so these figures do not gate the export)."""
+    available = ort.get_available_providers()
+    out: dict[str, object] = {"available": available, "checked": {}}
+    for name in (p for p in ACCELERATED if p in available):
+        try:
+            sess = session(parallel, (name, "CPUExecutionProvider"))
+            res = check_parallel_vs_torch(ref, sess, (63, 300))
+            out["checked"][name] = {  # type: ignore[index]
+                "session_providers": sess.get_providers(),
+                "max_abs_diff": res.max_abs_diff,
+                "within_1e-4": res.passed,
+            }
+        except Exception as exc:  # an EP that fails to initialise is a finding, not an export failure
+            out["checked"][name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}  # type: ignore[index]
+    return out

@@ -170,7 +170,9 @@ def quantize_export(
                 if g == "step":
                     builder.feeds = step_feeds(fp32_path, info, calib_ids, steps=calib_steps)
                 else:
-                    builder.feeds = parallel_feeds(fp32_path, info, calib_ids)
+                    # Histogram calibrators (entropy, percentile) need every feed of one shape.
+                    lengths = (16, 64, 256) if calib_method == "minmax" else (128,)
+                    builder.feeds = parallel_feeds(fp32_path, info, calib_ids, lengths=lengths, per_length=4)
             keep = sorted(
                 {n for hits in match_patterns(user_keep, builder.candidates, builder.labels).values() for n in hits}
             )
@@ -225,7 +227,7 @@ def quantize_export(
         write_bytes(paths[g], data)
     section = {
         "method": method,
-        "calib_method": calib_method if calib_text is not None else None,
+        "calib_method": calib_method,
         "per_channel": per_channel,
         "quantize_state": quantize_state,
         "keep_float": list(user_keep),

@@ -1,5 +1,7 @@
 """The on-device runtime: ONNX Runtime + NumPy only (no torch, no onnx), copied as is to a board.
 
+Example::
+
     from rnnedge.runtime import StepSession, generate
     session = StepSession("export/step.onnx")
     for ch in generate(session, "ROMEO:", 200, temperature=0.8, seed=0):

@@ -43,8 +43,11 @@ def resolve_providers(providers: str | list[str] | tuple[str, ...] | None) -> li
     return [p for p in wanted if p in available]
 
 
-def session_options(threads: int | None) -> ort.SessionOptions:
-    """Sequential execution, full graph optimisation, `threads` intra-op threads (None: ORT default)."""
+def session_options(threads: int | None, config: dict[str, str] | None = None) -> ort.SessionOptions:
+    """Sequential execution, full graph optimisation, `threads` intra-op threads (None: ORT default).
+
+    `config`: extra ORT session config entries, e.g. {"session.intra_op.allow_spinning": "0"}.
+    """
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -54,6 +57,8 @@ def session_options(threads: int | None) -> ort.SessionOptions:
             raise RnnedgeError(f"threads must be a positive integer, got {threads!r}")
         opts.intra_op_num_threads = threads
     opts.log_severity_level = 3  # warnings from ORT are not the user's business
+    for key, value in (config or {}).items():
+        opts.add_session_config_entry(key, value)
     return opts
 
 
@@ -77,6 +82,7 @@ def load_session(
     kind: str,
     providers: str | list[str] | None = None,
     threads: int | None = None,
+    config: dict[str, str] | None = None,
 ) -> tuple[ort.InferenceSession, GraphInfo]:
     """An InferenceSession for an rnnedge graph of `kind` ('step' | 'parallel'), checked against its metadata."""
     p = Path(path)
@@ -84,7 +90,7 @@ def load_session(
         raise GraphError(f"graph not found: {p}")
     names = resolve_providers(providers)
     try:
-        sess = ort.InferenceSession(str(p), sess_options=session_options(threads), providers=names)
+        sess = ort.InferenceSession(str(p), sess_options=session_options(threads, config), providers=names)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types for corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GraphError(f"{p} is not a loadable ONNX graph: {first[:300]}") from exc

@@ -31,9 +31,16 @@ def percentiles_us(samples_ns: np.ndarray, per: int = 1) -> dict[str, float]:
     return {"p50": float(np.percentile(us, 50)), "p99": float(np.percentile(us, 99)), "mean": float(us.mean())}
 
 
-def step_latency(path: Path, batch: int, threads: int | None, steps: int = 3000, warmup: int = 200) -> dict[str, Any]:
+def step_latency(
+    path: Path,
+    batch: int,
+    threads: int | None,
+    steps: int = 3000,
+    warmup: int = 200,
+    session_config: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Latency of StepSession.feed (the whole Python call) in µs, per call and per token (call / batch)."""
-    sess = StepSession(path, threads=threads, batch=batch)
+    sess = StepSession(path, threads=threads, batch=batch, session_config=session_config)
     rng = np.random.default_rng(0)
     ids = rng.integers(0, len(sess.vocab), size=(steps + warmup, batch))
     for t in range(warmup):
@@ -172,7 +179,9 @@ def ratios(result: dict[str, Any], batches: tuple[int, ...]) -> dict[str, Any]:
     for b in batches:
         t_step = torch_res.get("step", {}).get(f"batch{b}")
         if t_step:
-            out[f"speedup_fp32_vs_torch_batch{b}"] = t_step["p50"] / result["step"][f"fp32_batch{b}"]["per_call_us"]["p50"]
+            out[f"speedup_fp32_vs_torch_batch{b}"] = (
+                t_step["p50"] / result["step"][f"fp32_batch{b}"]["per_call_us"]["p50"]
+            )
     for key, entry in result["parallel"].items():
         t_par = torch_res.get("parallel", {}).get(key)
         if t_par:

@@ -26,6 +26,8 @@ class StepSession:
 
     `path` is a step .onnx file or an export folder (then `int8` picks step.int8.onnx).
     `batch` independent streams advance together: `feed(ids)` takes one id per stream.
+    `providers`: None/'cpu', 'cuda', 'tensorrt' or a list of ORT provider names; `threads`: intra-op
+    threads; `session_config`: extra ORT session config entries.
     """
 
     def __init__(
@@ -35,11 +37,12 @@ class StepSession:
         threads: int | None = None,
         batch: int = 1,
         int8: bool = False,
+        session_config: dict[str, str] | None = None,
     ) -> None:
         if not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or batch < 1:
             raise InputError(f"batch must be a positive integer, got {batch!r}")
         self.path = graph_path(path, "step", int8)
-        self._sess, self.info = load_session(self.path, "step", providers, threads)
+        self._sess, self.info = load_session(self.path, "step", providers, threads, session_config)
         self.batch = int(batch)
         self._ids = np.zeros(self.batch, dtype=np.int64)  # (B,)
         self._logits = np.zeros((self.batch, len(self.info.vocab)), dtype=np.float32)  # (B, V)

@@ -1,0 +1,121 @@
+"""manifest.json for an export folder, and the all-or-nothing write of the folder's files."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from rnnedge import __version__
+from rnnedge.exporter import verify as vfy
+from rnnedge.exporter.tensorrt import check_tensorrt
+from rnnedge.graphmeta import GRAPH_FILES, INT8_FILES, MANIFEST
+from rnnedge.io import atomic_path, write_json
+from rnnedge.training.checkpoint import Checkpoint
+
+MANIFEST_FORMAT = "rnnedge-export"
+# Files in an export folder that are derived from the graphs; an older copy is stale after a re-export.
+DERIVED = (*INT8_FILES.values(), "parallel.ort", "step.ort", "required_operators.config")
+
+
+@dataclass
+class GraphRecord:
+    """What happened to one graph during the export."""
+
+    kind: str
+    model: onnx.ModelProto
+    data: bytes
+    nodes_before: int
+    trace_seconds: float
+    simplify_seconds: float = 0.0
+    simplified: dict[str, Any] = field(default_factory=lambda: {"applied": False, "reason": "not attempted"})
+
+
+def op_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Op type -> count, sorted by op type."""
+    return dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
+
+
+def _graph_entry(rec: GraphRecord, opset: int, results: list[vfy.CheckResult]) -> dict[str, Any]:
+    return {
+        "file": GRAPH_FILES[rec.kind],
+        "opset": opset,
+        "nodes": len(rec.model.graph.node),
+        "nodes_before_simplify": rec.nodes_before,
+        "nodes_after_simplify": len(rec.model.graph.node),
+        "simplified": rec.simplified,
+        "op_types": op_types(rec.model),
+        "size_bytes": len(rec.data),
+        "sha256": hashlib.sha256(rec.data).hexdigest(),
+        "export_seconds": round(rec.trace_seconds + rec.simplify_seconds, 3),
+        "trace_seconds": round(rec.trace_seconds, 3),
+        "simplify_seconds": round(rec.simplify_seconds, 3),
+        "verification": {r.name: r.max_abs_diff for r in results if rec.kind in r.graph.split("+")},
+    }
+
+
+def build_manifest(
+    loaded: Checkpoint,
+    opset: int,
+    max_seq_len: int,
+    levels: int,
+    records: dict[str, GraphRecord],
+    results: list[vfy.CheckResult],
+    verified: bool,
+    timings: dict[str, float],
+    providers: dict[str, Any],
+) -> dict[str, Any]:
+    lm = loaded.model
+    problems = check_tensorrt(records["parallel"].model)
+    return {
+        "format": MANIFEST_FORMAT,
+        "format_version": 1,
+        "rnnedge_version": __version__,
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "source": {
+            "checkpoint": str(loaded.path),
+            "val_loss": loaded.val_loss,
+            "arch": lm.config.arch,
+            "config": lm.config.to_dict(),
+            "params": lm.num_params(),
+        },
+        "opset": opset,
+        "max_seq_len": max_seq_len,
+        "scan_levels": levels,
+        "graphs": {k: _graph_entry(rec, opset, results) for k, rec in records.items()},
+        "verification": {
+            "run": verified,
+            "passed": verified and all(r.passed for r in results),
+            "provider": "CPUExecutionProvider",
+            "tolerance": vfy.TOLERANCE,
+            "checks": [r.to_dict() for r in results],
+        },
+        "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
+        "providers": providers,
+        "tensorrt": {
+            "graph": "parallel",
+            "ok": not problems,
+            "problems": problems,
+            "note": "static check against TensorRT 10 ONNX-parser rules; TensorRT itself was not run",
+        },
+    }
+
+
+def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, Any]) -> None:
+    """Write every file to a temp name, rename all into place, drop stale derived files, manifest last."""
+    with contextlib.ExitStack() as stack:
+        for target, blob in files.items():
+            tmp = stack.enter_context(atomic_path(target))
+            tmp.write_bytes(blob)
+    stale = [out_dir / n for n in DERIVED if (out_dir / n).exists() and out_dir / n not in files]
+    for path in stale:
+        path.unlink()
+    if stale:
+        manifest["removed_stale"] = [p.name for p in stale]
+    write_json(out_dir / MANIFEST, manifest)
