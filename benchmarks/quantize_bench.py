@@ -36,7 +36,7 @@ OUT = Path(__file__).resolve().parent / "results" / "quantize_bench.json"
 GOALS = {"dynamic_loss_delta": 0.005, "static_loss_delta": 0.01, "step_size_ratio": 0.3}
 
 
-def train(arch: str, text: str, vocab: CharVocab, seconds: float, d_model: int, n_layers: int) -> torch.nn.Module:
+def train(arch: str, text: str, vocab: CharVocab, seconds: float, d_model: int, n_layers: int) -> tuple:
     """A short AdamW run on random 128-char windows (enough for meaningful activations)."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(vocab_size=len(vocab), arch=arch, n_layers=n_layers, d_model=d_model))
@@ -53,7 +53,7 @@ def train(arch: str, text: str, vocab: CharVocab, seconds: float, d_model: int, 
         opt.step()
         steps += 1
     print(f"  trained {arch} {steps} steps in {seconds:.0f}s, last train loss {loss.item():.3f}", flush=True)
-    return model.eval()
+    return model.eval(), steps, round(loss.item(), 4)
 
 
 def export(model_or_ckpt, vocab: CharVocab | None, out: Path) -> Path:
@@ -161,11 +161,13 @@ def main() -> None:
             results["models"]["default"] = {"skipped": f"no bundled default model at {default}"}
         for arch in [a for a in args.archs.split(",") if a]:
             print(arch, flush=True)
-            model = train(arch, text[:cut], vocab, args.seconds, args.d_model, args.n_layers)
+            model, steps, train_loss = train(arch, text[:cut], vocab, args.seconds, args.d_model, args.n_layers)
             folder = export(model, vocab, root / arch)
             entry = {
                 "config": model.config.to_dict(),
                 "trained_seconds": args.seconds,
+                "train_steps": steps,
+                "last_train_loss": train_loss,
                 "runs": bench_model(arch, folder, calib, val),
             }
             if arch == "lstm":  # the counter-example: state-producing ops quantized too

@@ -97,8 +97,9 @@ def main() -> None:
         baseline = make_torch_baseline(export, steps=args.steps)
         if isinstance(baseline, str):
             sys.exit(f"runtime_bench: PyTorch baseline unavailable: {baseline}")
-        res = run_bench(export, threads=args.threads, steps=args.steps, torch_baseline=baseline,
-                        stream_tokens=args.stream)
+        res = run_bench(
+            export, threads=args.threads, steps=args.steps, torch_baseline=baseline, stream_tokens=args.stream
+        )
         res["tuning_batch1_fp32"] = tuning(export / "step.onnx", args.steps)
     res["export"] = f"(temp export of {args.model})"
     res["checkpoint"] = str(args.model)

@@ -91,11 +91,23 @@ def test_static_keeps_state_float_and_quantize_state_does_not(exports, tmp_path)
         assert res.graphs[g]["method"] == "static"
     step_q = onnx.load(str(d / "step.int8.onnx"))
     assert any(n.op_type == "QuantizeLinear" for n in step_q.graph.node)
+    int8_inits = {i.name for i in step_q.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    qlinear_out = {o for n in step_q.graph.node if n.op_type == "QuantizeLinear" for o in n.output}
+    dq = [n for n in step_q.graph.node if n.op_type == "DequantizeLinear"]
+    assert all(n.input[0] in int8_inits | qlinear_out for n in dq)  # int8 only: biases stay float
+    assert res.graphs["parallel"]["tensorrt"]["structural_ok"] and res.graphs["step"]["tensorrt"]["structural_ok"]
     quantize_export(d, method="static", calib_text=exports["calib"], quantize_state=True, graphs=("step",))
     prod = producers(d / "step.int8.onnx")
     assert all(prod[s.output] == "DequantizeLinear" for s in info.states)  # the counter-example
     manifest = json.loads((d / "manifest.json").read_text())["int8"]
     assert manifest["quantize_state"] and "parallel" in manifest["graphs"]  # earlier entry kept
+
+
+def test_histogram_calibration_on_parallel_graph(exports, tmp_path):
+    d = fresh(exports, "lstm", tmp_path)
+    res = quantize_export(d, method="static", calib_text=exports["calib"], calib_method="percentile")
+    assert res.graphs["parallel"]["calib_method"] == "percentile"
+    assert abs(res.graphs["parallel"]["loss_delta"]) < 0.1
 
 
 def test_calibration_sees_every_timestep_not_only_t0(exports):

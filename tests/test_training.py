@@ -190,3 +190,16 @@ def test_evaluate_unknown_characters(text_file: Path, tmp_path: Path) -> None:
     assert many["loss_nats"] == pytest.approx(one["loss_nats"], rel=1e-5)
     with pytest.raises(CheckpointError):
         evaluate_checkpoint(tmp_path / "nope", "abc")
+
+
+def test_bundled_default_model() -> None:
+    from rnnedge.assets import default_model_path
+
+    path = default_model_path()
+    ck = load_checkpoint(path)
+    assert ck.model.config.arch == "mingru" and len(ck.vocab) == 65
+    assert ck.training["config"]["arch"] == "mingru" and ck.val_loss is not None
+    assert sum(f.stat().st_size for f in path.iterdir()) < 5_000_000
+    verse = "ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
+    ev = evaluate_checkpoint(ck, verse * 3)
+    assert ev["loss_nats"] < 2.3  # a uniform guess is ln 65 = 4.17

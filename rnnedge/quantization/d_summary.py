@@ -12,7 +12,7 @@ from rnnedge.quantization.fit import fit_growth, log_spaced_steps, value_at
 CHECKPOINTS = (10, 100, 1000, 10000)
 FLAT_RATIO = 1.5  # err(t_last) <= 1.5 x err(10): "does not grow" (the goal)
 COMPOUND_RATIO = 2.0  # accumulated / one-step above this: "the recurrence compounds the error"
-CURVE_POINTS = 120
+CURVE_POINTS = 60
 TEXT_CHARS = 80
 
 

@@ -101,6 +101,7 @@ class GraphBuilder:
             "per_channel": self.per_channel,
             "symmetric": static,  # static: ActivationSymmetric + WeightSymmetric (zero point 0)
             "weight_type": "int8",
+            "bias": "float" if static else "float (Add after MatMulInteger)",
             "activation_type": "int8" if static else "uint8 (dynamic, per tensor)",
             "quantize_state": self.quantize_state,
             "op_types": "all" if self.quantize_state else OP_TYPES,
@@ -144,7 +145,8 @@ class GraphBuilder:
     def _static(self, out: Path, exclude: list[str], todo: list[str]) -> None:
         if not self.feeds and not self.cache.is_file():
             raise RnnedgeError("static quantization needs calibration text (--calib PATH)")
-        extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True}
+        # Zero point 0 everywhere; biases stay float (an int32 DequantizeLinear is not a TensorRT op).
+        extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
         if self.calib_method == "percentile":
             extra["CalibPercentile"] = 99.999
         quantize_static(

@@ -102,12 +102,11 @@ def long_stream(path: Path, tokens: int, threads: int | None, seed: int = 0) -> 
     }
 
 
-def measure_floors(config: dict[str, Any], threads: int | None) -> dict[str, Any]:
+def _floors_with_blas_threads(config: dict[str, Any], threads: int) -> dict[str, Any]:
     """floor.floors() in a subprocess whose BLAS uses `threads` threads (numpy fixes that at import)."""
     env = dict(os.environ)
-    if threads is not None:
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = str(threads)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
     code = "import json,sys;from rnnedge.runtime.floor import floors;print(json.dumps(floors(json.loads(sys.argv[1]))))"
     try:
         done = subprocess.run(
@@ -116,6 +115,23 @@ def measure_floors(config: dict[str, Any], threads: int | None) -> dict[str, Any
         return dict(json.loads(done.stdout.strip().splitlines()[-1]))
     except (subprocess.CalledProcessError, OSError, ValueError, IndexError):
         return floor_mod.floors(config)  # same measurement in this process (BLAS threads as already set)
+
+
+def measure_floors(config: dict[str, Any], threads: int | None) -> dict[str, Any]:
+    """The floors with 1 BLAS thread and with `threads`: the faster of the two at each batch (the best dense rate)."""
+    runs = {n: _floors_with_blas_threads(config, n) for n in sorted({1, threads or 1})}
+    best = dict(runs[1])
+    best["peak_gflops"] = max(r["peak_gflops"] for r in runs.values())
+    for key in [k for k in best if k.startswith("batch")]:
+        winner = min(runs, key=lambda n: runs[n][key]["shape_floor_us"])
+        b = int(key[len("batch") :])
+        best[key] = {
+            **runs[winner][key],
+            "blas_threads": winner,
+            "peak_floor_us": best["flops_per_token"] * b / best["peak_gflops"] / 1e3,
+        }
+    best["by_blas_threads"] = {str(n): {k: v for k, v in r.items() if k != "matmuls"} for n, r in runs.items()}
+    return best
 
 
 def run_bench(

@@ -52,4 +52,4 @@ def _stream(session: StepSession, ids: np.ndarray, tokens: int, sampler: Sampler
     for _ in range(tokens):
         nxt = sampler(logits)  # (1,)
         yield chars[int(nxt[0])]
-        logits = session.feed(nxt, copy=False)
+        logits = session.feed(int(nxt[0]), copy=False)

@@ -44,6 +44,7 @@ class StepSession:
         self.path = graph_path(path, "step", int8)
         self._sess, self.info = load_session(self.path, "step", providers, threads, session_config)
         self.batch = int(batch)
+        self._vsize = len(self.info.vocab)
         self._ids = np.zeros(self.batch, dtype=np.int64)  # (B,)
         self._logits = np.zeros((self.batch, len(self.info.vocab)), dtype=np.float32)  # (B, V)
         shapes = [(self.batch, s.width) for s in self.info.states]
@@ -75,6 +76,11 @@ class StepSession:
         `token_ids`: one int per stream (an int is accepted when batch == 1). With copy=False the
         returned array is the session's own buffer, overwritten by the next feed.
         """
+        if self.batch == 1 and isinstance(token_ids, (int, np.integer)) and not isinstance(token_ids, bool):
+            if not 0 <= token_ids < self._vsize:  # fast path for the common single-stream case
+                raise InputError(f"token id(s) [{token_ids}] out of range for a vocabulary of {self._vsize}")
+            self._ids[0] = token_ids
+            return self._run(copy)
         ids = np.asarray(token_ids)
         if ids.shape != (self.batch,):
             if ids.ndim == 0 and self.batch == 1:
@@ -90,6 +96,9 @@ class StepSession:
                 f"{len(self.info.vocab)} (valid: 0..{len(self.info.vocab) - 1})"
             )
         self._ids[:] = ids
+        return self._run(copy)
+
+    def _run(self, copy: bool) -> np.ndarray:
         self._sess.run_with_iobinding(self._bindings[self._cur])
         self._cur = 1 - self._cur
         self.steps += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,8 +119,6 @@ def lr_at(config: TrainConfig, step: int, time_fraction: float = 0.0) -> float:
 
     With a time budget the decay follows whichever is further along: steps or elapsed time.
     """
-    import math
-
     if config.warmup and step < config.warmup:
         return config.lr * (step + 1) / config.warmup
     span = max(1, config.steps - config.warmup)
