@@ -67,7 +67,9 @@ def trained(arch: str, train_ids: np.ndarray, vocab: CharVocab, seconds: float, 
     ckpt = ckpts / f"ckpt_{arch}"
     if (ckpt / "config.json").is_file():
         tr = load_checkpoint(ckpt).training or {}
-        facts = {k: tr[k] for k in ("train_steps", "train_seconds", "train_loss", "steps") if k in tr}
+        facts = {k: tr[k] for k in ("train_steps", "train_seconds", "train_loss") if k in tr}
+        if "train_steps" not in facts and "steps" in tr:
+            facts["train_steps"] = tr["steps"]
         return ckpt, {**facts, "reused_checkpoint": True}
     return ckpt, train_briefly(arch, train_ids, vocab, seconds, ckpt)
 

@@ -12,6 +12,7 @@ Writes benchmarks/results/runtime_bench.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -92,7 +93,8 @@ def main() -> None:
         export = Path(tmp) / "export"
         t0 = time.perf_counter()
         export_model(args.model, export)
-        int8_source = make_int8(export)
+        with contextlib.chdir(tmp):  # ORT's quantization tools may drop temp files into the cwd
+            int8_source = make_int8(export)
         prep = time.perf_counter() - t0
         baseline = make_torch_baseline(export, steps=args.steps)
         if isinstance(baseline, str):

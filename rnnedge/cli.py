@@ -20,7 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_AREAS = ("train", "export", "runtime", "quantize", "pipeline")
+_AREAS = ("train", "export", "runtime", "quantize", "drift", "pipeline")
 
 
 def _version(value: bool) -> None:

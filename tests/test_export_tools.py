@@ -94,7 +94,10 @@ def test_failed_verification_writes_nothing(ckpt, tmp_path) -> None:
     def broken(ref, par, step):
         return vfy.CheckResult("planted_failure", "parallel", 0.25, vfy.TOLERANCE)
 
-    checks = [*vfy.default_checks(step_tokens=50), broken]
+    def raising_check(ref, par, step):
+        raise RuntimeError("ORT: shape mismatch at T=7")
+
+    checks = [*vfy.default_checks(step_tokens=50), broken, raising_check]
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "keep.txt").write_text("mine")
@@ -102,6 +105,7 @@ def test_failed_verification_writes_nothing(ckpt, tmp_path) -> None:
         export_model(ckpt, existing, checks=checks, simplify=False)
     msg = str(err.value)
     assert "planted_failure FAILED (max abs diff 0.25" in msg
+    assert "raising_check FAILED (max abs diff inf" in msg and "shape mismatch at T=7" in msg
     for name in ("parallel_vs_torch_fp64", "step_vs_parallel", "carried_state", "batch_vs_single"):
         assert f"{name} ok (max abs diff" in msg
     assert sorted(p.name for p in existing.iterdir()) == ["keep.txt"]

@@ -169,6 +169,10 @@ def test_parallel_session_bad_input(exports) -> None:
         sess.score([3])
     with pytest.raises(InputError, match="out of range"):
         sess.score([3, 99])
+    with pytest.raises(InputError, match="max_seq_len"):
+        sess.run(np.zeros((1, sess.info.max_seq_len + 1), dtype=np.int64))
+    with pytest.raises(InputError, match="out of range"):
+        sess.run(np.full((1, 4), len(VOCAB)))
     with pytest.raises(InputError, match="too short"):
         sess.evaluate_text("~a~", on_unknown="skip")
     with pytest.raises(UnknownCharacterError, match="'~'"):

@@ -206,7 +206,11 @@ def _simplify_one(
             rec.simplified = {"applied": True, "reason": "smaller (not verified: verify=False)"}
             return results
         trial = {k: (data if k == kind else r.data) for k, r in recs.items()}
-        trial_results = vfy.verify_graphs(ref, trial["parallel"], trial["step"], checks)
+        try:
+            trial_results = vfy.verify_graphs(ref, trial["parallel"], trial["step"], checks)
+        except GraphError as exc:
+            rec.simplified = {"applied": False, "reason": f"simplified graph does not load: {exc}"}
+            return results
         failed = [r for r in trial_results if not r.passed]
         if failed:
             worst = ", ".join(f"{r.name} {r.max_abs_diff:.3g}" for r in failed)

@@ -114,8 +114,9 @@ def verdict(m: dict[str, Any]) -> str:
         parts = [f"The int8 graph reproduces the fp32 states exactly over {t_last} steps"]
     elif fit["growth_ratio"] is not None and fit["growth_ratio"] <= FLAT_RATIO:
         parts = [
-            f"State error saturates at {fit['saturation_level']:.1e} after ~{fit['saturation_step']} steps "
-            f"and stays there (t={t_last}: {fit['err_last']:.1e}, {fit['growth_ratio']:.2f}x its value at t=10; "
+            f"State error saturates at {fit['saturation_level']:.1e} "
+            + ("from the first step " if fit["saturation_step"] <= 1 else f"after ~{fit['saturation_step']} steps ")
+            + f"and stays there (t={t_last}: {fit['err_last']:.1e}, {fit['growth_ratio']:.2f}x its value at t=10; "
             f"{where})"
         ]
     else:

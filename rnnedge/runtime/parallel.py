@@ -54,6 +54,12 @@ class ParallelSession:
     def run(self, ids: np.ndarray, state: list[np.ndarray] | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
         """One pass over ids (batch, T) with T <= max_seq_len: (logits (batch, T, V), final state)."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)  # (B, T)
+        if ids.ndim != 2 or ids.shape[1] < 1:
+            raise InputError(f"ids must have shape (batch, time), got {ids.shape}")
+        if self.info.max_seq_len is not None and ids.shape[1] > self.info.max_seq_len:
+            raise InputError(f"{ids.shape[1]} steps exceed the graph's max_seq_len {self.info.max_seq_len}")
+        if ids.min() < 0 or ids.max() >= len(self.vocab):
+            raise InputError(f"token ids out of range for a vocabulary of {len(self.vocab)}")
         if state is None:
             state = self.zero_state(ids.shape[0])
         feeds: dict[str, Any] = {INPUT_IDS: ids}
