@@ -175,14 +175,3 @@ def test_ort_format_and_stale_files(ckpt, tmp_path) -> None:
     # A later export without --ort-format removes the .ort files that no longer match.
     export_model(ckpt, out, simplify=False, max_seq_len=1024)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "parallel.onnx", "step.onnx"]
-
-
-def test_export_shift_equals_model_shift() -> None:
-    from rnnedge.exporter.trace import _shift_for_export
-    from rnnedge.models.scan import _shift
-
-    x = torch.randn(2, 20, 3)
-    for t in (1, 3, 8, 20):
-        for steps in (1, 4, 16, 32):
-            for fill in (0.0, 1.0):
-                assert torch.equal(_shift_for_export(x[:, :t], steps, fill), _shift(x[:, :t], steps, fill))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rnnedge.models.scan import g, linear_scan, log_g, logspace_scan, scan_levels, sequential_scan
+from rnnedge.models.scan import _shift, g, linear_scan, log_g, logspace_scan, scan_levels, sequential_scan
 
 
 def _ab(T: int, H: int = 32, B: int = 2, seed: int = 0, dtype=torch.float32):
@@ -52,3 +52,15 @@ def test_log_g_is_log_of_g():
     x = torch.linspace(-20, 20, 401, dtype=torch.float64)
     assert torch.allclose(log_g(x), torch.log(g(x)))
     assert (g(x) > 0).all()
+
+
+def test_shift_matches_its_definition_for_any_length():
+    x = torch.randn(2, 20, 3)
+    for t in (1, 3, 8, 20):
+        for steps in (1, 4, 16, 32):
+            for fill in (0.0, 1.0):
+                got = _shift(x[:, :t], steps, fill)
+                want = torch.full_like(x[:, :t], fill)
+                if steps < t:
+                    want[:, steps:] = x[:, : t - steps]
+                assert torch.equal(got, want)

@@ -19,7 +19,6 @@ from torch import nn
 from rnnedge.errors import ConfigError, GraphError
 from rnnedge.graphmeta import INPUT_IDS, LOGITS, states_for
 from rnnedge.models import CharLM, fixed_scan_levels
-from rnnedge.models import scan as scan_module
 
 # LayerNormalization (opset 17) is the newest op the graphs need; the TorchScript exporter stops at 20.
 MIN_OPSET = 17
@@ -114,34 +113,11 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], opset: int, time_
     return buf.getvalue()
 
 
-def _shift_for_export(x: torch.Tensor, steps: int, fill: float) -> torch.Tensor:
-    """Same values as scan._shift, but pads min(steps, T) rows instead of `steps` (Slice clamps).
-
-    scan._shift pads `steps` rows and slices them off again, so a graph traced with 16 fixed passes
-    touches T + 32768 rows in its last pass even for a 1-token prompt (~100 ms at T = 1, d_model 128).
-    Here the fill block is as long as x[:, :steps], i.e. min(steps, T), and x[:, :-steps] is empty
-    when T <= steps: every pass costs O(T). Ops: Slice (constant bounds), ConstantOfShape, Concat.
-    """
-    head = x[:, :steps]  # (B, min(steps, T), H)
-    return torch.cat([torch.full_like(head, fill), x[:, :-steps]], dim=1)  # (B, T, H)
-
-
-@contextlib.contextmanager
-def _export_friendly_scan() -> Iterator[None]:
-    """Trace linear_scan with _shift_for_export (the export's checks prove the graph equal to the model)."""
-    saved = scan_module._shift
-    scan_module._shift = _shift_for_export
-    try:
-        yield
-    finally:
-        scan_module._shift = saved
-
-
 def trace_parallel(model: CharLM, opset: int, levels: int) -> bytes:
     """Serialized ONNX of the parallel graph, exact for T <= 2**levels."""
     model = model.eval()
     idx = torch.zeros(2, 5, dtype=torch.long)  # (B, T): T > 1 selects the parallel / fused-RNN path
-    with fixed_scan_levels(model, levels), _export_friendly_scan():
+    with fixed_scan_levels(model, levels):
         return _export(ParallelGraph(model), (idx, *model.init_state(2)), opset, True, model)
 
 

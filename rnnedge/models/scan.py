@@ -28,9 +28,14 @@ def scan_levels(seq_len: int) -> int:
 
 
 def _shift(x: torch.Tensor, steps: int, fill: float) -> torch.Tensor:
-    """x shifted `steps` positions later in time (dim 1), the first `steps` filled with `fill`."""
-    # Pad at the front and drop as many at the end: constant Slice bounds, so any T exports.
-    return F.pad(x, (0, 0, steps, 0), value=fill)[:, :-steps]  # (B, T, H)
+    """x shifted `steps` positions later in time (dim 1), the first min(steps, T) filled with `fill`.
+
+    The fill block is as long as x[:, :steps] and x[:, :-steps] is empty once steps >= T, so each pass
+    costs O(T) even in a graph traced with more passes than T needs; constant Slice bounds, so any T
+    exports (Slice, ConstantOfShape, Concat).
+    """
+    head = x[:, :steps]  # (B, min(steps, T), H)
+    return torch.cat([torch.full_like(head, fill), x[:, :-steps]], dim=1)  # (B, T, H)
 
 
 def linear_scan(
@@ -57,8 +62,9 @@ def sequential_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = 
     """Reference: the recurrence as a loop over time (paper, section 3, sequential form)."""
     h = torch.zeros_like(b[:, 0]) if h0 is None else h0  # (B, H)
     out = []
-    for t in range(b.shape[1]):
-        h = a[:, t] * h + b[:, t]  # (B, H)
+    # unbind, not a[:, t]: indexing makes autograd build a full (B, T, H) gradient per step (O(T²)).
+    for a_t, b_t in zip(a.unbind(1), b.unbind(1), strict=True):
+        h = a_t * h + b_t  # (B, H)
         out.append(h)
     return torch.stack(out, dim=1)  # (B, T, H)
 

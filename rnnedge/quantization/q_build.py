@@ -32,14 +32,21 @@ OP_TYPES = ["MatMul", "Gemm", "Gather"]
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """ONNX Runtime's quantizer logs advice through the root logger; keep the CLI output clean."""
+def _quiet(workdir: Path) -> Iterator[None]:
+    """Run ONNX Runtime's quantizer tools quietly inside `workdir`.
+
+    They log advice through the root logger, and symbolic shape inference / calibration leave
+    scratch files (sym_shape_infer_temp.onnx, *.data) in the current directory.
+    """
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
+    cwd = os.getcwd()
+    os.chdir(workdir)
     try:
         yield
     finally:
+        os.chdir(cwd)
         root.setLevel(level)
 
 
@@ -83,7 +90,7 @@ class GraphBuilder:
         if static:
             pre = workdir / f"{info.kind}.pre.onnx"
             try:
-                with _quiet():
+                with _quiet(workdir):
                     quant_pre_process(str(raw), str(pre), skip_optimization=True)
                 self.source = pre
                 self.preprocess = "ok"
@@ -118,7 +125,7 @@ class GraphBuilder:
         exclude = sorted(set(self.never) | set(keep_float))
         todo = [c for c in self.candidates if c not in keep_float]
         try:
-            with _quiet():
+            with _quiet(self.workdir):
                 if self.static:
                     self._static(out, exclude, todo)
                 else:
