@@ -24,7 +24,11 @@ SUMMARY = "summary.json"
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """What `rnnedge pipeline` runs. With no ckpt: train on `data` if given, else the bundled model."""
+    """What `rnnedge pipeline` runs.
+
+    ckpt: a checkpoint folder, or "default" for the bundled model. With no ckpt: train on `data` if
+    given, else use the bundled model. `data` also supplies the held-out text (its last 10%).
+    """
 
     out: str
     ckpt: str | None = None
@@ -89,6 +93,9 @@ def _heldout_text(cfg: PipelineConfig, out: Path, export_dir: Path, log: Log) ->
         log(f"      offline and no --data: sampling {SELF_SAMPLED_CHARS:,} characters from the fp32 step graph")
         val = "\n" + "".join(generate(export_dir, "\n", SELF_SAMPLED_CHARS - 1, temperature=1.0, seed=cfg.seed))
         source = "sampled from the fp32 model (offline fallback; pass --data for real held-out text)"
+    from rnnedge.runtime import StepSession
+
+    StepSession(export_dir).vocab.encode(val)  # unknown characters: one clear error before any other stage
     val_path = out / "data" / "heldout.txt"
     write_text(val_path, val)
     log(f"      held-out text: {source}: {len(val):,} characters")
@@ -101,9 +108,10 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print, write: Callable[[str], N
 
     out = Path(cfg.out)
     timings: dict[str, float] = {}
-    total = 6 if cfg.ckpt is None and cfg.data is not None else 5
+    total = 6 if cfg.ckpt is None and cfg.data is not None else 5  # 'default' never trains
     n = 0
-    ckpt_path = Path(cfg.ckpt) if cfg.ckpt is not None else default_model_path()
+    use_default = cfg.ckpt in (None, "default")
+    ckpt_path = default_model_path() if use_default else Path(str(cfg.ckpt))
     if cfg.ckpt is None and cfg.data is not None:
         from rnnedge.training.config import TrainConfig
         from rnnedge.training.train import train
@@ -112,7 +120,7 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print, write: Callable[[str], N
         with _stage(log, timings, n, total, f"train {cfg.arch} on {cfg.data} for {cfg.train_steps} steps"):
             tc = TrainConfig(arch=cfg.arch, steps=cfg.train_steps, seed=cfg.seed, threads=cfg.threads)
             ckpt_path = train(tc, cfg.data, out / "checkpoint").out_dir
-    elif cfg.ckpt is None:
+    elif use_default:
         log(f"      using the bundled default model: {ckpt_path}")
     export_dir = out / "export"
 
@@ -135,7 +143,8 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print, write: Callable[[str], N
         from rnnedge.quantization.report import write_report
 
         drift = run_drift(export_dir, val_text, steps=cfg.drift_steps, streams=cfg.drift_streams, threads=cfg.threads)
-        report = write_report([drift], out / "report", {"steps": cfg.drift_steps, "streams": cfg.drift_streams})
+        settings = {"data": text_source, "steps": cfg.drift_steps, "streams": cfg.drift_streams, "on_unknown": "error"}
+        report = write_report([drift], out / "report", settings)
     n += 1
     with _stage(log, timings, n, total, f"generate {cfg.tokens} characters from the int8 step graph"):
         from rnnedge.runtime import StepSession, generate
@@ -181,7 +190,12 @@ def _summary(cfg, ckpt_path, exported, quant, report, drift, latency, timings, o
         "config": asdict(cfg),
         "checkpoint": str(ckpt_path),
         "files": files,
-        "loss_nats": {"fp32": drift.loss_fp32, "int8": drift.loss_int8, "delta": drift.loss_int8 - drift.loss_fp32},
+        # The int8 check's figures: the whole held-out text, scored by each graph (nats/char).
+        "loss_nats": {
+            kind: {k: g[k] for k in ("loss_fp32", "loss_int8", "loss_delta", "size_fp32", "size_int8")}
+            for kind, g in quant.manifest["graphs"].items()
+        },
+        "drift_nll_nats": {"fp32": drift.loss_fp32, "int8": drift.loss_int8, "steps": drift.steps},
         "int8_check": quant.manifest,
         "drift_verdict": model.get("verdict"),
         "step_us_per_token_p50": latency,

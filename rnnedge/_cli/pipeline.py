@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from rnnedge._cli.common import domain_errors, echo
@@ -13,9 +11,12 @@ def register(app: typer.Typer) -> None:
     @app.command("pipeline")
     @domain_errors
     def pipeline(
-        ckpt: Optional[str] = typer.Argument(None, help="Checkpoint folder; default: the bundled minGRU."),  # noqa: UP045
+        ckpt: str | None = typer.Argument(
+            None,
+            help="Checkpoint folder or 'default' (bundled minGRU); omitted: train on --data if given, else default.",
+        ),
         out: str = typer.Option(..., "--out", help="Output folder (export/, report/, sample.txt, summary.json)."),
-        data: Optional[str] = typer.Option(  # noqa: UP045
+        data: str | None = typer.Option(
             None, "--data", help="Text file (or 'shakespeare'): held-out text; with no CKPT, train on it first."
         ),
         arch: str = typer.Option("mingru", "--arch", help="Arch to train when --data is given without CKPT."),
@@ -41,14 +42,17 @@ def register(app: typer.Typer) -> None:
 
 def format_summary(s: dict) -> str:  # type: ignore[type-arg]
     """The closing table of `rnnedge pipeline`."""
-    loss = s["loss_nats"]
     lat = s["step_us_per_token_p50"]
     lines = ["", "Summary", "-------"]
     for name, f in s["files"].items():
         lines.append(f"  {name:<20} {f['bytes'] / 1024:>9.1f} KiB  {f['path']}")
+    lines.append(f"  held-out text          {s['heldout_text']['source']} ({s['heldout_text']['chars']:,} chars)")
+    for kind, g in s["loss_nats"].items():
+        lines.append(
+            f"  {kind + ' graph loss':<22} fp32 {g['loss_fp32']:.4f}  int8 {g['loss_int8']:.4f}  "
+            f"delta {g['loss_delta']:+.4f} nats/char  (int8 size {g['size_int8'] / g['size_fp32']:.2f}x)"
+        )
     lines += [
-        f"  loss on held-out text  fp32 {loss['fp32']:.4f}  int8 {loss['int8']:.4f}  "
-        f"delta {loss['delta']:+.4f} nats/char",
         f"  step latency (batch 1) fp32 {lat['fp32']:.0f} µs/token  int8 {lat['int8']:.0f} µs/token",
         f"  drift verdict          {s.get('drift_verdict') or '-'}",
         "  stages                 " + ", ".join(f"{k.split(' ')[0]} {v:.1f}s" for k, v in s["stage_seconds"].items()),
