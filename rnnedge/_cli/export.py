@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
         max_seq_len: int = typer.Option(4096, "--max-seq-len", help="Largest T in the optimization profile."),
         max_batch: int = typer.Option(8, "--max-batch", help="Largest batch in the optimization profile."),
     ) -> None:
-        """Build a TensorRT engine from the parallel graph (needs `pip install 'rnnedge[gpu]'` on CUDA)."""
+        """Build a TensorRT engine from the parallel graph (needs the gpu extra and tensorrt, on CUDA)."""
         from rnnedge.exporter.engine import build_engine as build
 
         path = build(export_dir, out=out, int8=int8, fp16=fp16, max_seq_len=max_seq_len, max_batch=max_batch)
