@@ -1,12 +1,8 @@
 """Training speed: forward+backward time per batch of one minGRU / minLSTM layer.
 
-Four variants of the same layer width, timed in one process, interleaved round by round:
+Three variants of the same layer width, timed in one process, interleaved round by round:
   parallel   - the project's mixer (doubling parallel scan, what `rnnedge train` uses)
-  sequential - the same math with the scan swapped for a loop over time: the loop of
-               scan.sequential_scan over a.unbind(1) slices (backward O(T)).
-  sequential_index - scan.sequential_scan exactly as the library has it: it indexes a[:, t], whose
-               autograd backward materialises a full (B, T, H) gradient per step (O(T^2) work);
-               timed for T <= --index-max-len only.
+  sequential - the same math with the scan swapped for scan.sequential_scan, a loop over time
   fused      - torch's fused nn.GRU (for minGRU) / nn.LSTM (for minLSTM), same d_model and d_hidden
 Ratios (sequential/parallel, fused/parallel) are the result; paper (T4 GPU, T=512): 175x minGRU,
 235x minLSTM over the sequential form.
@@ -38,16 +34,6 @@ from rnnedge.models.minlstm import MinLSTM
 from rnnedge.models.scan import sequential_scan
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_speed.json"
-
-
-def unbind_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
-    """sequential_scan's loop over per-step slices from unbind (backward stays O(T))."""
-    h = torch.zeros_like(b[:, 0]) if h0 is None else h0  # (B, H)
-    out = []
-    for a_t, b_t in zip(a.unbind(1), b.unbind(1), strict=True):
-        h = a_t * h + b_t  # (B, H)
-        out.append(h)
-    return torch.stack(out, dim=1)  # (B, T, H)
 
 
 @contextlib.contextmanager
@@ -103,7 +89,6 @@ def bench(
     d_hidden: int,
     repeats: int,
     budget: float,
-    index_max: int,
 ):
     rows = []
     dev = torch.device(device)
@@ -115,11 +100,9 @@ def bench(
             x = torch.randn(batch, t_len, d_model, device=dev, requires_grad=True)  # (B, T, D)
             variants = {
                 "parallel": fwd_bwd(layer, x, None),
-                "sequential": fwd_bwd(layer, x, unbind_scan),
+                "sequential": fwd_bwd(layer, x, sequential_scan),
                 "fused": fwd_bwd(fused, x, None),
             }
-            if t_len <= index_max:
-                variants["sequential_index"] = fwd_bwd(layer, x, sequential_scan)
             med = time_variants(variants, repeats, budget)
             row = {
                 "device": device,
@@ -132,15 +115,11 @@ def bench(
                 "speedup_vs_sequential": round(med["sequential"] / med["parallel"], 2),
                 "speedup_vs_fused": round(med["fused"] / med["parallel"], 2),
             }
-            if "sequential_index" in med:
-                row["sequential_index_ms"] = round(med["sequential_index"] * 1e3, 3)
-                row["speedup_vs_sequential_index"] = round(med["sequential_index"] / med["parallel"], 2)
             rows.append(row)
             print(
                 f"{device:4s} {arch:7s} T={t_len:5d}  parallel {row['parallel_ms']:9.2f} ms  "
                 f"sequential {row['sequential_ms']:9.2f} ms ({row['speedup_vs_sequential']:.1f}x)  "
-                f"fused {row['fused_baseline']} {row['fused_ms']:9.2f} ms ({row['speedup_vs_fused']:.2f}x)  "
-                f"index-loop {row.get('sequential_index_ms', '-')} ms",
+                f"fused {row['fused_baseline']} {row['fused_ms']:9.2f} ms ({row['speedup_vs_fused']:.2f}x)",
                 flush=True,
             )
     return rows
@@ -156,21 +135,16 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=20.0, help="Seconds per (arch, T) before stopping repeats.")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core box).")
     ap.add_argument("--devices", nargs="+", default=None, help="Default: cpu, plus cuda when available.")
-    ap.add_argument("--index-max-len", type=int, default=1024, help="Longest T for the indexing loop (O(T^2)).")
     ap.add_argument("--quick", action="store_true", help="Smoke run: T in {64, 256}, 1 repeat.")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     if args.quick:
         args.lengths, args.repeats = [64, 256], 1
     torch.set_num_threads(args.threads)
-    a, b = torch.rand(2, 3, 50, 4).unbind(0)  # both loop forms are the library's recurrence
-    assert torch.allclose(unbind_scan(a, b), sequential_scan(a, b))
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = []
     for device in devices:
-        rows += bench(
-            device, args.lengths, args.batch, args.d_model, args.d_hidden, args.repeats, args.budget, args.index_max_len
-        )
+        rows += bench(device, args.lengths, args.batch, args.d_model, args.d_hidden, args.repeats, args.budget)
     write_json(
         args.out,
         {
@@ -182,7 +156,6 @@ def main() -> None:
             "d_hidden": args.d_hidden,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
-            "index_max_len": args.index_max_len,
             "cpu": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(),
             "load_average_at_end": os.getloadavg(),

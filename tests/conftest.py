@@ -12,6 +12,15 @@ TEXT = (
 ) * 20
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models: a second (spinning) torch thread only slows tests on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def text() -> str:
     return TEXT

@@ -37,15 +37,6 @@ def make_checkpoint(path: Path, arch: str, seed: int = 0) -> Path:
     return save_checkpoint(path, tiny_lm(arch, seed), VOCAB, val_loss=1.234, training={"steps": 1})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny fp64 forwards: a second (spinning) thread only hurts on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("export")

@@ -9,21 +9,12 @@ import types
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from rnnedge.cli import app
 from tests.test_export import make_checkpoint
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from rnnedge.errors import VerificationError
@@ -17,14 +16,6 @@ from rnnedge.exporter import verify as vfy
 from rnnedge.exporter.simplify import onnxsim_simplify, try_simplify
 from rnnedge.graphmeta import parse_metadata
 from tests.test_export import make_checkpoint
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Tiny exported models for the runtime tests (torch + onnx are fine in TEST code).
 
-Uses `rnnedge.exporter.export_model` when it exists, else a local TorchScript export that follows
-the rnnedge.graphmeta contract (same file names, input/output names and metadata).
+Graphs come from `rnnedge.exporter.export_model` (checks skipped: the exporter's tests cover them).
 """
 
 from __future__ import annotations
@@ -14,77 +13,12 @@ import onnx
 import pytest
 import torch
 
-from rnnedge import __version__
-from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo, states_for
-from rnnedge.models import fixed_scan_levels
+from rnnedge.exporter import export_model
 from rnnedge.training.checkpoint import save_checkpoint
 from rnnedge.vocab import CharVocab
 from tests.conftest import TEXT, tiny_model
 
 VOCAB = CharVocab.from_text(TEXT)
-LEVELS = 10  # the local fallback's parallel graph is exact for T <= 1024
-
-
-class _Par(torch.nn.Module):
-    def __init__(self, m: torch.nn.Module) -> None:
-        super().__init__()
-        self.m = m
-
-    def forward(self, idx, *st):
-        logits, ns = self.m(idx, st)
-        return (logits, *ns)
-
-
-class _Step(torch.nn.Module):
-    def __init__(self, m: torch.nn.Module) -> None:
-        super().__init__()
-        self.m = m
-
-    def forward(self, idx, *st):
-        logits, ns = self.m(idx[:, None], st)
-        return (logits[:, 0], *ns)
-
-
-def _fallback_export(model, out: Path) -> None:
-    cfg = model.config
-    states = states_for(cfg.state_spec())
-    ins = [s.input for s in states]
-    outs = [s.output for s in states]
-    axes = {INPUT_IDS: {0: "batch", 1: "time"}, LOGITS: {0: "batch", 1: "time"}}
-    axes.update({n: {0: "batch"} for n in ins + outs})
-    out.mkdir(parents=True, exist_ok=True)
-    for kind, wrapper, idx, levels in (
-        ("parallel", _Par(model), torch.zeros(2, 5, dtype=torch.long), LEVELS),
-        ("step", _Step(model), torch.zeros(2, dtype=torch.long), None),
-    ):
-        path = out / f"{kind}.onnx"
-        kind_axes = dict(axes)
-        if kind == "step":
-            kind_axes[INPUT_IDS] = {0: "batch"}
-            kind_axes[LOGITS] = {0: "batch"}
-        with fixed_scan_levels(model, levels), torch.no_grad():
-            torch.onnx.export(
-                wrapper,
-                (idx, *model.init_state(2)),
-                str(path),
-                input_names=[INPUT_IDS, *ins],
-                output_names=[LOGITS, *outs],
-                dynamic_axes=kind_axes,
-                opset_version=17,
-                dynamo=False,
-            )
-        info = GraphInfo(
-            kind=kind,
-            vocab=VOCAB,
-            config=cfg.to_dict(),
-            states=states,
-            version=__version__,
-            max_seq_len=2**LEVELS if kind == "parallel" else None,
-        )
-        proto = onnx.load(str(path))
-        onnx.helper.set_model_props(proto, info.to_metadata())
-        onnx.save(proto, str(path))
-    (out / "manifest.json").write_text(json.dumps({"checkpoint": str(out.parent / "ckpt")}))
 
 
 def make_export(root: Path, arch: str = "mingru", d_model: int = 16, n_layers: int = 2, seed: int = 0) -> Path:
@@ -93,12 +27,7 @@ def make_export(root: Path, arch: str = "mingru", d_model: int = 16, n_layers: i
     ckpt = root / "ckpt"
     save_checkpoint(ckpt, model, VOCAB)
     out = root / "export"
-    try:
-        from rnnedge.exporter import export_model
-    except ImportError:
-        _fallback_export(model, out)
-    else:
-        export_model(ckpt, out, max_seq_len=1024, verify=False)
+    export_model(ckpt, out, max_seq_len=1024, verify=False)
     return out
 
 
