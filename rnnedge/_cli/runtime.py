@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,11 +11,38 @@ import typer
 from rnnedge._cli.common import domain_errors, echo
 
 
+def _resolve_model(model: Path, int8: bool) -> Path:
+    """`default` -> the bundled model, exported once (fp32, needs torch) into the rnnedge cache."""
+    if str(model) != "default":
+        return model
+    from rnnedge import __version__
+    from rnnedge.assets import default_model_path
+    from rnnedge.errors import DependencyError, RnnedgeError
+
+    if int8:
+        raise RnnedgeError(
+            "'default' is exported fp32 only; for int8 run `rnnedge pipeline --out DIR`, then "
+            "`rnnedge generate DIR/export --int8`"
+        )
+    root = Path(os.environ.get("RNNEDGE_CACHE") or Path.home() / ".cache" / "rnnedge")
+    cache = root / f"default-export-{__version__}"
+    if not (cache / "step.onnx").is_file():
+        try:
+            from rnnedge.exporter import export_model
+        except ImportError as exc:
+            raise DependencyError(f"'default' needs torch to export the bundled model once ({exc})") from None
+        echo(f"exporting the bundled default model once to {cache} …", err=True)
+        export_model(default_model_path(), cache, max_seq_len=4096)
+    return cache
+
+
 def register(app: typer.Typer) -> None:
     @app.command("generate")
     @domain_errors
     def generate_cmd(
-        model: Path = typer.Argument(..., help="Export folder (step.onnx inside) or a step .onnx file."),
+        model: Path = typer.Argument(
+            ..., help="Export folder (step.onnx inside), a step .onnx file, or 'default' (the bundled model)."
+        ),
         prompt: str = typer.Option("\n", "--prompt", "-p", help="Text to start from (must not be empty)."),
         tokens: int = typer.Option(300, "--tokens", "-n", help="Characters to generate after the prompt."),
         int8: bool = typer.Option(False, "--int8", help="Use step.int8.onnx from the export folder."),
@@ -32,7 +60,7 @@ def register(app: typer.Typer) -> None:
         """Stream characters from the step graph to stdout as they are sampled (prompt first)."""
         from rnnedge.runtime import StepSession, generate
 
-        session = StepSession(model, providers=provider, threads=threads, int8=int8)
+        session = StepSession(_resolve_model(model, int8), providers=provider, threads=threads, int8=int8)
         chars = generate(
             session,
             prompt,
