@@ -45,8 +45,6 @@ class PipelineConfig:
     threads: int = 2
 
     def __post_init__(self) -> None:
-        if self.ckpt is not None and self.data is not None and self.train_steps <= 0:
-            raise ConfigError("train_steps must be positive")
         for name in ("drift_steps", "drift_streams", "train_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")

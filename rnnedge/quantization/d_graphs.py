@@ -28,19 +28,11 @@ def _signature(session: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
 
 def load_step(path: Path, threads: int = 1) -> StepGraph:
     """Open one step graph; GraphError if it is missing, corrupt, not a step graph or lacks states."""
-    import onnxruntime as ort
+    from rnnedge.quantization.q_run import session as cpu_session
 
     if not path.is_file():
         raise GraphError(f"{path} not found")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GraphError(f"cannot load {path}: {first}") from exc
+    session = cpu_session(path, threads)
     info = parse_metadata(session.get_modelmeta().custom_metadata_map, str(path))
     if info.kind != "step":
         raise GraphError(f"{path} is a {info.kind} graph, not a step graph")

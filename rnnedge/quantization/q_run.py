@@ -104,8 +104,10 @@ def session(model: str | os.PathLike[str] | bytes, threads: int = 1) -> ort.Infe
     src = model if isinstance(model, bytes) else str(model)
     try:
         return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise GraphError(f"ONNX Runtime cannot load the graph: {str(exc).splitlines()[0]}") from exc
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        what = "the graph" if isinstance(model, bytes) else str(model)
+        raise GraphError(f"ONNX Runtime cannot load {what}: {first}") from exc
 
 
 def zero_states(info: GraphInfo, batch: int) -> dict[str, np.ndarray]:
