@@ -14,9 +14,21 @@ from tests.conftest import TEXT
 
 
 def make_export(
-    out: Path, arch: str = "mingru", d_model: int = 32, n_layers: int = 2, seed: int = 0, train_steps: int = 12
+    out: Path,
+    arch: str = "mingru",
+    d_model: int = 32,
+    n_layers: int = 2,
+    seed: int = 0,
+    train_steps: int = 12,
+    head_outlier: float = 0.0,
 ) -> Path:
-    """A tiny model (briefly fitted to TEXT so losses mean something) exported into `out`."""
+    """A tiny model (briefly fitted to TEXT so losses mean something) exported into `out`.
+
+    `head_outlier` > 0 adds that multiple of the head's largest weight to one input column of the head,
+    for every output: every logit moves by the same amount, so the fp32 model's probabilities do not
+    change, but a per-tensor int8 scale now rounds the rest of the head to a few levels. The head is
+    then by far the most quantization-sensitive node, whatever the ONNX Runtime version (a known answer).
+    """
     vocab = CharVocab.from_text(TEXT + "xyzXYZ!")
     torch.manual_seed(seed)
     cfg = ModelConfig(vocab_size=len(vocab), arch=arch, n_layers=n_layers, d_model=d_model)
@@ -32,6 +44,9 @@ def make_export(
         loss.backward()
         opt.step()
     model.eval()
+    if head_outlier:
+        with torch.no_grad():
+            model.head.weight[:, 0] += head_outlier * model.head.weight.abs().max()
     ckpt = out.parent / f"{out.name}-ckpt"
     save_checkpoint(ckpt, model, vocab)
     export_model(ckpt, out, max_seq_len=128, verify=False)
