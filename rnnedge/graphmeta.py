@@ -1,39 +1,53 @@
-"""The contract between the exporter and everything downstream (torch-free, onnx-free).
+"""The contract between the exporter and everything downstream (torch-free, onnx-free, numpy-free).
 
-An exported folder holds `parallel.onnx` and `step.onnx` (+ `*.int8.onnx` after quantization) and
-`manifest.json`. Each .onnx carries its own description in metadata_props, so a runtime needs
-nothing but the file:
+An export folder holds `parallel.onnx`, `step.onnx` and `manifest.json`; each precision variant adds
+`<graph>.<variant>.onnx` (e.g. `step.int8-dynamic.onnx`), named after the recipe that made it. Each
+.onnx describes itself in metadata_props, so a runtime needs nothing but the file:
 
-    rnnedge.version   package version that wrote it
-    rnnedge.graph     "parallel" | "step"
-    rnnedge.vocab     the characters, in token-id order
-    rnnedge.config    model config (JSON)
-    rnnedge.states    JSON list of {"name", "input", "output", "shape"}; shape = ["batch", width]
-    rnnedge.max_seq_len   parallel only: longest T the fixed-depth scan is exact for
-    rnnedge.quantization  int8 only: JSON description of how it was quantized
+    rnnedge.format        contract version (FORMAT_VERSION); absent in files from rnnedge 0.1 (= 1)
+    rnnedge.version       package version that wrote it
+    rnnedge.graph         "parallel" | "step"
+    rnnedge.vocab         the characters, in token-id order
+    rnnedge.config        model config (JSON)
+    rnnedge.states        JSON list of {"name", "input", "output", "shape", "dtype", "kind"}:
+                          shape is the full shape, "batch" the only symbolic dim, e.g.
+                          ["batch", 256] (a recurrent h) or ["batch", 4, 128, 32] (a KV cache)
+    rnnedge.max_seq_len   parallel only: longest T one call is exact for
+    rnnedge.matmuls       step only: JSON [[name, k, n], ...], the weight products of one token (the floor)
+    rnnedge.variant       the precision variant ("fp32", or a recipe name)
+    rnnedge.recipe        variants only: the recipe (JSON) that made the file
+    rnnedge.quantization  variants only: what the quantizer did (JSON)
 
 Inputs:  input_ids int64 [batch, time] (parallel) or [batch] (step), then state_in.<layer>.<name>
-Outputs: logits float32 [batch, time, vocab] or [batch, vocab], then state_out.<layer>.<name>
-(same order and shapes as the state inputs).
+Outputs: logits [batch, time, vocab] or [batch, vocab], then state_out.<layer>.<name> (same order,
+shapes and dtypes as the state inputs).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rnnedge.errors import GraphError
 from rnnedge.vocab import CharVocab
 
+FORMAT_VERSION = 2
 INPUT_IDS = "input_ids"
 LOGITS = "logits"
 GRAPH_KINDS = ("parallel", "step")
-GRAPH_FILES = {"parallel": "parallel.onnx", "step": "step.onnx"}
-INT8_FILES = {"parallel": "parallel.int8.onnx", "step": "step.int8.onnx"}
+BATCH = "batch"  # the one symbolic dimension a state may have
+FP32 = "fp32"  # the variant name of the exported graphs themselves
 MANIFEST = "manifest.json"
 PREFIX = "rnnedge."
+STATE_DTYPES = ("float32", "float16", "int64", "int32")
+STATE_KINDS = ("recurrent", "kv", "position")
+VARIANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+MAX_STATE_ELEMENTS = 1 << 28  # per stream: a state larger than 1 GiB of fp32 is a damaged file
+MAX_METADATA_CHARS = 1 << 20  # per entry: refuse absurd strings before parsing them
 
 
 def state_input_name(state: str) -> str:
@@ -44,16 +58,100 @@ def state_output_name(state: str) -> str:
     return f"state_out.{state}"
 
 
+def check_variant_name(variant: str) -> str:
+    """`variant` if it is a usable file-name part (lower-case letters, digits, '-'); GraphError otherwise."""
+    if not isinstance(variant, str) or not VARIANT_PATTERN.match(variant):
+        raise GraphError(f"variant name {variant!r} must be lower-case letters, digits and '-' (e.g. int8-dynamic)")
+    return variant
+
+
+def graph_file(kind: str, variant: str = FP32) -> str:
+    """File name of a graph: `step.onnx` for fp32, `step.<variant>.onnx` for a precision variant."""
+    if kind not in GRAPH_KINDS:
+        raise GraphError(f"unknown graph kind {kind!r}; one of {', '.join(GRAPH_KINDS)}")
+    return f"{kind}.onnx" if variant == FP32 else f"{kind}.{check_variant_name(variant)}.onnx"
+
+
+def split_graph_file(name: str) -> tuple[str, str] | None:
+    """(kind, variant) for a graph file name this contract produces, else None."""
+    parts = name.split(".")
+    if len(parts) == 2 and parts[1] == "onnx" and parts[0] in GRAPH_KINDS:
+        return parts[0], FP32
+    if len(parts) == 3 and parts[2] == "onnx" and parts[0] in GRAPH_KINDS and VARIANT_PATTERN.match(parts[1]):
+        return parts[0], parts[1]
+    return None
+
+
+def list_variants(folder: str | Path) -> dict[str, dict[str, Path]]:
+    """{variant: {kind: path}} of the graph files in an export folder (fp32 first, then by name)."""
+    found: dict[str, dict[str, Path]] = {}
+    root = Path(folder)
+    if not root.is_dir():
+        return found
+    for path in sorted(root.iterdir()):
+        split = split_graph_file(path.name)
+        if split is not None and path.is_file():
+            found.setdefault(split[1], {})[split[0]] = path
+    return dict(sorted(found.items(), key=lambda kv: (kv[0] != FP32, kv[0])))
+
+
 @dataclass(frozen=True)
 class StateInfo:
-    name: str  # e.g. "0.h"
+    """One state tensor of a graph: full shape (symbolic `batch` plus fixed dims), dtype and role."""
+
+    name: str  # e.g. "0.h", "2.k"
     input: str  # graph input name
     output: str  # graph output name
-    width: int
+    shape: tuple[int | str, ...]  # e.g. ("batch", 256) or ("batch", heads, context, head_dim)
+    dtype: str = "float32"
+    kind: str = "recurrent"  # recurrent | kv | position
+
+    def __post_init__(self) -> None:
+        if self.dtype not in STATE_DTYPES:
+            raise GraphError(f"state {self.name!r}: dtype {self.dtype!r} is not one of {', '.join(STATE_DTYPES)}")
+        if self.kind not in STATE_KINDS:
+            raise GraphError(f"state {self.name!r}: kind {self.kind!r} is not one of {', '.join(STATE_KINDS)}")
+        if not self.shape or self.shape[0] != BATCH:
+            raise GraphError(f"state {self.name!r}: shape {list(self.shape)} must start with {BATCH!r}")
+        for d in self.shape[1:]:
+            if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+                raise GraphError(f"state {self.name!r}: dim {d!r} of {list(self.shape)} must be a positive integer")
+        if self.elements_per_stream > MAX_STATE_ELEMENTS:
+            raise GraphError(f"state {self.name!r}: shape {list(self.shape)} is implausibly large")
 
     @property
     def layer(self) -> int:
         return int(self.name.split(".", 1)[0])
+
+    @property
+    def elements_per_stream(self) -> int:
+        n = 1
+        for d in self.shape[1:]:
+            n *= int(d)
+        return n
+
+    def concrete_shape(self, batch: int) -> tuple[int, ...]:
+        """The shape with `batch` filled in."""
+        return (int(batch), *(int(d) for d in self.shape[1:]))
+
+    def nbytes_per_stream(self) -> int:
+        width = {"float32": 4, "float16": 2, "int64": 8, "int32": 4}[self.dtype]
+        return self.elements_per_stream * width
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "input": self.input,
+            "output": self.output,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "kind": self.kind,
+        }
+
+
+def make_state(name: str, shape: tuple[int | str, ...], dtype: str = "float32", kind: str = "recurrent") -> StateInfo:
+    """A StateInfo with the contract's input/output names for state `name` (e.g. '0.h')."""
+    return StateInfo(name, state_input_name(name), state_output_name(name), tuple(shape), dtype, kind)
 
 
 @dataclass(frozen=True)
@@ -67,59 +165,105 @@ class GraphInfo:
     version: str
     max_seq_len: int | None = None
     quantization: dict[str, Any] | None = None
+    variant: str = FP32
+    recipe: dict[str, Any] | None = None
+    matmuls: tuple[tuple[str, int, int], ...] = field(default=())
+    format: int = FORMAT_VERSION
 
     @property
     def arch(self) -> str:
         return str(self.config.get("arch", "?"))
 
+    def state_bytes_per_stream(self) -> int:
+        return sum(s.nbytes_per_stream() for s in self.states)
+
+    def same_model(self, other: GraphInfo) -> bool:
+        """Same config, vocabulary and state contract (the precision may differ)."""
+        return self.config == other.config and self.vocab == other.vocab and self.states == other.states
+
     def to_metadata(self) -> dict[str, str]:
         """The metadata_props entries (all strings) that describe this graph."""
         meta = {
+            PREFIX + "format": str(FORMAT_VERSION),
             PREFIX + "version": self.version,
             PREFIX + "graph": self.kind,
             PREFIX + "vocab": self.vocab.chars,
             PREFIX + "config": json.dumps(self.config, sort_keys=True),
-            PREFIX + "states": json.dumps(
-                [
-                    {"name": s.name, "input": s.input, "output": s.output, "shape": ["batch", s.width]}
-                    for s in self.states
-                ]
-            ),
+            PREFIX + "states": json.dumps([s.to_dict() for s in self.states]),
+            PREFIX + "variant": self.variant,
         }
         if self.max_seq_len is not None:
             meta[PREFIX + "max_seq_len"] = str(self.max_seq_len)
+        if self.matmuls:
+            meta[PREFIX + "matmuls"] = json.dumps([list(m) for m in self.matmuls])
+        if self.recipe is not None:
+            meta[PREFIX + "recipe"] = json.dumps(self.recipe, sort_keys=True)
         if self.quantization is not None:
             meta[PREFIX + "quantization"] = json.dumps(self.quantization, sort_keys=True)
         return meta
 
 
-def states_for(state_spec: list[tuple[str, int]]) -> tuple[StateInfo, ...]:
-    """StateInfo for each (name, width) of ModelConfig.state_spec()."""
-    return tuple(StateInfo(n, state_input_name(n), state_output_name(n), w) for n, w in state_spec)
+def _state(entry: Any) -> StateInfo:
+    if not isinstance(entry, dict):
+        raise GraphError(f"state entry {entry!r} is not an object")
+    shape = entry["shape"]
+    if not isinstance(shape, list) or len(shape) > 8:
+        raise GraphError(f"state {entry.get('name')!r}: shape {shape!r} is not a list of at most 8 dims")
+    return StateInfo(
+        str(entry["name"]),
+        str(entry["input"]),
+        str(entry["output"]),
+        tuple(shape),
+        str(entry.get("dtype", "float32")),  # format 1 files: float32 [batch, width]
+        str(entry.get("kind", "recurrent")),
+    )
 
 
 def parse_metadata(meta: Mapping[str, str], source: str = "graph") -> GraphInfo:
-    """GraphInfo from metadata_props (onnx) or ORT's custom_metadata_map; GraphError if not rnnedge's."""
+    """GraphInfo from metadata_props (onnx) or ORT's custom_metadata_map; GraphError if not rnnedge's.
+
+    Files from rnnedge 0.1 (no `rnnedge.format`, int8 files with `rnnedge.quantization`) still load;
+    a file from a newer contract is refused with one line naming both versions.
+    """
     if PREFIX + "graph" not in meta:
         raise GraphError(f"{source} has no rnnedge metadata (was it written by `rnnedge export`?)")
     try:
+        too_long = [k for k, v in meta.items() if k.startswith(PREFIX) and len(v) > MAX_METADATA_CHARS]
+        if too_long:
+            raise GraphError(f"{source}: metadata entry {too_long[0]} is implausibly long; refusing the file")
+        fmt = int(meta.get(PREFIX + "format", "1"))
+        if fmt > FORMAT_VERSION or fmt < 1:
+            raise GraphError(
+                f"{source} uses rnnedge graph format {fmt} (written by rnnedge {meta.get(PREFIX + 'version', '?')}); "
+                f"this rnnedge reads formats 1-{FORMAT_VERSION}: upgrade rnnedge or re-export"
+            )
         kind = meta[PREFIX + "graph"]
         if kind not in GRAPH_KINDS:
             raise GraphError(f"{source}: unknown graph kind {kind!r}")
-        states = tuple(
-            StateInfo(str(s["name"]), str(s["input"]), str(s["output"]), int(s["shape"][1]))
-            for s in json.loads(meta[PREFIX + "states"])
-        )
+        raw_states = json.loads(meta[PREFIX + "states"])
+        if not isinstance(raw_states, list) or len(raw_states) > 4096:
+            raise GraphError(f"{source}: rnnedge.states is not a list of at most 4096 states")
+        states = tuple(_state(s) for s in raw_states)
         quant = meta.get(PREFIX + "quantization")
+        recipe = meta.get(PREFIX + "recipe")
         max_len = meta.get(PREFIX + "max_seq_len")
+        matmuls = meta.get(PREFIX + "matmuls")
+        variant = meta.get(PREFIX + "variant") or ("int8" if quant else FP32)  # format 1: step.int8.onnx
+        config = json.loads(meta[PREFIX + "config"])
+        if not isinstance(config, dict):
+            raise GraphError(f"{source}: rnnedge.config is not a JSON object")
         return GraphInfo(
             kind=kind,
             vocab=CharVocab(meta[PREFIX + "vocab"]),
-            config=json.loads(meta[PREFIX + "config"]),
+            config=config,
             states=states,
             version=meta.get(PREFIX + "version", "?"),
             max_seq_len=int(max_len) if max_len is not None else None,
             quantization=json.loads(quant) if quant else None,
+            variant=variant,
+            recipe=json.loads(recipe) if recipe else None,
+            matmuls=tuple((str(n), int(k), int(m)) for n, k, m in json.loads(matmuls)) if matmuls else (),
+            format=fmt,
         )
     except GraphError:
         raise

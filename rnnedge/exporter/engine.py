@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from rnnedge.errors import DependencyError, GraphError, RnnedgeError
-from rnnedge.exporter.tensorrt import check_tensorrt
+from rnnedge.tensorrt_rules import check_tensorrt
 from rnnedge.graphmeta import GRAPH_FILES, INPUT_IDS, INT8_FILES
 from rnnedge.io import write_bytes
 

@@ -14,7 +14,7 @@ import onnx
 
 from rnnedge import __version__
 from rnnedge.exporter import verify as vfy
-from rnnedge.exporter.tensorrt import check_tensorrt
+from rnnedge.tensorrt_rules import check_tensorrt
 from rnnedge.graphmeta import GRAPH_FILES, INT8_FILES, MANIFEST
 from rnnedge.io import atomic_path, write_json
 from rnnedge.training.checkpoint import Checkpoint

@@ -1,4 +1,4 @@
-"""The one model config shared by all four mixers (frozen, JSON-serialisable)."""
+"""The one model config shared by every mixer (frozen, JSON-serialisable; torch-free)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rnnedge.errors import ConfigError
-
-ARCHS = ("mingru", "minlstm", "gru", "lstm")
-# States each mixer carries per layer, in the order they appear in graphs and checkpoints.
-STATE_NAMES = {"mingru": ("h",), "minlstm": ("h",), "gru": ("h",), "lstm": ("h", "c")}
+from rnnedge.graphmeta import StateInfo, make_state
+from rnnedge.models.registry import MIXER_NAMES, mixer_spec
 
 
 @dataclass(frozen=True)
@@ -25,8 +23,8 @@ class ModelConfig:
     mlp_ratio: float = 4.0  # MLP width = round(mlp_ratio * d_model)
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ConfigError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.arch not in MIXER_NAMES:
+            raise ConfigError(f"unknown arch {self.arch!r}; choose one of {', '.join(MIXER_NAMES)}")
         for name in ("vocab_size", "n_layers", "d_model"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -43,9 +41,17 @@ class ModelConfig:
     def d_mlp(self) -> int:
         return round(self.mlp_ratio * self.d_model)
 
-    def state_spec(self) -> list[tuple[str, int]]:
-        """Flat list of (name, width) for every recurrent state, e.g. [('0.h', 256), ...]."""
-        return [(f"{layer}.{n}", self.d_hidden) for layer in range(self.n_layers) for n in STATE_NAMES[self.arch]]
+    def state_infos(self) -> tuple[StateInfo, ...]:
+        """Every state tensor of the model, layer by layer in the mixer's order, e.g. '0.h' ("batch", 256).
+
+        Read from the mixer's MixerSpec (imports the mixer module, and so torch).
+        """
+        spec = mixer_spec(self.arch)
+        return tuple(
+            make_state(f"{layer}.{s.name}", s.shape, s.dtype, s.kind)
+            for layer in range(self.n_layers)
+            for s in spec.states(self)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -3,7 +3,7 @@
 The rules come from TensorRT 10's ONNX-parser operator support list (see reference.md); they are a
 static walk of the graph, not a TensorRT run (TensorRT cannot be installed on our CI machines).
 `check_tensorrt(model_or_path)` works on any ONNX file, int8 graphs included: [] means no problem found.
-This module imports only onnx/numpy (never torch): rnnedge.quantization loads it by file path.
+Torch-free (onnx + numpy): the exporter and rnnedge.quantization both import it.
 """
 
 from __future__ import annotations

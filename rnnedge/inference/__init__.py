@@ -1,0 +1,30 @@
+"""The one ONNX Runtime layer (onnxruntime + NumPy; no torch, no onnx).
+
+Sessions (providers, threads, options), rnnedge graphs checked against their metadata, state buffers
+of any shape and dtype, the step loop, the windowed parallel loop, NLL, and reading text. The
+exporter's verification, quantization, drift and the runtime all go through here.
+"""
+
+from rnnedge.inference.loop import StepRunner, parallel_nll, step_nll
+from rnnedge.inference.nll import log_softmax, nll, streams_of
+from rnnedge.inference.providers import PROVIDERS, resolve_providers
+from rnnedge.inference.sessions import GraphSession, open_graph, open_session, session_options, zero_states
+from rnnedge.inference.text import encode_text, read_text
+
+__all__ = [
+    "PROVIDERS",
+    "GraphSession",
+    "StepRunner",
+    "encode_text",
+    "log_softmax",
+    "nll",
+    "open_graph",
+    "open_session",
+    "parallel_nll",
+    "read_text",
+    "resolve_providers",
+    "session_options",
+    "step_nll",
+    "streams_of",
+    "zero_states",
+]

@@ -1,0 +1,172 @@
+"""Precision recipes: one frozen config per method, a registry of named presets (onnx-free, torch-free).
+
+A recipe only describes; `rnnedge.quantization.apply` turns it into graph bytes with ONNX Runtime's
+own tools. Its name is the variant name: it names the files (`step.<name>.onnx`), the manifest's
+`variants` entry and the `--variant` the other commands take. Its `to_dict()` goes into the graph's
+metadata (`rnnedge.recipe`), so every variant file says how it was made.
+
+    int8-dynamic   weights int8, activations quantized per call (ORT quantize_dynamic); CPU EP
+    int8-qdq       static QDQ int8, calibrated on real text timestep by timestep; TensorRT-style
+    fp16           weights and activations float16, I/O and state kept float32 by default
+    int8-weight    weight-only int8 (MatMulNBits, 8 bits), activations float
+    int4-weight    weight-only 4-bit (MatMulNBits, block 32), activations float
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rnnedge.errors import ConfigError
+from rnnedge.graphmeta import FP32, GRAPH_KINDS, check_variant_name
+
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """Base of every recipe: its variant `name`, a `version` of the recipe's meaning, the graphs it makes."""
+
+    kind: ClassVar[str] = "recipe"
+    name: str
+    version: int = 1
+    graphs: tuple[str, ...] = GRAPH_KINDS
+    keep_float: tuple[str, ...] = ()  # node-name / parameter-label globs left in fp32
+
+    def __post_init__(self) -> None:
+        if self.name == FP32:
+            raise ConfigError("'fp32' names the exported graphs themselves; a recipe needs another name")
+        check_variant_name(self.name)
+        if not self.graphs or any(g not in GRAPH_KINDS for g in self.graphs):
+            raise ConfigError(f"recipe {self.name}: graphs must be among {GRAPH_KINDS}, got {list(self.graphs)}")
+        if not all(isinstance(p, str) and p for p in self.keep_float):
+            raise ConfigError(f"recipe {self.name}: keep_float must be non-empty name patterns")
+
+    @property
+    def needs_calibration(self) -> bool:
+        return False
+
+    @property
+    def keeps_state_float(self) -> bool:
+        """True unless the recipe quantizes or casts the recurrent state itself."""
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for key, value in data.items():
+            if isinstance(value, tuple):
+                data[key] = list(value)
+        return {"type": type(self).__name__, **data}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DynamicInt8(Recipe):
+    """ORT quantize_dynamic: int8 symmetric weights, uint8 activations quantized on the fly (per tensor)."""
+
+    kind: ClassVar[str] = "int8-dynamic"
+    per_channel: bool = False
+    reduce_range: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class StaticQdqInt8(Recipe):
+    """ORT quantize_static in QDQ format, symmetric int8 (zero point 0, float bias): TensorRT takes it."""
+
+    kind: ClassVar[str] = "int8-qdq"
+    calib_method: str = "minmax"
+    per_channel: bool = False
+    quantize_state: bool = False  # the counter-example: clip the recurrent state to a calibrated range
+    calib_steps: int = 512  # step-graph timesteps run per calibration stream
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.calib_method not in CALIB_METHODS:
+            raise ConfigError(f"calib method must be one of {', '.join(CALIB_METHODS)}, not {self.calib_method!r}")
+        if isinstance(self.calib_steps, bool) or not isinstance(self.calib_steps, int) or self.calib_steps < 1:
+            raise ConfigError(f"--calib-steps must be a positive integer, got {self.calib_steps!r}")
+
+    @property
+    def needs_calibration(self) -> bool:
+        return True
+
+    @property
+    def keeps_state_float(self) -> bool:
+        return not self.quantize_state
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fp16(Recipe):
+    """Weights and activations float16 (ORT's float16 converter); `keep_io_types` keeps I/O and state float32."""
+
+    kind: ClassVar[str] = "fp16"
+    keep_io_types: bool = True
+    op_block_list: tuple[str, ...] = ()
+
+    @property
+    def keeps_state_float(self) -> bool:
+        return self.keep_io_types
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightOnly(Recipe):
+    """Weight-only quantization to MatMulNBits (ORT's MatMulNBitsQuantizer): activations stay float."""
+
+    kind: ClassVar[str] = "weight-only"
+    bits: int = 4
+    block_size: int = 32
+    symmetric: bool = True
+    accuracy_level: int = 4  # 4: int8 compute inside MatMulNBits (fast on CPU); 0: ORT's default
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.bits not in (4, 8):
+            raise ConfigError(f"weight-only bits must be 4 or 8, got {self.bits!r}")
+        if self.block_size not in (16, 32, 64, 128, 256):
+            raise ConfigError(f"block size must be a power of two in 16..256, got {self.block_size!r}")
+        if self.accuracy_level not in (0, 1, 2, 3, 4):
+            raise ConfigError(f"accuracy level must be 0-4, got {self.accuracy_level!r}")
+
+
+RECIPE_TYPES: dict[str, type[Recipe]] = {cls.__name__: cls for cls in (DynamicInt8, StaticQdqInt8, Fp16, WeightOnly)}
+PRESETS: dict[str, Recipe] = {
+    "int8-dynamic": DynamicInt8(name="int8-dynamic"),
+    "int8-qdq": StaticQdqInt8(name="int8-qdq"),
+    "fp16": Fp16(name="fp16"),
+    "int8-weight": WeightOnly(name="int8-weight", bits=8, block_size=32),
+    "int4-weight": WeightOnly(name="int4-weight", bits=4, block_size=32),
+}
+ALIASES = {"dynamic": "int8-dynamic", "static": "int8-qdq", "qdq": "int8-qdq"}  # rnnedge 0.1's --method names
+
+
+def recipe(name: str, **options: Any) -> Recipe:
+    """The preset `name` (or an alias), with `options` replacing its fields; ConfigError on anything unknown.
+
+    Options that are None are ignored, so CLI flags left unset keep the preset's values.
+    """
+    key = ALIASES.get(name, name)
+    if key not in PRESETS:
+        raise ConfigError(f"unknown precision recipe {name!r}; choose one of {', '.join(PRESETS)}")
+    base = PRESETS[key]
+    given = {k: v for k, v in options.items() if v is not None}
+    fields = {f.name for f in dataclasses.fields(base)}
+    unknown = sorted(set(given) - fields)
+    if unknown:
+        raise ConfigError(f"recipe {key} has no option {', '.join(unknown)} (it takes: {', '.join(sorted(fields))})")
+    for k, v in given.items():
+        if isinstance(v, list):
+            given[k] = tuple(v)
+    return dataclasses.replace(base, **given)
+
+
+def recipe_from_dict(data: Any) -> Recipe:
+    """Inverse of Recipe.to_dict (only the known recipe types; unknown fields refused)."""
+    if not isinstance(data, dict) or data.get("type") not in RECIPE_TYPES:
+        raise ConfigError(f"not a recipe description: {data!r}"[:200])
+    cls = RECIPE_TYPES[data["type"]]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    body = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k != "type"}
+    unknown = sorted(set(body) - fields)
+    if unknown:
+        raise ConfigError(f"recipe {data.get('name')!r}: unknown fields {', '.join(unknown)}")
+    return cls(**body)
