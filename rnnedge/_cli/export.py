@@ -40,6 +40,12 @@ def _summary(manifest: dict) -> None:
         echo(f"  - {p}")
     if manifest.get("ort_format"):
         echo(f"ORT format: {', '.join(manifest['ort_format']['files'])}")
+    if manifest.get("mobile"):
+        mob = manifest["mobile"]
+        echo(f"mobile/: {mob['graph']['nodes']} nodes, {', '.join(mob['files'])}")
+        for ep, fig in mob["checker"]["fp32"].items():
+            share = f"{100 * fig['largest_partition_share']:.1f}%"
+            echo(f"  {ep}: {fig['partitions']} partition(s), {share} of {fig['nodes']} nodes in the largest")
 
 
 def register(app: typer.Typer) -> None:
@@ -52,6 +58,9 @@ def register(app: typer.Typer) -> None:
         max_seq_len: int = typer.Option(65536, "--max-seq-len", help="Longest T the parallel graph is exact for."),
         no_simplify: bool = typer.Option(False, "--no-simplify", help="Skip onnxsim."),
         ort_format: bool = typer.Option(False, "--ort-format", help="Also write .ort files + required-ops config."),
+        target: str = typer.Option(
+            "default", "--target", help="'mobile' adds mobile/: a batch-1 step graph for NNAPI/CoreML, .ort, op config."
+        ),
     ) -> None:
         """Export a checkpoint to parallel.onnx + step.onnx + manifest.json, verified before writing."""
         from rnnedge.exporter import export_model
@@ -63,6 +72,7 @@ def register(app: typer.Typer) -> None:
             max_seq_len=max_seq_len,
             simplify=not no_simplify,
             ort_format=ort_format,
+            target=target,
         )
         _summary(result.manifest)
         echo(f"wrote {result.out_dir} (all {len(result.checks)} checks passed, tolerance 1e-4)")

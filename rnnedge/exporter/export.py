@@ -20,8 +20,8 @@ import onnx
 
 from rnnedge import __version__
 from rnnedge.errors import GraphError, RnnedgeError
+from rnnedge.exporter import mobile, trace
 from rnnedge.exporter import simplify as simp
-from rnnedge.exporter import trace
 from rnnedge.exporter import verify as vfy
 from rnnedge.exporter.manifest import GraphRecord, build_manifest, write_export
 from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo, graph_file
@@ -48,20 +48,27 @@ def export_model(
     verify: bool = True,
     simplifier: simp.Simplifier | None = None,
     checks: Sequence[vfy.Check] | None = None,
+    target: str = "default",
 ) -> ExportResult:
     """Export a checkpoint (folder or Checkpoint) to out_dir/{parallel,step}.onnx + manifest.json.
+
+    `target="mobile"` adds out_dir/mobile/ (exporter/mobile.py): a fixed-shape step graph for
+    ONNX Runtime's NNAPI/CoreML EPs, its .ort file and operator config, verified the same way.
 
     Every check runs in ONNX Runtime before anything is written; on failure a VerificationError lists
     each check with its max abs difference and out_dir is left as it was. `simplifier` and `checks`
     replace onnxsim and the default checks (for tests).
     """
     trace.check_opset(opset)
+    mobile.check_target(target)
     levels = trace.levels_for(max_seq_len)
     out = Path(out_dir)
     loaded = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
     created = _probe_out_dir(out)
     try:
-        return _export(loaded, out, opset, max_seq_len, levels, simplify, ort_format, verify, simplifier, checks)
+        return _export(
+            loaded, out, opset, max_seq_len, levels, simplify, ort_format, verify, simplifier, checks, target
+        )
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
@@ -127,6 +134,7 @@ def _export(
     do_verify: bool,
     simplifier: simp.Simplifier | None,
     checks: Sequence[vfy.Check] | None,
+    target: str,
 ) -> ExportResult:
     start = time.perf_counter()
     lm = loaded.model.eval()
@@ -168,10 +176,18 @@ def _export(
         ort_files, ort_entry = convert_to_ort({k: r.data for k, r in recs.items()})
         files.update({out_dir / name: blob for name, blob in ort_files.items()})
         timings["ort_format"] = time.perf_counter() - t0
+    mobile_entry = None
+    if target == "mobile":
+        t0 = time.perf_counter()
+        mobile_files, mobile_entry = mobile.export_mobile(recs["step"].model, recs["parallel"].data, ref, do_verify)
+        files.update({out_dir / name: blob for name, blob in mobile_files.items()})
+        timings["mobile"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
     manifest = build_manifest(loaded, opset, max_seq_len, levels, recs, results, do_verify, timings, providers)
     if ort_entry is not None:
         manifest["ort_format"] = ort_entry
+    if mobile_entry is not None:
+        manifest["mobile"] = mobile_entry
     write_export(out_dir, files, manifest)
     return ExportResult(out_dir, paths, manifest, results)
 
@@ -191,7 +207,7 @@ def _simplify_one(
     rec = recs[kind]
     t0 = time.perf_counter()
     try:
-        cand = simp.try_simplify(rec.model, simplifier)
+        cand = simp.try_simplify(rec.model, simplifier, kind)
         if cand.model is None:
             rec.simplified = {"applied": False, "reason": cand.reason}
             return results

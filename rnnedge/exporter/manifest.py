@@ -13,6 +13,7 @@ from typing import Any
 import onnx
 
 from rnnedge import __version__
+from rnnedge.exporter import mobile
 from rnnedge.exporter import verify as vfy
 from rnnedge.graphmeta import FP32, MANIFEST, graph_file, list_variants
 from rnnedge.io import atomic_path, write_json
@@ -113,7 +114,7 @@ def stale_files(out_dir: Path) -> list[Path]:
     the derived files, all written by rnnedge (graph_file / split_graph_file name them)."""
     paths = [p for variant, kinds in list_variants(out_dir).items() if variant != FP32 for p in kinds.values()]
     paths += [p.with_suffix(".ort") for p in paths if p.with_suffix(".ort").exists()]
-    return paths + [out_dir / n for n in DERIVED if (out_dir / n).exists()]
+    return paths + [out_dir / n for n in DERIVED if (out_dir / n).exists()] + mobile.stale_files(out_dir)
 
 
 def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, Any]) -> None:
@@ -125,6 +126,8 @@ def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, An
     stale = [p for p in stale_files(out_dir) if p not in files]
     for path in stale:
         path.unlink()
+    with contextlib.suppress(OSError):
+        (out_dir / mobile.MOBILE_DIR).rmdir()  # only when a re-export without --target mobile emptied it
     if stale:
-        manifest["removed_stale"] = [p.name for p in stale]
+        manifest["removed_stale"] = [p.relative_to(out_dir).as_posix() for p in stale]
     write_json(out_dir / MANIFEST, manifest)

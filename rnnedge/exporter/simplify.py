@@ -1,4 +1,8 @@
-"""onnxsim with a guard: a simplified graph is kept only if it is smaller, still dynamic and verified."""
+"""onnxsim with a guard: a simplified graph is kept only if it is smaller, still dynamic and verified.
+
+The step graph gets onnxsim and then rnnedge's own step pass (lean.py: no unit time axis, fewer
+nodes per token); when that pass cannot rewrite a graph, the step graph keeps onnxsim's result.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,17 @@ def onnxsim_simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     return simplified
 
 
+def step_simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxsim, then the lean step pass (lean.py); onnxsim's graph alone where the pass gives up."""
+    from rnnedge.exporter.lean import LeanError, lean_step
+
+    simplified = onnxsim_simplify(model)
+    try:
+        return lean_step(simplified)
+    except LeanError:
+        return simplified
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A simplified graph that passed the structural tests (it still has to pass verification)."""
@@ -36,9 +51,10 @@ def _dims(model: onnx.ModelProto) -> list[tuple[str, tuple[str | int, ...]]]:
     return out
 
 
-def try_simplify(model: onnx.ModelProto, simplifier: Simplifier | None = None) -> Candidate:
-    """Run the simplifier and reject a result that failed, grew, or lost a dynamic dimension."""
-    simplifier = simplifier or onnxsim_simplify
+def try_simplify(model: onnx.ModelProto, simplifier: Simplifier | None = None, kind: str = "parallel") -> Candidate:
+    """Run the simplifier (default: onnxsim, plus the lean pass for kind 'step') and reject a result
+    that failed, grew, or lost a dynamic dimension."""
+    simplifier = simplifier or (step_simplify if kind == "step" else onnxsim_simplify)
     before = len(model.graph.node)
     try:
         simplified = simplifier(model)

@@ -82,5 +82,12 @@ def logspace_scan(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor | N
 
 
 def g(x: torch.Tensor) -> torch.Tensor:
-    """Paper's g: x + 0.5 for x >= 0, sigmoid(x) otherwise; keeps the candidate state positive."""
-    return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+    """Paper's g: x + 0.5 for x >= 0, sigmoid(x) otherwise; keeps the candidate state positive.
+
+    Written as max(x + 0.5, σ(x)), the same function without a branch: σ(x) <= x + 0.5 for x >= 0
+    (σ(0) = 0.5 and σ' <= 1/4 < 1) and σ(x) > x + 0.5 for x < 0 (σ is convex there). Forward values
+    are bit-identical to the `where` form; the gradient differs only on the tie x + 0.5 == σ(x), i.e.
+    |x| < 3e-8 in fp32, where `maximum` splits it. It traces to Add/Sigmoid/Max (3 ONNX nodes instead
+    of GreaterOrEqual/Add/Sigmoid/Where), all inside the NNAPI and CoreML op sets.
+    """
+    return torch.maximum(x + 0.5, torch.sigmoid(x))

@@ -1,0 +1,242 @@
+"""Rewrites that put a lean step graph inside the NNAPI and CoreML op sets (ONNX Runtime's mobile EPs).
+
+ORT's mobile checker reads the op lists in onnxruntime/tools/mobile_helpers/*.md, one for NNAPI and
+one for each CoreML format (MLProgram, and NeuralNetwork, the EP's default). Their intersection has
+Add/Sub/Mul/Div/Pow/Sqrt, Relu/Sigmoid/Tanh/Clip, MatMul/Gemm, Reshape/Slice/Split/Concat and little
+else: no LayerNormalization, Erf, Gelu, Softplus, Exp, Log, Neg, Abs, Max, Min or ReduceMean, and
+MLProgram has no Gather. Each rewrite below replaces one construct by ops inside all three, with the
+same function:
+
+- LayerNormalization -> mean and variance as MatMul with a constant 1/D column, Sqrt, Div, Mul, Add;
+- exact GELU's x·(1 + erf(x/√2)) -> x + |x|·(1 − P(t)·e^(−x²/2)), t = 1/(1 + p|x|/√2), P the
+  Abramowitz–Stegun 7.1.26 polynomial (|erf error| <= 1.5e-7), using that erf is odd;
+- σ(softplus(P) − softplus(Q)) (minLSTM's normalised gates, Appendix B) -> σ(−Q) / (σ(−P) + σ(−Q)),
+  the paper's §3.2 form f/(f + i); both logits are clipped to ±80 so fp32 never forms 0/0 (σ(−80) is
+  still a normal float); outside ±80 on both gates at once the ratio differs from the log form;
+- σ(−x) -> 1 − σ(x) everywhere; then single ops: Neg -> Mul by −1, Abs -> 2·Relu(x) − x,
+  Max(a, b) -> b + Relu(a − b), Min likewise, Exp -> Pow(e, x); g's max(x + 0.5, σ(x)) (scan.g) ->
+  Relu(x) + σ(x − Relu(x)), exact in floating point;
+- the token ids become int32 (NNAPI's Gather takes int32 indices from a graph input).
+The embedding Gather is the graph's first node, so an EP without Gather (MLProgram) leaves only that
+one node outside its partition.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+
+from rnnedge.exporter.graphedit import Editor, attr, constants_to_initializers
+from rnnedge.exporter.lean import one_minus_sigmoid
+from rnnedge.graphmeta import INPUT_IDS
+
+# Abramowitz & Stegun 7.1.26: erf(z) ≈ 1 − (a1 t + ... + a5 t⁵) e^(−z²), t = 1/(1 + p z), z >= 0.
+AS_P = 0.3275911
+AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+GATE_CLIP = 80.0
+
+
+class MobileError(Exception):
+    """The graph has a construct the mobile rewrite cannot express."""
+
+
+def _near(value: np.ndarray | None, want: float) -> bool:
+    return value is not None and value.size == 1 and abs(float(value.reshape(())) - want) < 1e-6 * max(1.0, want)
+
+
+Producers = dict[str, onnx.NodeProto]
+
+
+def _rewrite(model: onnx.ModelProto, tag: str, fn: Callable[[Editor, onnx.NodeProto, Producers], bool]) -> int:
+    """Run `fn(editor, node, producers)` over every node: True means it appended the node's replacement
+    (whose last node writes the node's output), False keeps the node. Returns how many were replaced."""
+    ed = Editor(model, tag)
+    producer = {v: n for n in model.graph.node for v in n.output}
+    count = 0
+    for node in list(model.graph.node):
+        if fn(ed, node, producer):
+            count += 1
+        else:
+            ed.keep(node)
+    ed.finish({})
+    return count
+
+
+def decompose_layer_norm(model: onnx.ModelProto) -> int:
+    """LayerNormalization over the last axis -> mean and variance as MatMul with a constant 1/D column."""
+    consts_shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
+
+    def fn(ed: Editor, node: onnx.NodeProto, producer: Producers) -> bool:
+        scale_shape = consts_shapes.get(node.input[1]) if len(node.input) > 1 else None
+        if node.op_type != "LayerNormalization" or attr(node, "axis", -1) != -1 or scale_shape is None:
+            return False
+        if len(node.output) > 1 or len(scale_shape) != 1:
+            return False
+        x, scale = node.input[0], node.input[1]
+        column = ed.const(np.full((scale_shape[0], 1), 1.0 / scale_shape[0], dtype=np.float32))  # (D, 1)
+        centred = ed.add1("Sub", [x, ed.add1("MatMul", [x, column], "mean")])  # (B, D) − (B, 1)
+        var = ed.add1("MatMul", [ed.add1("Mul", [centred, centred]), column], "var")  # (B, 1)
+        std = ed.add1("Sqrt", [ed.add1("Add", [var, ed.const(attr(node, "epsilon", 1e-5))])])
+        y = ed.add1("Mul", [ed.add1("Div", [centred, std]), scale])
+        if len(node.input) > 2 and node.input[2]:
+            ed.add1("Add", [y, node.input[2]])
+        ed.nodes[-1].output[0] = node.output[0]
+        return True
+
+    return _rewrite(model, "ln", fn)
+
+
+def _twice_gelu(ed: Editor, x: str, out: str) -> None:
+    """out = x·(1 + erf(x/√2)) = 2·GELU(x), without Erf/Abs/Neg (see the module docstring)."""
+    ax = ed.add1("Abs", [x])
+    den = ed.add1("Add", [ed.add1("Mul", [ax, ed.const(AS_P / math.sqrt(2.0))]), ed.const(1.0)])
+    t = ed.add1("Div", [ed.const(1.0), den], "t")
+    poly = ed.add1("Mul", [t, ed.const(AS_A[4])])
+    for coef in reversed(AS_A[:4]):
+        poly = ed.add1("Mul", [ed.add1("Add", [poly, ed.const(coef)]), t])
+    gauss = ed.add1("Exp", [ed.add1("Mul", [ed.add1("Mul", [x, x]), ed.const(-0.5)])])
+    erf_abs = ed.add1("Sub", [ed.const(1.0), ed.add1("Mul", [poly, gauss])])
+    ed.add1("Add", [x, ed.add1("Mul", [ax, erf_abs])])
+    ed.nodes[-1].output[0] = out
+
+
+def decompose_gelu(model: onnx.ModelProto) -> int:
+    """Exact GELU, as traced (Mul(x, Add(Erf(Div(x, √2)), 1))) or as the opset-20 Gelu op, without Erf."""
+
+    def fn(ed: Editor, node: onnx.NodeProto, producer: Producers) -> bool:
+        if node.op_type == "Gelu" and attr(node, "approximate", b"none") in (b"none", "none"):
+            twice = ed.fresh("gelu2")
+            _twice_gelu(ed, node.input[0], twice)
+            ed.add1("Mul", [twice, ed.const(0.5)])
+            ed.nodes[-1].output[0] = node.output[0]
+            return True
+        if node.op_type != "Mul":
+            return False
+        for x, other in (node.input, node.input[::-1]):
+            add = producer.get(other)
+            if add is None or add.op_type != "Add":
+                continue
+            for e, one in (add.input, add.input[::-1]):
+                erf = producer.get(e)
+                if erf is None or erf.op_type != "Erf" or not _near(ed.consts.get(one), 1.0):
+                    continue
+                scale = producer.get(erf.input[0])
+                if scale is None or scale.input[0] != x:
+                    continue
+                c = ed.consts.get(scale.input[1])
+                if (scale.op_type == "Div" and _near(c, math.sqrt(2.0))) or (
+                    scale.op_type == "Mul" and _near(c, 1 / math.sqrt(2.0))
+                ):
+                    _twice_gelu(ed, x, node.output[0])
+                    return True
+        return False
+
+    return _rewrite(model, "gelu", fn)
+
+
+def _sigmoid_of_negative(ed: Editor, v: str, producer: Producers) -> str:
+    """σ(−v) with the argument clipped to ±GATE_CLIP (Neg folded away when v = Neg(y))."""
+    neg = producer.get(v)
+    arg = neg.input[0] if neg is not None and neg.op_type == "Neg" else ed.add1("Mul", [v, ed.const(-1.0)])
+    return ed.add1("Sigmoid", [ed.add1("Clip", [arg, ed.const(-GATE_CLIP), ed.const(GATE_CLIP)])])
+
+
+def normalised_gates(model: onnx.ModelProto) -> int:
+    """σ(softplus(P) − softplus(Q)) -> σ(−Q) / (σ(−P) + σ(−Q)) (no Softplus, no Neg)."""
+
+    def fn(ed: Editor, node: onnx.NodeProto, producer: Producers) -> bool:
+        sub = producer.get(node.input[0]) if node.op_type == "Sigmoid" else None
+        if sub is None or sub.op_type != "Sub":
+            return False
+        soft = [producer.get(v) for v in sub.input]
+        if any(s is None or s.op_type != "Softplus" for s in soft):
+            return False
+        s_p = _sigmoid_of_negative(ed, soft[0].input[0], producer)  # type: ignore[union-attr]
+        s_q = _sigmoid_of_negative(ed, soft[1].input[0], producer)  # type: ignore[union-attr]
+        ed.add1("Div", [s_q, ed.add1("Add", [s_p, s_q])])
+        ed.nodes[-1].output[0] = node.output[0]
+        return True
+
+    return _rewrite(model, "gates", fn)
+
+
+def _g_argument(ed: Editor, ins: list[str], producer: Producers) -> str | None:
+    """x when `ins` are (x + 0.5, σ(x)) in either order: Max of them is the paper's g (scan.g)."""
+    if len(ins) != 2:
+        return None
+    for a, b in (ins, ins[::-1]):
+        add, sig = producer.get(a), producer.get(b)
+        if add is None or sig is None or add.op_type != "Add" or sig.op_type != "Sigmoid":
+            continue
+        x = sig.input[0]
+        if x in add.input and _near(ed.consts.get(next(v for v in add.input if v != x), None), 0.5):
+            return x
+    return None
+
+
+def _elementary(ed: Editor, node: onnx.NodeProto, producer: Producers) -> bool:
+    """One op outside the common set -> ops inside it, exactly (up to rounding)."""
+    op, ins = node.op_type, list(node.input)
+    if op == "Neg":
+        ed.add1("Mul", [ins[0], ed.const(-1.0)])
+    elif op == "Abs":  # |x| = 2·relu(x) − x (exact in floating point)
+        ed.add1("Sub", [ed.add1("Mul", [ed.add1("Relu", [ins[0]]), ed.const(2.0)]), ins[0]])
+    elif op == "Max" and _g_argument(ed, ins, producer) is not None:  # g(x) = relu(x) + σ(x − relu(x))
+        x = _g_argument(ed, ins, producer)
+        relu = ed.add1("Relu", [x])
+        ed.add1("Add", [relu, ed.add1("Sigmoid", [ed.add1("Sub", [x, relu])])])
+    elif op == "Max" and len(ins) == 2:  # max(a, b) = b + relu(a − b)
+        ed.add1("Add", [ins[1], ed.add1("Relu", [ed.add1("Sub", [ins[0], ins[1]])])])
+    elif op == "Min" and len(ins) == 2:  # min(a, b) = a − relu(a − b)
+        ed.add1("Sub", [ins[0], ed.add1("Relu", [ed.add1("Sub", [ins[0], ins[1]])])])
+    elif op == "Exp":  # e^x as Pow(e, x)
+        ed.add1("Pow", [ed.const(math.e), ins[0]])
+    else:
+        return False
+    ed.nodes[-1].output[0] = node.output[0]
+    return True
+
+
+def elementary_ops(model: onnx.ModelProto) -> int:
+    """Neg, Abs, Max, Min and Exp -> Mul / Relu / Sub / Add / Pow (in every mobile EP's set)."""
+    return _rewrite(model, "elem", _elementary)
+
+
+def int32_ids(model: onnx.ModelProto) -> None:
+    """The token ids input becomes int32; every reader must be a Gather taking them as indices."""
+    graph = model.graph
+    for node in graph.node:
+        if INPUT_IDS in node.input and (node.op_type != "Gather" or list(node.input).index(INPUT_IDS) != 1):
+            raise MobileError(f"{INPUT_IDS} is read by {node.op_type} {node.name!r}, not only as Gather indices")
+    for value in graph.input:
+        if value.name == INPUT_IDS:
+            value.type.tensor_type.elem_type = TensorProto.INT32
+
+
+def fix_batch(model: onnx.ModelProto, batch: int = 1) -> None:
+    """Every symbolic dim of the graph's inputs and outputs becomes `batch`; shapes are re-inferred."""
+    for value in [*model.graph.input, *model.graph.output]:
+        for dim in value.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value"):
+                dim.Clear()
+                dim.dim_value = batch
+    del model.graph.value_info[:]
+
+
+def to_mobile_ops(model: onnx.ModelProto) -> dict[str, int]:
+    """Apply every rewrite in place; returns how many constructs each one replaced."""
+    counts = {
+        "layer_norm": decompose_layer_norm(model),
+        "gelu": decompose_gelu(model),
+        "one_minus_sigmoid": one_minus_sigmoid(model, only_shared=False),
+        "normalised_gates": normalised_gates(model),
+        "elementary": elementary_ops(model),
+    }
+    constants_to_initializers(model)
+    int32_ids(model)
+    fix_batch(model)
+    return counts
