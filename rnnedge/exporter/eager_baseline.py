@@ -75,7 +75,7 @@ def make_eager_baseline(export_dir: Path, steps: int = 1000, device: str = "cpu"
         warm = min(100, steps)
         with torch.inference_mode():
             for b in batches:
-                state = model.init_state(b)
+                state = model.init_state(b, torch.device(device))
                 ids = torch.randint(0, vocab, (steps + warm, b, 1), device=device)  # (steps, B, 1)
                 for t in range(warm):
                     _, state = model(ids[t], state)
