@@ -94,10 +94,10 @@ def make_eager_baseline(export_dir: Path, steps: int = 1000, device: str = "cpu"
                 best = float("inf")
                 for _ in range(3):
                     sync()
-                    t0 = time.perf_counter()
+                    start = time.perf_counter()
                     model(ids)
                     sync()
-                    best = min(best, time.perf_counter() - t0)
+                    best = min(best, time.perf_counter() - start)
                 out["parallel"][f"T{t_len}"] = {"tokens_per_s": t_len / best, "seconds": best}
         return out
 
