@@ -13,7 +13,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from rnnedge.exporter import export_model, trace
-from rnnedge.exporter.lean import LeanError, lean_step, one_minus_sigmoid
+from rnnedge.exporter.lean import LeanError, lean_step
+from rnnedge.exporter.peephole import interpolations, one_minus_sigmoid
 from rnnedge.exporter.simplify import onnxsim_simplify, step_simplify
 from rnnedge.models.scan import g
 from tests.conftest import ARCHS, tiny_model
@@ -155,3 +156,27 @@ def test_exported_step_graph_is_lean_and_verified(tmp_path) -> None:
     assert entry["simplified"]["applied"] is True
     assert not set(entry["op_types"]) & SHAPE_OPS
     assert all(c["passed"] for c in result.manifest["verification"]["checks"])
+
+
+def test_interpolation_becomes_three_nodes() -> None:
+    """(1 − s)·u + s·v -> u + s·(v − u): minGRU's h = (1 − z)·h₀ + z·h̃ once 1 − z shares σ."""
+    names = ("s", "u", "v")
+    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3]) for n in names]
+    out = helper.make_tensor_value_info("h", TensorProto.FLOAT, [2, 3])
+    one = numpy_helper.from_array(np.array(1.0, np.float32), "one")
+    nodes = [
+        helper.make_node("Sub", ["one", "s"], ["a"]),
+        helper.make_node("Mul", ["u", "a"], ["au"]),
+        helper.make_node("Mul", ["s", "v"], ["sv"]),
+        helper.make_node("Add", ["sv", "au"], ["h"]),
+    ]
+    graph = helper.make_graph(nodes, "g", ins, [out], [one])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    assert interpolations(rewritten) == 1
+    onnx.checker.check_model(rewritten)
+    assert sorted(n.op_type for n in rewritten.graph.node) == ["Add", "Mul", "Sub"]
+    rng = np.random.default_rng(0)
+    feeds = {n: rng.standard_normal((2, 3)).astype(np.float32) for n in names}
+    np.testing.assert_allclose(_run(rewritten, feeds)[0], _run(model, feeds)[0], atol=1e-6)

@@ -146,33 +146,6 @@ def consumers(nodes: Sequence[onnx.NodeProto]) -> dict[str, list[onnx.NodeProto]
     return out
 
 
-def eliminate_common_subexpressions(model: onnx.ModelProto) -> int:
-    """Merge nodes with the same op, inputs and attributes (repeatedly); returns how many went."""
-    graph = model.graph
-    outputs = {o.name for o in graph.output}
-    removed = 0
-    while True:
-        seen: dict[tuple[Any, ...], onnx.NodeProto] = {}
-        rename: dict[str, str] = {}
-        kept = []
-        for node in graph.node:
-            node_inputs = [rename.get(v, v) for v in node.input]
-            del node.input[:]
-            node.input.extend(node_inputs)
-            key = (node.domain, node.op_type, tuple(node.input), tuple(a.SerializeToString() for a in node.attribute))
-            first = seen.get(key)
-            if first is not None and not outputs & set(node.output) and node.op_type != "Constant":
-                rename.update(zip(node.output, first.output, strict=True))
-                continue
-            seen.setdefault(key, node)
-            kept.append(node)
-        if len(kept) == len(graph.node):
-            return removed
-        removed += len(graph.node) - len(kept)
-        del graph.node[:]
-        graph.node.extend(kept)
-
-
 def constants_to_initializers(model: onnx.ModelProto) -> None:
     """Constant nodes (an op the mobile EPs do not list) become initializers."""
     graph = model.graph

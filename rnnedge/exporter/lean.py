@@ -13,8 +13,8 @@ that was 58 of 108 nodes ONNX Runtime ran per token. `lean_step` removes that ax
    that appended it, a Gather of index 0/-1 along axis 1 becomes an alias. A node no rule covers
    gets its inputs' axis back through an Unsqueeze, so the pass is correct for any graph; graph
    inputs and outputs keep their shapes.
-3. Peepholes: σ(−x) next to σ(x) becomes 1 − σ(x) (one Sigmoid and no Neg), then common
-   subexpressions merge.
+3. Peepholes (peephole.py): σ(−x) next to σ(x) becomes 1 − σ(x), the state update
+   (1 − s)·h₀ + s·v becomes h₀ + s·(v − h₀), then common subexpressions merge.
 
 The exporter verifies the result like any simplified graph (simplify.py) and keeps the plain
 onnxsim graph when anything is off.
@@ -29,7 +29,13 @@ import onnx
 from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
-from rnnedge.exporter.graphedit import Editor, attr, eliminate_common_subexpressions, live_nodes
+from rnnedge.exporter.graphedit import Editor, attr, live_nodes
+from rnnedge.exporter.peephole import (
+    PeepholeError,
+    eliminate_common_subexpressions,
+    interpolations,
+    one_minus_sigmoid,
+)
 
 ELEMENTWISE = {
     "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Where", "Equal", "Greater", "GreaterOrEqual", "Less",
@@ -303,57 +309,18 @@ class _Lowering:
         return True
 
 
-def one_minus_sigmoid(model: onnx.ModelProto, only_shared: bool = True) -> int:
-    """σ(−x) -> 1 − σ(x). With `only_shared`, only where σ(x) is computed anyway (one Sigmoid and no
-    Neg instead of Neg + two Sigmoids); otherwise everywhere (the mobile graph: no Neg). Returns the count."""
-    graph = model.graph
-    nodes = list(graph.node)
-    producer = {v: n for n in nodes for v in n.output}
-    sigmoid_of = {n.input[0]: n.output[0] for n in nodes if n.op_type == "Sigmoid"}
-    ed = Editor(model, "sigm")
-    one = None
-    count = 0
-    for node in nodes:
-        neg = producer.get(node.input[0]) if node.op_type == "Sigmoid" and node.input else None
-        if neg is None or neg.op_type != "Neg" or (only_shared and neg.input[0] not in sigmoid_of):
-            ed.keep(node)
-            continue
-        x = neg.input[0]
-        if x not in sigmoid_of:
-            sigmoid_of[x] = ed.add1("Sigmoid", [x])
-        one = one or ed.const(1.0)
-        ed.nodes.append(helper.make_node("Sub", [one, sigmoid_of[x]], list(node.output), name=ed.fresh("Sub")))
-        count += 1
-    ed.nodes = _topological(ed.nodes, {i.name for i in graph.input} | {i.name for i in graph.initializer})
-    ed.finish({})
-    return count
-
-
-def _topological(nodes: list[onnx.NodeProto], known: set[str]) -> list[onnx.NodeProto]:
-    """Nodes ordered so every input is produced first (stable for already-ordered lists)."""
-    ready, out, pending = set(known), [], list(nodes)
-    while pending:
-        rest = []
-        for node in pending:
-            if all(not v or v in ready for v in node.input):
-                out.append(node)
-                ready.update(node.output)
-            else:
-                rest.append(node)
-        if len(rest) == len(pending):
-            raise LeanError("graph has a cycle or reads an undefined value")
-        pending = rest
-    return out
-
-
 def lean_step(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of a (constant-folded) step graph without the unit time axis and with the peepholes
     applied; same inputs, outputs and function. Raises LeanError when a construct is not covered."""
     lean = onnx.ModelProto()
     lean.CopyFrom(model)
     _Lowering(lean).run()
-    one_minus_sigmoid(lean)
-    eliminate_common_subexpressions(lean)
+    try:
+        one_minus_sigmoid(lean)
+        interpolations(lean)
+        eliminate_common_subexpressions(lean)
+    except PeepholeError as exc:
+        raise LeanError(str(exc)) from exc
     graph = lean.graph
     kept = live_nodes(list(graph.node), [o.name for o in graph.output])
     del graph.node[:]

@@ -38,6 +38,7 @@ from rnnedge.exporter import verify as vfy
 from rnnedge.exporter.lean import LeanError, lean_step
 from rnnedge.exporter.mobile_ops import MobileError, to_mobile_ops
 from rnnedge.exporter.ortformat import CONFIG_NAME, convert_to_ort
+from rnnedge.exporter.peephole import PeepholeError
 from rnnedge.exporter.simplify import onnxsim_simplify
 from rnnedge.graphmeta import INPUT_IDS, MANIFEST, graph_file, list_variants
 from rnnedge.io import read_json, write_bytes, write_json
@@ -60,7 +61,7 @@ def build(step: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, int]]:
         model = lean_step(onnxsim_simplify(step))
         counts = to_mobile_ops(model)
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    except (LeanError, MobileError, onnx.shape_inference.InferenceError) as exc:
+    except (LeanError, MobileError, PeepholeError, onnx.shape_inference.InferenceError) as exc:
         raise GraphError(f"cannot make the mobile step graph: {exc}") from exc
     except Exception as exc:  # onnxsim is third-party code
         raise GraphError(f"cannot make the mobile step graph: {type(exc).__name__}: {exc}") from exc

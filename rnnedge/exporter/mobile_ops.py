@@ -31,7 +31,7 @@ import onnx
 from onnx import TensorProto
 
 from rnnedge.exporter.graphedit import Editor, attr, constants_to_initializers
-from rnnedge.exporter.lean import one_minus_sigmoid
+from rnnedge.exporter.peephole import one_minus_sigmoid
 from rnnedge.graphmeta import INPUT_IDS
 
 # Abramowitz & Stegun 7.1.26: erf(z) ≈ 1 − (a1 t + ... + a5 t⁵) e^(−z²), t = 1/(1 + p z), z >= 0.
