@@ -3,7 +3,8 @@
 A step graph is the model's T == 1 path traced with tensors of shape (batch, 1, ...). Every token
 then pays for shape work that does nothing: Unsqueeze of the ids and of each state, Reshape to 2-D
 around every Gemm and back, Slice/Concat/Gather of the scan's one time step. On the bundled model
-that was 58 of 108 nodes ONNX Runtime ran per token. `lean_step` removes that axis:
+that was 46 of the 108 nodes ONNX Runtime ran per token (26 Reshape, 9 Slice, 4 Unsqueeze, 4 Gather,
+3 Concat). `lean_step` removes that axis:
 
 1. Shapes come from running the graph (onnx.reference) at batch 2 and 3: a value of shape
    (batch, 1, ...) at both is "unit" and gets represented without its axis 1.
