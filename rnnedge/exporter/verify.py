@@ -17,9 +17,14 @@ import torch
 
 from rnnedge.errors import GraphError, VerificationError
 from rnnedge.inference import open_session
-from rnnedge.models import CharLM
+from rnnedge.models import CharLM, mixer_spec
 
-TOLERANCE = 1e-4
+TOLERANCE = 1e-4  # the default MixerSpec.atol; a mixer may declare its own
+
+
+def tolerance(model: CharLM) -> float:
+    """Max abs difference the checks allow for this model: its mixer's MixerSpec.atol."""
+    return mixer_spec(model.config.arch).atol
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class Reference:
 
     def __init__(self, model: CharLM) -> None:
         self.model = model
+        self.tolerance = tolerance(model)
         self._fp64: CharLM | None = None
         self._cache: dict[bytes, list[np.ndarray]] = {}
 
@@ -103,11 +109,16 @@ class Reference:
             torch.set_num_threads(1)  # small batch-2 forwards: extra threads only add sync overhead
             try:
                 with torch.no_grad():
-                    logits, new = self._fp64(torch.from_numpy(ids), tuple(torch.from_numpy(s).double() for s in state))
+                    fp64_state = tuple(_fp64(torch.from_numpy(s)) for s in state)  # positions stay integers
+                    logits, new = self._fp64(torch.from_numpy(ids), fp64_state)
             finally:
                 torch.set_num_threads(threads)
             self._cache[key] = [logits.numpy(), *(s.numpy() for s in new)]
         return self._cache[key]
+
+
+def _fp64(x: torch.Tensor) -> torch.Tensor:
+    return x.double() if x.is_floating_point() else x
 
 
 def check_parallel_vs_torch(ref: Reference, par: ort.InferenceSession, lengths: Sequence[int]) -> CheckResult:
@@ -116,7 +127,7 @@ def check_parallel_vs_torch(ref: Reference, par: ort.InferenceSession, lengths: 
     for t in lengths:
         ids, st = gen.ids(2, t), gen.state(2)
         worst = max(worst, _diff(run(par, ids, st), ref.torch(ids, st)))
-    return CheckResult("parallel_vs_torch_fp64", "parallel", worst, TOLERANCE, f"T in {list(lengths)}, batch 2")
+    return CheckResult("parallel_vs_torch_fp64", "parallel", worst, ref.tolerance, f"T in {list(lengths)}, batch 2")
 
 
 def check_step_vs_parallel(
@@ -132,7 +143,7 @@ def check_step_vs_parallel(
         logits[:, t] = out[0]
         state = out[1:]
     return CheckResult(
-        "step_vs_parallel", "parallel+step", _diff([logits, *state], want), TOLERANCE, f"{n} tokens one by one"
+        "step_vs_parallel", "parallel+step", _diff([logits, *state], want), ref.tolerance, f"{n} tokens one by one"
     )
 
 
@@ -144,7 +155,7 @@ def check_carried_state(ref: Reference, par: ort.InferenceSession, n: int) -> Ch
     first = run(par, ids[:, :cut], st)
     second = run(par, ids[:, cut:], first[1:])
     got = [np.concatenate([first[0], second[0]], axis=1), *second[1:]]
-    return CheckResult("carried_state", "parallel", _diff(got, whole), TOLERANCE, f"split {cut}+{n - cut} vs {n}")
+    return CheckResult("carried_state", "parallel", _diff(got, whole), ref.tolerance, f"split {cut}+{n - cut} vs {n}")
 
 
 def check_batch(ref: Reference, par: ort.InferenceSession, step: ort.InferenceSession, n: int) -> CheckResult:
@@ -156,7 +167,7 @@ def check_batch(ref: Reference, par: ort.InferenceSession, step: ort.InferenceSe
         for b in range(3):
             single = run(sess, x[b : b + 1], [s[b : b + 1] for s in st])
             worst = max(worst, _diff([o[b : b + 1] for o in batched], single))
-    return CheckResult("batch_vs_single", "parallel+step", worst, TOLERANCE, f"batch 3 vs 1, T={n}")
+    return CheckResult("batch_vs_single", "parallel+step", worst, ref.tolerance, f"batch 3 vs 1, T={n}")
 
 
 def check_step_vs_torch(ref: Reference, step: ort.InferenceSession) -> CheckResult:
@@ -164,7 +175,7 @@ def check_step_vs_torch(ref: Reference, step: ort.InferenceSession) -> CheckResu
     ids, st = gen.ids(2, 1), gen.state(2)
     want = ref.torch(ids, st)
     got = run(step, ids[:, 0], st)
-    return CheckResult("step_vs_torch_fp64", "step", _diff(got, [want[0][:, 0], *want[1:]]), TOLERANCE, "batch 2")
+    return CheckResult("step_vs_torch_fp64", "step", _diff(got, [want[0][:, 0], *want[1:]]), ref.tolerance, "batch 2")
 
 
 Check = Callable[[Reference, ort.InferenceSession, ort.InferenceSession], CheckResult]
@@ -215,7 +226,7 @@ def verify_graphs(
             name = getattr(check, "__name__", f"check_{i}")
             detail = f"raised {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             results.append(
-                CheckResult(name if name != "<lambda>" else f"check_{i}", "?", float("inf"), TOLERANCE, detail)
+                CheckResult(name if name != "<lambda>" else f"check_{i}", "?", float("inf"), ref.tolerance, detail)
             )
     return results
 
