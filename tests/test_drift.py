@@ -20,11 +20,13 @@ from rnnedge.drift.run import stream_offsets
 from rnnedge.errors import GraphError, VerificationError
 from rnnedge.graphmeta import PREFIX
 from rnnedge.inference import StepRunner, open_graph
+from rnnedge.models.registry import MIXER_NAMES
 from tests.test_drift_helpers import (
     TEXT,
     VOCAB,
     copy_variant,
     dynamic_int8,
+    exported_model,
     fp16_variant,
     label_variant,
     make_legacy,
@@ -174,6 +176,18 @@ def test_drift_on_dynamic_int8(model: Path) -> None:
     assert np.allclose(r.state_err_one[:, 0], r.state_err[:, 0])
     assert abs(r.loss_variant - r.loss_baseline) < 0.1 and r.steps == r.steps_requested == 200
     assert len(r.free.baseline_text) == 50
+
+
+@pytest.mark.parametrize("arch", MIXER_NAMES)
+def test_drift_on_every_registered_mixer(arch: str, tmp_path: Path) -> None:
+    """A real export of each registered mixer (the registry decides which), int8 dynamic vs fp32."""
+    folder = exported_model(tmp_path, arch, seed=7)
+    dynamic_int8(folder)
+    r = run_drift(folder, TEXT, steps=48, streams=2, gen_steps=10)
+    info = open_pair(folder).baseline.info
+    assert r.arch == arch and r.states == tuple(s for s in info.states if s.kind != "position")
+    assert np.all(np.isfinite(r.state_err)) and 0 < r.state_err.mean() < 0.5
+    assert np.allclose(r.state_err_one[:, 0], r.state_err[:, 0]) and np.all(np.isfinite(r.kl))
 
 
 def test_identical_variant_has_zero_error_and_no_divergence(model: Path) -> None:

@@ -163,3 +163,17 @@ def make_legacy(folder: Path) -> None:
         del model.metadata_props[:]
         set_metadata(model, meta)
         onnx.save(model, str(folder / name))
+
+
+def exported_model(folder: Path, arch: str, *, d_model: int = 16, n_layers: int = 2, seed: int = 0) -> Path:
+    """folder/export: a random tiny `arch` model exported by `rnnedge.exporter` (verified, not simplified)."""
+    import torch
+
+    from rnnedge.exporter import export_model
+    from rnnedge.models import ModelConfig, build_model
+    from rnnedge.training.checkpoint import save_checkpoint
+
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(vocab_size=len(VOCAB), arch=arch, n_layers=n_layers, d_model=d_model)).eval()
+    ckpt = save_checkpoint(folder / "ckpt", model, VOCAB, training={"note": "drift test"})
+    return export_model(ckpt, folder / "export", max_seq_len=64, simplify=False).out_dir
