@@ -15,6 +15,7 @@ Writes benchmarks/results/drift_bench.json and the comparison report benchmarks/
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ import torch
 
 from rnnedge.drift import run_drift, summarize, write_report
 from rnnedge.drift.graphs import step_variants
+from rnnedge.errors import RnnedgeError
 from rnnedge.graphmeta import FP32, graph_file
 from rnnedge.io import write_json
 from rnnedge.models import ModelConfig, build_model
@@ -99,7 +101,7 @@ def quantize(folder: Path, recipes: list[str], calib: Path, heldout: Path) -> di
     failed = {}
     for name in recipes:
         chosen = (
-            recipe("int8-qdq", name=STATE_RECIPE, quantize_state=True, graphs=("step",))
+            dataclasses.replace(recipe("int8-qdq", quantize_state=True, graphs=("step",)), name=STATE_RECIPE)
             if name == STATE_RECIPE
             else recipe(name, graphs=("step",))
         )
@@ -262,4 +264,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RnnedgeError as exc:  # bad --data, offline without a cached text, ...: one line
+        raise SystemExit(f"drift_bench: {exc}") from None
