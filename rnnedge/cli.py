@@ -7,6 +7,7 @@ only inside the command, so `rnnedge generate` runs on a device that has no torc
 from __future__ import annotations
 
 import importlib
+import signal
 
 import typer
 
@@ -48,9 +49,15 @@ for _area in _AREAS:
     _module.register(app)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM ends a command like Ctrl-C does: temp files are removed on the way out (rnnedge.io)."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """The `rnnedge` entry point: a usage error (unknown option, missing argument, bad value) is one
-    line `rnnedge: error: …` and exit code 1, like every other bad input."""
+    line `rnnedge: error: …` and exit code 1, like every other bad input; SIGTERM is handled as Ctrl-C."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(standalone_mode=False)
     except Exception as exc:
