@@ -88,11 +88,17 @@ class Inputs:
 
 
 class Reference:
-    """The model plus an fp64 copy; fp64 forwards are cached so re-verification after simplify is cheap."""
+    """The model plus an fp64 copy; fp64 forwards are cached so re-verification after simplify is cheap.
 
-    def __init__(self, model: CharLM) -> None:
+    `max_seq_len`: the longest T one call of the parallel graph under test is exact for (its fixed scan
+    depth); checks call it on at most that many tokens and chunk longer texts with carried state, as the
+    runtime does. A decaying scan (minGRU) hides a call past it; attention (Aaren) does not.
+    """
+
+    def __init__(self, model: CharLM, max_seq_len: int | None = None) -> None:
         self.model = model
         self.tolerance = tolerance(model)
+        self.max_seq_len = max_seq_len
         self._fp64: CharLM | None = None
         self._cache: dict[bytes, list[np.ndarray]] = {}
 
@@ -116,9 +122,27 @@ class Reference:
             self._cache[key] = [logits.numpy(), *(s.numpy() for s in new)]
         return self._cache[key]
 
+    def lengths(self, *lengths: int) -> tuple[int, ...]:
+        """The given lengths, each capped at max_seq_len (duplicates dropped, in order)."""
+        limit = self.max_seq_len or max(lengths)
+        return tuple(dict.fromkeys(min(t, limit) for t in lengths))
+
 
 def _fp64(x: torch.Tensor) -> torch.Tensor:
     return x.double() if x.is_floating_point() else x
+
+
+def run_parallel(
+    ref: Reference, sess: ort.InferenceSession, ids: np.ndarray, state: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """The parallel graph over ids (B, T) in calls of at most ref.max_seq_len tokens, state carried."""
+    limit = ref.max_seq_len or ids.shape[1]
+    logits, state = [], list(state)
+    for start in range(0, ids.shape[1], limit):
+        out = run(sess, ids[:, start : start + limit], state)
+        logits.append(out[0])
+        state = out[1:]
+    return [np.concatenate(logits, axis=1), *state]
 
 
 def check_parallel_vs_torch(ref: Reference, par: ort.InferenceSession, lengths: Sequence[int]) -> CheckResult:
@@ -135,7 +159,7 @@ def check_step_vs_parallel(
 ) -> CheckResult:
     gen = Inputs(ref.model, seed=2)
     ids, st = gen.ids(1, n), gen.state(1)
-    want = run(par, ids, st)
+    want = run_parallel(ref, par, ids, st)
     logits = np.empty_like(want[0])
     state = st
     for t in range(n):
@@ -151,7 +175,7 @@ def check_carried_state(ref: Reference, par: ort.InferenceSession, n: int) -> Ch
     gen = Inputs(ref.model, seed=3)
     ids, st = gen.ids(2, n), gen.state(2)
     whole = run(par, ids, st)
-    cut = n // 3
+    cut = max(1, n // 3)
     first = run(par, ids[:, :cut], st)
     second = run(par, ids[:, cut:], first[1:])
     got = [np.concatenate([first[0], second[0]], axis=1), *second[1:]]
@@ -185,7 +209,7 @@ def default_checks(step_tokens: int = 1000) -> list[Check]:
     """The checks every export runs (the T values avoid the trace's T=5 and straddle powers of two)."""
 
     def parallel_vs_torch_fp64(r: Reference, p: ort.InferenceSession, s: ort.InferenceSession) -> CheckResult:
-        return check_parallel_vs_torch(r, p, (1, 63, 65, 300))
+        return check_parallel_vs_torch(r, p, r.lengths(1, 63, 65, 300))
 
     def step_vs_torch_fp64(r: Reference, p: ort.InferenceSession, s: ort.InferenceSession) -> CheckResult:
         return check_step_vs_torch(r, s)
@@ -194,10 +218,10 @@ def default_checks(step_tokens: int = 1000) -> list[Check]:
         return check_step_vs_parallel(r, p, s, step_tokens)
 
     def carried_state(r: Reference, p: ort.InferenceSession, s: ort.InferenceSession) -> CheckResult:
-        return check_carried_state(r, p, 97)
+        return check_carried_state(r, p, *r.lengths(97))
 
     def batch_vs_single(r: Reference, p: ort.InferenceSession, s: ort.InferenceSession) -> CheckResult:
-        return check_batch(r, p, s, 41)
+        return check_batch(r, p, s, *r.lengths(41))
 
     return [parallel_vs_torch_fp64, step_vs_torch_fp64, step_vs_parallel, carried_state, batch_vs_single]
 
@@ -255,7 +279,7 @@ def check_accelerated_providers(ref: Reference, parallel: bytes) -> dict[str, ob
     for name in (p for p in ACCELERATED if p in available):
         try:
             sess = session(parallel, (name, "CPUExecutionProvider"))
-            res = check_parallel_vs_torch(ref, sess, (63, 300))
+            res = check_parallel_vs_torch(ref, sess, ref.lengths(63, 300))
             out["checked"][name] = {  # type: ignore[index]
                 "session_providers": sess.get_providers(),
                 "max_abs_diff": res.max_abs_diff,
