@@ -238,8 +238,10 @@ def test_export_passes_every_check_and_declares_its_states(tmp_path, arch: str) 
     model = lm(arch)
     vocab = CharVocab("abcdefghijklmnopqrs\n")
     ckpt = save_checkpoint(tmp_path / "ckpt", model, vocab, val_loss=1.0, training={"steps": 1})
-    result = export_model(ckpt, tmp_path / "out", max_seq_len=64)  # checks past 64 tokens chunk the parallel graph
+    # checks past 64 tokens chunk the parallel graph; the .ort copies are checked against the .onnx files
+    result = export_model(ckpt, tmp_path / "out", max_seq_len=64, ort_format=True)
     assert result.manifest["verification"]["passed"] is True
+    assert {"step.ort", "parallel.ort"} <= set(result.manifest["ort_format"]["files"])
     assert {c.name for c in result.checks} >= {"step_vs_parallel", "carried_state", "parallel_vs_torch_fp64"}
     states = model.config.state_infos()
     heads, head_dim = model.config.n_heads, model.config.head_dim
