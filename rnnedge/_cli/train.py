@@ -55,9 +55,14 @@ def train_cmd(
     log_every: int = typer.Option(0, "--log-every", help="Without a terminal: also log every N steps."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
-    """Train a char LM; minGRU/minLSTM use the parallel scan. Works under torchrun (DDP)."""
+    """Train a char LM (mixers with a parallel form train through it). Works under torchrun (DDP)."""
     from rnnedge.training.config import TrainConfig
+    from rnnedge.training.data import resume_source
+    from rnnedge.training.device import resolve_device
     from rnnedge.training.train import resumed_config, train
+
+    if device is not None:
+        resolve_device(device)  # before any work: no CUDA, or an unknown device, is one line
 
     given: dict[str, Any] = {
         "arch": arch,
@@ -84,7 +89,7 @@ def train_cmd(
     given = {k: v for k, v in given.items() if v is not None}
     if resume is not None:
         base, meta = resumed_config(resume)
-        data = data or meta.get("data")
+        data = data or resume_source(meta, resume)
     else:
         base = TrainConfig()
     if not data:
