@@ -26,7 +26,11 @@ def _text_arg(data: str) -> str:
 def train_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write (model.safetensors + config.json)."),
     data: str | None = typer.Option(
-        None, "--data", "-d", help="UTF-8 text file, or 'shakespeare' (downloaded once to the cache)."
+        None,
+        "--data",
+        "-d",
+        help="UTF-8 text file, or 'shakespeare' (downloaded once to the cache). "
+        "Needed on --resume unless the run used 'shakespeare'.",
     ),
     arch: str | None = typer.Option(None, "--arch", help=_ARCH_HELP + " (default mingru)"),
     layers: int | None = typer.Option(None, "--layers", help="Number of blocks. (default 3)"),
@@ -42,14 +46,14 @@ def train_cmd(
     weight_decay: float | None = typer.Option(None, "--weight-decay", help="AdamW weight decay. (default 0.1)"),
     grad_clip: float | None = typer.Option(None, "--grad-clip", help="Max grad norm, 0 = off. (default 1.0)"),
     seed: int | None = typer.Option(None, "--seed", help="Seed for init and batches. (default 1337)"),
-    device: str | None = typer.Option(None, "--device", help="cpu or cuda. (default cpu)"),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N. (default cpu)"),
     eval_every: int | None = typer.Option(None, "--eval-every", help="Val loss every N steps. (default 250)"),
     eval_batches: int | None = typer.Option(
         None, "--eval-batches", help="Val chars = this x batch x seq-len (at most). (default 16)"
     ),
     save_every: int | None = typer.Option(None, "--save-every", help="Checkpoint every N steps; 0 = at each eval."),
     max_time: float | None = typer.Option(None, "--max-time", help="Stop after this many seconds (LR follows time)."),
-    threads: int | None = typer.Option(None, "--threads", help="Torch CPU threads per process."),
+    threads: int | None = typer.Option(None, "--threads", help="Torch CPU threads per process (>= 1)."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue from this checkpoint (same run config)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a checkpoint already in --out."),
     log_every: int = typer.Option(0, "--log-every", help="Without a terminal: also log every N steps."),

@@ -105,8 +105,9 @@ def _load_safetensors(raw: bytes, path: Path, what: str) -> dict[str, torch.Tens
 
 
 def _optimizer(ckpt: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor] | None:
-    """The saved AdamW moments, or None. Checkpoints that record `optimizer_sha256` (rnnedge >= 0.2)
-    vouch for exactly one optimizer file: a stale or replaced one is refused, not silently mixed in."""
+    """The saved AdamW moments, or None. A config that records `optimizer_sha256` vouches for exactly
+    one optimizer file: a stale or replaced one is refused, not silently mixed in (older checkpoints
+    without the key load their optimizer file unchecked, as before)."""
     path = ckpt / OPTIMIZER
     if "optimizer_sha256" in meta and meta["optimizer_sha256"] is None:
         return None  # saved without optimizer state; a file there belongs to another save

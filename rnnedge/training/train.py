@@ -125,7 +125,8 @@ def _no_empty_folders_left(out: Path) -> Iterator[None]:
             for path in created:  # deepest first
                 if not path.is_dir() or any(path.iterdir()):
                     break
-                path.rmdir()
+                with contextlib.suppress(OSError):  # never mask the failure being reported
+                    path.rmdir()
         raise
 
 
