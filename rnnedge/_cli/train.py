@@ -111,17 +111,6 @@ def train_cmd(
         )
 
 
-def _check_device(device: str) -> None:
-    """--device for a checkpoint: cpu, or cuda where torch sees a CUDA device; one line otherwise."""
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"--device must be cpu or cuda, got {device!r}")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise DependencyError("--device cuda: torch sees no CUDA device on this machine (use --device cpu)")
-
-
 @domain_errors
 def eval_cmd(
     path: Path = typer.Argument(..., help="A checkpoint folder, an export folder, or a parallel .onnx file."),
@@ -161,8 +150,10 @@ def eval_cmd(
             raise ConfigError("--variant applies to export folders only; export and quantize the checkpoint first")
         if provider != "cpu":
             raise ConfigError("--provider applies to exports; for a checkpoint use --device cuda")
-        _check_device(device)
+        from rnnedge.training.device import resolve_device
         from rnnedge.training.evaluate import evaluate_checkpoint
+
+        resolve_device(device)  # one line for tpu / cuda without CUDA, before the text is read
 
         text = _text_arg(data)
         result = evaluate_checkpoint(path, text, chunk_len=chunk_len, on_unknown=on_unknown, device=device)  # type: ignore[arg-type]
