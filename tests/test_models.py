@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from rnnedge.errors import ConfigError
-from rnnedge.models import ModelConfig, fixed_scan_levels
+from rnnedge.models import ModelConfig, fixed_scan_levels, mixer_spec
 
 from .conftest import ARCHS, tiny_model
 
@@ -41,7 +41,7 @@ def test_chunked_calls_with_carried_state_equal_one_call(arch):
         assert (a - b).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("arch", ["mingru", "minlstm"])
+@pytest.mark.parametrize("arch", [a for a in ARCHS if mixer_spec(a).uses_scan])
 def test_fixed_levels_trace_matches(arch):
     model = tiny_model(arch)
     idx = torch.randint(0, 20, (1, 100))
@@ -59,6 +59,19 @@ def test_backward_reaches_every_parameter(arch):
     logits, _ = model(torch.randint(0, 20, (2, 33)))
     logits.square().mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_spec_states_are_the_states_the_model_carries(arch):
+    model = tiny_model(arch)
+    infos = model.config.state_infos()
+    _, state = model(torch.zeros(3, 5, dtype=torch.long))
+    assert len(state) == len(infos) == model.n_states
+    for info, tensor, zero in zip(infos, state, model.init_state(3), strict=True):
+        assert tuple(tensor.shape) == tuple(zero.shape) == info.concrete_shape(3)
+        assert str(tensor.dtype).removeprefix("torch.") == info.dtype
+    spec = mixer_spec(arch)
+    assert spec.name == arch
 
 
 def test_state_infos_and_param_counts():
