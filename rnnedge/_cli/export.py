@@ -75,7 +75,8 @@ def register(app: typer.Typer) -> None:
             target=target,
         )
         _summary(result.manifest)
-        echo(f"wrote {result.out_dir} (all {len(result.checks)} checks passed, tolerance 1e-4)")
+        tolerance = result.manifest["verification"]["tolerance"]
+        echo(f"wrote {result.out_dir} (all {len(result.checks)} checks passed, tolerance {tolerance:g})")
 
     @app.command("build-engine")
     @domain_errors

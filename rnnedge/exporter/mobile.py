@@ -104,7 +104,7 @@ def verify(ref: vfy.Reference, parallel: bytes, mobile: bytes, step_tokens: int 
         want = ref.torch(ids, state)
         got = vfy.run(mob, ids[:, 0], state)  # type: ignore[arg-type]
         worst = max(worst, vfy._diff(got, [want[0][:, 0], *want[1:]]))
-    torch_check = vfy.CheckResult("mobile_vs_torch_fp64", "mobile", worst, vfy.TOLERANCE, "batch 1, 3 draws")
+    torch_check = vfy.CheckResult("mobile_vs_torch_fp64", "mobile", worst, ref.tolerance, "batch 1, 3 draws")
     chain = vfy.check_step_vs_parallel(ref, par, mob, step_tokens)  # type: ignore[arg-type]
     chain = vfy.CheckResult("mobile_vs_parallel", "mobile+parallel", chain.max_abs_diff, chain.tolerance, chain.detail)
     return [torch_check, chain]

@@ -17,7 +17,7 @@ import onnxruntime as ort
 from rnnedge.graphmeta import INPUT_IDS, GraphInfo
 from rnnedge.quantization.q_run import zero_states
 
-# Ops TensorRT's ONNX parser cannot take (reference.md): ONNX Runtime's dynamic-quantization output.
+# Ops TensorRT's ONNX parser cannot take (rnnedge/tensorrt_rules.py): ONNX Runtime's dynamic-quantization output.
 TRT_UNSUPPORTED = frozenset(
     {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeLSTM", "MatMulIntegerToFloat"}
 )
