@@ -36,7 +36,7 @@ import onnxruntime as ort
 from rnnedge.errors import GraphError, RnnedgeError, VerificationError
 from rnnedge.exporter import verify as vfy
 from rnnedge.exporter.lean import LeanError, lean_step
-from rnnedge.exporter.mobile_ops import MobileError, to_mobile_ops
+from rnnedge.exporter.mobile_ops import MobileError, fix_batch, to_mobile_ops
 from rnnedge.exporter.ortformat import CONFIG_NAME, convert_to_ort
 from rnnedge.exporter.peephole import PeepholeError
 from rnnedge.exporter.simplify import onnxsim_simplify
@@ -59,6 +59,8 @@ def build(step: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, int]]:
     """The mobile graph for an exported step graph (metadata kept) and the count of each rewrite."""
     try:
         model = lean_step(onnxsim_simplify(step))
+        fix_batch(model)
+        model = onnxsim_simplify(model)  # with every shape fixed, shape arithmetic folds to constants
         counts = to_mobile_ops(model)
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     except (LeanError, MobileError, PeepholeError, onnx.shape_inference.InferenceError) as exc:

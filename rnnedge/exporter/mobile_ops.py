@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from rnnedge.exporter.graphedit import Editor, attr, constants_to_initializers
+from rnnedge.exporter.graphedit import Editor, attr, constants_to_initializers, live_nodes
 from rnnedge.exporter.peephole import one_minus_sigmoid
 from rnnedge.graphmeta import INPUT_IDS
 
@@ -206,6 +206,38 @@ def elementary_ops(model: onnx.ModelProto) -> int:
     return _rewrite(model, "elem", _elementary)
 
 
+def empty_concat_inputs(model: onnx.ModelProto) -> int:
+    """With every shape fixed: Concat inputs of size 0 go (a scan's x[:, 1:] at T = 1), and a Concat
+    left with one input becomes its input. Returns how many Concats changed."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    empty = {
+        v.name
+        for v in inferred.graph.value_info
+        if any(d.HasField("dim_value") and d.dim_value == 0 for d in v.type.tensor_type.shape.dim)
+    }
+    outputs = {o.name for o in model.graph.output}
+    rename: dict[str, str] = {}
+    kept, count = [], 0
+    for node in model.graph.node:
+        node_inputs = [rename.get(v, v) for v in node.input]
+        del node.input[:]
+        node.input.extend(node_inputs)
+        full = [v for v in node.input if v not in empty]
+        if node.op_type != "Concat" or len(full) == len(node.input) or not full:
+            kept.append(node)
+            continue
+        count += 1
+        if len(full) == 1 and node.output[0] not in outputs:
+            rename[node.output[0]] = full[0]
+            continue
+        del node.input[:]
+        node.input.extend(full)
+        kept.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(live_nodes(kept, outputs))
+    return count
+
+
 def int32_ids(model: onnx.ModelProto) -> None:
     """The token ids input becomes int32; every reader must be a Gather taking them as indices."""
     graph = model.graph
@@ -218,7 +250,8 @@ def int32_ids(model: onnx.ModelProto) -> None:
 
 
 def fix_batch(model: onnx.ModelProto, batch: int = 1) -> None:
-    """Every symbolic dim of the graph's inputs and outputs becomes `batch`; shapes are re-inferred."""
+    """Every symbolic dim of the graph's inputs and outputs becomes `batch` (inner shapes are dropped,
+    to be inferred again)."""
     for value in [*model.graph.input, *model.graph.output]:
         for dim in value.type.tensor_type.shape.dim:
             if not dim.HasField("dim_value"):
@@ -228,8 +261,10 @@ def fix_batch(model: onnx.ModelProto, batch: int = 1) -> None:
 
 
 def to_mobile_ops(model: onnx.ModelProto) -> dict[str, int]:
-    """Apply every rewrite in place; returns how many constructs each one replaced."""
+    """Apply every rewrite in place (shapes already fixed: fix_batch + onnxsim); returns how many
+    constructs each one replaced."""
     counts = {
+        "empty_concat_inputs": empty_concat_inputs(model),
         "layer_norm": decompose_layer_norm(model),
         "gelu": decompose_gelu(model),
         "one_minus_sigmoid": one_minus_sigmoid(model, only_shared=False),
@@ -238,5 +273,4 @@ def to_mobile_ops(model: onnx.ModelProto) -> dict[str, int]:
     }
     constants_to_initializers(model)
     int32_ids(model)
-    fix_batch(model)
     return counts

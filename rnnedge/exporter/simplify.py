@@ -25,14 +25,16 @@ def onnxsim_simplify(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def step_simplify(model: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxsim, then the lean step pass (lean.py); onnxsim's graph alone where the pass gives up."""
+    """onnxsim, then the lean step pass (lean.py); onnxsim's graph alone where the pass gives up or
+    saves no node (attention: the unit axis moves with a Transpose, so most of it comes back)."""
     from rnnedge.exporter.lean import LeanError, lean_step
 
     simplified = onnxsim_simplify(model)
     try:
-        return lean_step(simplified)
+        lean = lean_step(simplified)
     except LeanError:
         return simplified
+    return lean if len(lean.graph.node) < len(simplified.graph.node) else simplified
 
 
 @dataclass(frozen=True)
