@@ -1,13 +1,14 @@
 """Step graph at batch 1: node counts, ONNX Runtime's per-op profile, and µs/token against the NumPy
 floor and PyTorch eager, before and after the lean step pass (rnnedge/exporter/lean.py).
 
-    python benchmarks/step_profile.py [--model CKPT] [--archs mingru,minlstm,gru,lstm,elman]
+    python benchmarks/step_profile.py [--model CKPT] [--archs mingru,minlstm,...]
                                       [--threads 1 2] [--rounds 7] [--calls 400] [--write]
 
 "before" is the step graph as the exporter wrote it until this pass existed: the T == 1 trace with
 g(·) as torch.where, simplified by onnxsim alone. "after" is what `rnnedge export` writes now
 (onnxsim + the lean pass; g as max(x + 0.5, σ(x))). The bundled checkpoint is measured as trained;
-every other mixer at the same size (3 layers, d_model 128), randomly initialised.
+every other registered mixer at the same size (3 layers, d_model 128), randomly initialised. Also
+ORT's mobile checker on each mixer's mobile graph (exporter/mobile.py, `--target mobile`).
 
 Timings: ORT through rnnedge.runtime.StepSession (IOBinding, the runtime's own path), the floor from
 rnnedge.runtime.floor (the graph's `rnnedge.matmuls` products in NumPy, BLAS threads 1 and N, the
@@ -42,12 +43,12 @@ sys.path.insert(0, str(ROOT))
 
 from rnnedge import __version__  # noqa: E402
 from rnnedge.assets import default_model_path  # noqa: E402
-from rnnedge.exporter import trace  # noqa: E402
+from rnnedge.exporter import mobile, trace  # noqa: E402
 from rnnedge.exporter.simplify import onnxsim_simplify, step_simplify  # noqa: E402
 from rnnedge.graphmeta import GraphInfo  # noqa: E402
 from rnnedge.inference import open_graph, session_options  # noqa: E402
 from rnnedge.io import write_json  # noqa: E402
-from rnnedge.models import CharLM, ModelConfig, build_model, mixer_spec  # noqa: E402
+from rnnedge.models import MIXER_NAMES, CharLM, ModelConfig, build_model, mixer_spec  # noqa: E402
 from rnnedge.runtime.floor import measure_floors  # noqa: E402
 from rnnedge.runtime.step import StepSession  # noqa: E402
 from rnnedge.training.checkpoint import load_checkpoint  # noqa: E402
@@ -187,6 +188,11 @@ def measure_arch(lm: CharLM, vocab: CharVocab, tmp: Path, args: argparse.Namespa
             "op_types": op_counts(model),
             "ort_op_types": op_counts(optimized),
         }
+    try:  # ORT's mobile checker on the mobile target's graph (rnnedge export --target mobile)
+        mobile_model, _ = mobile.build(graphs["after"])
+        out["mobile_checker"] = mobile.usability(mobile_model.SerializeToString())
+    except Exception as exc:  # a mixer the mobile rewrite cannot express: say so, keep measuring
+        out["mobile_checker"] = {"error": f"{type(exc).__name__}: {exc}"}
     matmuls = [list(m) for m in lm.config.weight_products()]
     out["latency"] = {}
     for threads in args.threads:
@@ -233,7 +239,7 @@ def print_table(results: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path(default_model_path()), help="checkpoint (bundled)")
-    parser.add_argument("--archs", default="mingru,minlstm,gru,lstm,elman", help="mixers at the same size")
+    parser.add_argument("--archs", default=",".join(MIXER_NAMES), help="mixers at the same size (default: all)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=400)
