@@ -15,6 +15,7 @@ from unittest import mock
 
 import torch
 
+from rnnedge.models.fused_scan import forced_scan
 from rnnedge.models.registry import MIXER_MODULES, MIXER_NAMES, mixer_spec
 from rnnedge.models.scan import sequential_scan
 
@@ -30,8 +31,10 @@ def _loop(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, leve
 
 @contextlib.contextmanager
 def sequential_scans() -> Iterator[None]:
-    """Within the block, each parallel mixer's `linear_scan` is the loop over time."""
+    """Within the block, each parallel mixer's `linear_scan` is the loop over time (and on CUDA the mixers
+    take that path, not fla-core's fused kernel)."""
     with contextlib.ExitStack() as stack:
+        stack.enter_context(forced_scan("doubling"))
         for name in parallel_mixers():
             module = importlib.import_module(MIXER_MODULES[name])
             if not hasattr(module, "linear_scan"):
