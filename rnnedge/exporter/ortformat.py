@@ -20,6 +20,13 @@ from rnnedge.errors import RnnedgeError, VerificationError
 from rnnedge.exporter import verify as vfy
 
 CONFIG_NAME = "required_operators.config"
+# ONNX Runtime's type names of the state dtypes graphmeta allows, for the parity check's random states.
+STATE_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+}
 
 
 def _parity(onnx_bytes: bytes, ort_bytes: bytes, kind: str) -> float:
@@ -30,8 +37,11 @@ def _parity(onnx_bytes: bytes, ort_bytes: bytes, kind: str) -> float:
         if inp.name == "input_ids":
             shape = (2, 37) if kind == "parallel" else (2,)
             feeds[inp.name] = rng.integers(0, 2, size=shape, dtype=np.int64)
-        else:
-            feeds[inp.name] = rng.standard_normal((2, int(inp.shape[1]))).astype(np.float32)
+        else:  # a state: batch 2, the rest of its fixed shape; positions count from zero
+            shape = (2, *(int(d) for d in inp.shape[1:]))
+            dtype = np.dtype(STATE_TYPES[inp.type])
+            values = rng.standard_normal(shape) if dtype.kind == "f" else np.zeros(shape)
+            feeds[inp.name] = values.astype(dtype)
     return vfy._diff(a.run(None, feeds), b.run(None, feeds))
 
 
