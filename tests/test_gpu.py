@@ -33,8 +33,8 @@ ort_gpu = pytest.mark.skipif(not HAS_ORT_CUDA, reason="no CUDA device or no onnx
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory) -> dict[str, object]:
-    """Tiny mingru (one state per layer) and lstm (h and c) exports."""
-    return {arch: make_export(tmp_path_factory.mktemp(f"gpu_{arch}"), arch) for arch in ("mingru", "lstm")}
+    """Tiny mingru (one state per layer), lstm (h and c) and transformer (KV cache, int64 position) exports."""
+    return {arch: make_export(tmp_path_factory.mktemp(f"gpu_{arch}"), arch) for arch in ("mingru", "lstm", "transformer")}
 
 
 # ---- provider options (CPU) -------------------------------------------------------------------
@@ -148,7 +148,7 @@ def test_cpu_sessions_place_no_memcpy(exports) -> None:
 # ---- device-resident step state, run with OrtValues on the CPU --------------------------------
 
 
-@pytest.mark.parametrize("arch", ["mingru", "lstm"])
+@pytest.mark.parametrize("arch", ["mingru", "lstm", "transformer"])
 def test_device_binding_behaves_like_host_buffers(arch, exports, monkeypatch) -> None:
     host = StepSession(exports[arch], batch=3)
     monkeypatch.setattr(step_module, "device_step", lambda graph, batch: cuda.DeviceStep(graph, batch, "cpu"))
