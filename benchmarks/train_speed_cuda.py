@@ -36,7 +36,7 @@ from rnnedge.models.scan import logspace_scan, sequential_scan
 SHAPES = ((64, 256, 512), (64, 256, 4096), (8, 512, 16384))  # (B, D, T)
 QUICK_SHAPES = ((4, 32, 256), (2, 64, 1024))
 ARCHS = ("mingru", "minlstm")
-GOALS_T = 4096  # the issue's goals: fused >= 1.8x logspace (fp32), >= 3x (bf16), >= 7x cuDNN GRU
+GOALS_T = 4096  # the GPU training goals (docs/gpu.md): fused >= 1.8x logspace (fp32), >= 3x (bf16), >= 7x cuDNN GRU
 
 
 def log_g(x: torch.Tensor) -> torch.Tensor:
@@ -227,7 +227,7 @@ def model_rows(device: str, steps: int) -> list[dict[str, Any]]:
 
 
 def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's goals at T = GOALS_T, as measured (None where an implementation did not run)."""
+    """The GPU training goals at T = GOALS_T, as measured (None where an implementation did not run)."""
     out = []
     for row in rows:
         if row["seq_len"] != GOALS_T:

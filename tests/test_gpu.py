@@ -8,6 +8,8 @@ the device-binding logic of StepSession run with OrtValues on the CPU.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -32,9 +34,10 @@ ort_gpu = pytest.mark.skipif(not HAS_ORT_CUDA, reason="no CUDA device or no onnx
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory) -> dict[str, object]:
+def exports(tmp_path_factory) -> dict[str, Path]:
     """Tiny mingru (one state per layer), lstm (h and c) and transformer (KV cache, int64 position) exports."""
-    return {arch: make_export(tmp_path_factory.mktemp(f"gpu_{arch}"), arch) for arch in ("mingru", "lstm", "transformer")}
+    archs = ("mingru", "lstm", "transformer")
+    return {arch: make_export(tmp_path_factory.mktemp(f"gpu_{arch}"), arch) for arch in archs}
 
 
 # ---- provider options (CPU) -------------------------------------------------------------------
