@@ -7,6 +7,7 @@ only inside the command, so `rnnedge generate` runs on a device that has no torc
 from __future__ import annotations
 
 import importlib
+import signal
 
 import typer
 
@@ -14,10 +15,12 @@ from rnnedge import __version__
 
 app = typer.Typer(
     name="rnnedge",
-    help="Recurrent char-LMs (minGRU, minLSTM, GRU, LSTM): train, export to ONNX, int8, per-timestep drift.",
+    help="Recurrent char-LMs (minGRU, minLSTM, GRU, LSTM, Elman): train, export to ONNX, int8 and other "
+    "precision variants, per-timestep drift.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: flags without `<bool>` metavars, no boxes
 )
 
 _AREAS = ("train", "export", "runtime", "quantize", "drift", "pipeline")
@@ -46,8 +49,28 @@ for _area in _AREAS:
     _module.register(app)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM ends a command like Ctrl-C does: temp files are removed on the way out (rnnedge.io)."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    app()
+    """The `rnnedge` entry point: a usage error (unknown option, missing argument, bad value) is one
+    line `rnnedge: error: …` and exit code 1, like every other bad input; SIGTERM is handled as Ctrl-C."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):  # not a click/typer usage error
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `rnnedge` / `rnnedge CMD`: the help, not an error
+            typer.echo(exc.format_message())
+            raise SystemExit(0) from None
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        typer.echo(f"rnnedge: error: {exc.format_message()}{where}", err=True)
+        raise SystemExit(1) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnedge.models import ModelConfig, build_model
+from rnnedge.models import MIXER_NAMES, ModelConfig, build_model
 
-ARCHS = ("mingru", "minlstm", "gru", "lstm")
+ARCHS = MIXER_NAMES  # every registered mixer: a new mixer is tested by registering it
 TEXT = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
     "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n"

@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from rnnedge.exporter import export_model
-from rnnedge.graphmeta import GRAPH_FILES, INPUT_IDS, LOGITS, MANIFEST, parse_metadata
-from rnnedge.models import ModelConfig, build_model
+from rnnedge.graphmeta import INPUT_IDS, LOGITS, MANIFEST, graph_file, parse_metadata
+from rnnedge.models import ModelConfig, build_model, mixer_spec
 from rnnedge.models.scan import sequential_scan
 from rnnedge.training.checkpoint import save_checkpoint
 from rnnedge.vocab import CharVocab
+from tests.conftest import ARCHS
 
-ARCHS = ("mingru", "minlstm", "gru", "lstm")
 VOCAB = CharVocab("abcdefghijklmnopqrs\n")
 
 
@@ -73,7 +73,9 @@ def feed(sess: ort.InferenceSession, ids: np.ndarray, state: list[np.ndarray]) -
 def random_inputs(model, batch: int, time: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, len(VOCAB), size=(batch, time), dtype=np.int64)
-    state = [(0.5 * rng.standard_normal((batch, w))).astype(np.float32) for _, w in model.config.state_spec()]
+    state = [
+        (0.5 * rng.standard_normal(s.concrete_shape(batch))).astype(np.float32) for s in model.config.state_infos()
+    ]
     return ids, state
 
 
@@ -118,16 +120,39 @@ def test_graph_structure(exported: dict, arch: str) -> None:
     assert not step_ops & {"GRU", "LSTM", "RNN", "Scan", "Loop", "If"}, step_ops
     assert "MatMul" in step_ops or "Gemm" in step_ops
     par_ops = {n.op_type for n in par.graph.node}
-    if arch in ("gru", "lstm"):
-        assert arch.upper() in par_ops
-    else:
+    spec = mixer_spec(arch)
+    if spec.uses_scan:
         assert not par_ops & {"Scan", "Loop", "CumSum"}  # the doubling scan: Pad/Slice/Mul/Add only
+    else:  # the classic cells export as ONNX's own recurrent ops (Elman: RNN)
+        assert par_ops & {"GRU", "LSTM", "RNN"}, par_ops
     onnx.checker.check_model(par, full_check=True)
     onnx.checker.check_model(step, full_check=True)
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in par.graph.input}
     assert dims[INPUT_IDS] == ["batch", "time"]
     outs = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in par.graph.output}
     assert outs[LOGITS] == ["batch", "time", len(VOCAB)]
+
+
+def constant_weight_products(model: onnx.ModelProto) -> list[tuple[int, int]]:
+    """(k, n) of every MatMul/Gemm whose weight is an initializer (Gemm's transB honoured)."""
+    inits = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    out = []
+    for node in model.graph.node:
+        if node.op_type in ("MatMul", "Gemm") and node.input[1] in inits and len(inits[node.input[1]]) == 2:
+            k, n = inits[node.input[1]]
+            trans = any(a.name == "transB" and a.i for a in node.attribute)
+            out.append((n, k) if trans else (k, n))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_step_graph_records_its_weight_products(exported: dict, arch: str) -> None:
+    """The floor's shapes (MixerSpec.weight_products via ModelConfig) are what the step graph multiplies."""
+    _, result = exported[arch]
+    step = onnx.load(result.paths["step"])
+    info = parse_metadata({p.key: p.value for p in step.metadata_props}, "step")
+    assert info.matmuls == tiny_lm(arch).config.weight_products()
+    assert sorted((k, n) for _, k, n in info.matmuls) == constant_weight_products(step)
 
 
 @pytest.mark.parametrize("arch", ["lstm", "minlstm"])
@@ -140,11 +165,11 @@ def test_metadata_roundtrip(exported: dict, arch: str) -> None:
         assert info.kind == kind
         assert info.vocab.chars == VOCAB.chars
         assert info.config == cfg.to_dict()
-        assert [s.name for s in info.states] == [n for n, _ in cfg.state_spec()]
+        assert info.states == cfg.state_infos()
         assert [i.name for i in sess.get_inputs()] == [INPUT_IDS] + [s.input for s in info.states]
         assert [o.name for o in sess.get_outputs()] == [LOGITS] + [s.output for s in info.states]
         for s, inp in zip(info.states, sess.get_inputs()[1:], strict=True):
-            assert inp.shape == ["batch", s.width]
+            assert inp.shape == list(s.shape)
         assert info.max_seq_len == (4096 if kind == "parallel" else None)
 
 
@@ -152,7 +177,7 @@ def test_manifest_contents(exported: dict) -> None:
     ckpt, result = exported["gru"]
     manifest = json.loads((result.out_dir / MANIFEST).read_text())
     assert manifest == json.loads(json.dumps(result.manifest))
-    assert manifest["source"]["checkpoint"] == str(ckpt)
+    assert manifest["source"]["checkpoint"] == str(ckpt.resolve())  # absolute: bench finds it from anywhere
     assert manifest["source"]["val_loss"] == pytest.approx(1.234)
     assert manifest["max_seq_len"] == 4096 and manifest["scan_levels"] == 12
     assert manifest["verification"]["passed"] is True
@@ -161,7 +186,7 @@ def test_manifest_contents(exported: dict) -> None:
     for c in manifest["verification"]["checks"]:
         assert c["passed"] and 0 <= c["max_abs_diff"] <= 1e-4
     for kind, g in manifest["graphs"].items():
-        path = result.out_dir / GRAPH_FILES[kind]
+        path = result.out_dir / graph_file(kind)
         assert g["size_bytes"] == path.stat().st_size
         assert g["opset"] == 17
         assert g["nodes"] == len(onnx.load(path).graph.node) == g["nodes_after_simplify"]

@@ -61,9 +61,14 @@ def test_backward_reaches_every_parameter(arch):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-def test_state_spec_and_param_counts():
+def test_state_infos_and_param_counts():
     cfg = ModelConfig(vocab_size=10, arch="lstm", n_layers=2, d_model=8)
-    assert cfg.state_spec() == [("0.h", 16), ("0.c", 16), ("1.h", 16), ("1.c", 16)]
+    assert [(s.name, s.shape) for s in cfg.state_infos()] == [
+        ("0.h", ("batch", 16)),
+        ("0.c", ("batch", 16)),
+        ("1.h", ("batch", 16)),
+        ("1.c", ("batch", 16)),
+    ]
     # Paper: minGRU has 2·d_h·d_x recurrent weights against GRU's 3·d_h·(d_x + d_h).
     mg = tiny_model("mingru").blocks[0].mixer.to_zh.weight.numel()
     gru = tiny_model("gru").blocks[0].mixer.rnn

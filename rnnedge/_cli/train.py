@@ -11,8 +11,9 @@ import typer
 
 from rnnedge._cli.common import domain_errors, echo
 from rnnedge.errors import ConfigError, DependencyError, RnnedgeError
+from rnnedge.models.registry import MIXER_NAMES
 
-_ARCH_HELP = "Mixer: mingru, minlstm, gru or lstm."
+_ARCH_HELP = "Mixer: " + ", ".join(MIXER_NAMES) + " (rnnedge.models.registry)."
 
 
 def _text_arg(data: str) -> str:

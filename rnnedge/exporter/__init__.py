@@ -7,7 +7,7 @@ Imports torch (tracing) and onnx; the runtime and quantization packages never im
 """
 
 from rnnedge.exporter.export import ExportResult, export_model
-from rnnedge.tensorrt_rules import check_tensorrt
 from rnnedge.exporter.verify import CheckResult
+from rnnedge.tensorrt_rules import check_tensorrt
 
 __all__ = ["CheckResult", "ExportResult", "check_tensorrt", "export_model"]

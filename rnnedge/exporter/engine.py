@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 
 from rnnedge.errors import DependencyError, GraphError, RnnedgeError
-from rnnedge.tensorrt_rules import check_tensorrt
 from rnnedge.graphmeta import GRAPH_FILES, INPUT_IDS, INT8_FILES
 from rnnedge.io import write_bytes
+from rnnedge.tensorrt_rules import check_tensorrt
 
 
 def build_engine(

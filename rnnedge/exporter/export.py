@@ -24,7 +24,7 @@ from rnnedge.exporter import simplify as simp
 from rnnedge.exporter import trace
 from rnnedge.exporter import verify as vfy
 from rnnedge.exporter.manifest import GraphRecord, build_manifest, write_export
-from rnnedge.graphmeta import GRAPH_FILES, INPUT_IDS, LOGITS, GraphInfo, states_for
+from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo, graph_file
 from rnnedge.models import CharLM
 from rnnedge.training.checkpoint import Checkpoint, load_checkpoint
 
@@ -85,16 +85,16 @@ def _probe_out_dir(out_dir: Path) -> bool:
 
 
 def _annotate(model: onnx.ModelProto, lm: CharLM, kind: str) -> None:
-    """Give every graph input/output its documented shape: batch/time symbolic, widths fixed."""
+    """Give every graph input/output its documented shape: batch/time symbolic, every other dim fixed."""
     cfg = lm.config
-    widths = {n: s.width for s in states_for(cfg.state_spec()) for n in (s.input, s.output)}
+    shapes = {n: s.shape for s in cfg.state_infos() for n in (s.input, s.output)}
     for value in [*model.graph.input, *model.graph.output]:
         if value.name == INPUT_IDS:
             dims: list[str | int] = ["batch", "time"] if kind == "parallel" else ["batch"]
         elif value.name == LOGITS:
             dims = ["batch", "time", cfg.vocab_size] if kind == "parallel" else ["batch", cfg.vocab_size]
         else:
-            dims = ["batch", widths[value.name]]
+            dims = list(shapes[value.name])
         shape = value.type.tensor_type.shape
         del shape.dim[:]
         for d in dims:
@@ -130,10 +130,10 @@ def _export(
 ) -> ExportResult:
     start = time.perf_counter()
     lm = loaded.model.eval()
-    cfg, states = lm.config, states_for(lm.config.state_spec())
+    cfg, states = lm.config, lm.config.state_infos()
     infos = {
         "parallel": GraphInfo("parallel", loaded.vocab, cfg.to_dict(), states, __version__, max_seq_len=max_seq_len),
-        "step": GraphInfo("step", loaded.vocab, cfg.to_dict(), states, __version__),
+        "step": GraphInfo("step", loaded.vocab, cfg.to_dict(), states, __version__, matmuls=cfg.weight_products()),
     }
     recs: dict[str, GraphRecord] = {}
     for kind in ("parallel", "step"):
@@ -158,7 +158,7 @@ def _export(
     timings["simplify_and_reverify"] = sum(r.simplify_seconds for r in recs.values())
     providers = vfy.check_accelerated_providers(ref, recs["parallel"].data) if do_verify else {}
 
-    paths = {k: out_dir / GRAPH_FILES[k] for k in recs}
+    paths = {k: out_dir / graph_file(k) for k in recs}
     files = {paths[k]: recs[k].data for k in recs}
     ort_entry = None
     if ort_format:

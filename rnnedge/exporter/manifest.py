@@ -14,14 +14,15 @@ import onnx
 
 from rnnedge import __version__
 from rnnedge.exporter import verify as vfy
-from rnnedge.tensorrt_rules import check_tensorrt
-from rnnedge.graphmeta import GRAPH_FILES, INT8_FILES, MANIFEST
+from rnnedge.graphmeta import FP32, MANIFEST, graph_file, list_variants
 from rnnedge.io import atomic_path, write_json
+from rnnedge.tensorrt_rules import check_tensorrt
 from rnnedge.training.checkpoint import Checkpoint
 
 MANIFEST_FORMAT = "rnnedge-export"
-# Files in an export folder that are derived from the graphs; an older copy is stale after a re-export.
-DERIVED = (*INT8_FILES.values(), "parallel.ort", "step.ort", "required_operators.config")
+# Files in an export folder derived from the graphs (besides every precision variant's graph files and
+# their .ort copies): an older copy is stale after a re-export.
+DERIVED = ("parallel.ort", "step.ort", "required_operators.config")
 
 
 @dataclass
@@ -44,7 +45,7 @@ def op_types(model: onnx.ModelProto) -> dict[str, int]:
 
 def _graph_entry(rec: GraphRecord, opset: int, results: list[vfy.CheckResult]) -> dict[str, Any]:
     return {
-        "file": GRAPH_FILES[rec.kind],
+        "file": graph_file(rec.kind),
         "opset": opset,
         "nodes": len(rec.model.graph.node),
         "nodes_before_simplify": rec.nodes_before,
@@ -75,11 +76,11 @@ def build_manifest(
     problems = check_tensorrt(records["parallel"].model)
     return {
         "format": MANIFEST_FORMAT,
-        "format_version": 1,
+        "format_version": 2,
         "rnnedge_version": __version__,
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "source": {
-            "checkpoint": str(loaded.path),
+            "checkpoint": str(Path(loaded.path).resolve()) if loaded.path else None,
             "val_loss": loaded.val_loss,
             "arch": lm.config.arch,
             "config": lm.config.to_dict(),
@@ -107,13 +108,21 @@ def build_manifest(
     }
 
 
+def stale_files(out_dir: Path) -> list[Path]:
+    """What a re-export makes stale in out_dir: every precision variant's graphs (and .ort copies) and
+    the derived files, all written by rnnedge (graph_file / split_graph_file name them)."""
+    paths = [p for variant, kinds in list_variants(out_dir).items() if variant != FP32 for p in kinds.values()]
+    paths += [p.with_suffix(".ort") for p in paths if p.with_suffix(".ort").exists()]
+    return paths + [out_dir / n for n in DERIVED if (out_dir / n).exists()]
+
+
 def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, Any]) -> None:
     """Write every file to a temp name, rename all into place, drop stale derived files, manifest last."""
     with contextlib.ExitStack() as stack:
         for target, blob in files.items():
             tmp = stack.enter_context(atomic_path(target))
             tmp.write_bytes(blob)
-    stale = [out_dir / n for n in DERIVED if (out_dir / n).exists() and out_dir / n not in files]
+    stale = [p for p in stale_files(out_dir) if p not in files]
     for path in stale:
         path.unlink()
     if stale:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from rnnedge.errors import ConfigError, GraphError
-from rnnedge.graphmeta import INPUT_IDS, LOGITS, states_for
+from rnnedge.graphmeta import INPUT_IDS, LOGITS
 from rnnedge.models import CharLM, fixed_scan_levels
 
 # LayerNormalization (opset 17) is the newest op the graphs need; the TorchScript exporter stops at 20.
@@ -87,12 +87,13 @@ def _exporter_errors(opset: int) -> Iterator[None]:
 
 
 def _names(model: CharLM) -> tuple[list[str], list[str]]:
-    states = states_for(model.config.state_spec())
+    states = model.config.state_infos()
     return [INPUT_IDS] + [s.input for s in states], [LOGITS] + [s.output for s in states]
 
 
 def _export(module: nn.Module, args: tuple[torch.Tensor, ...], opset: int, time_axis: bool, model: CharLM) -> bytes:
     inputs, outputs = _names(model)
+    # Every state's only symbolic dim is its first ("batch"); graphmeta.StateInfo holds the rest fixed.
     dyn: dict[str, dict[int, str]] = {name: {0: "batch"} for name in inputs[1:] + outputs[1:]}
     dyn[INPUT_IDS] = {0: "batch", 1: "time"} if time_axis else {0: "batch"}
     dyn[LOGITS] = {0: "batch", 1: "time"} if time_axis else {0: "batch"}

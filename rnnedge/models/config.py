@@ -53,6 +53,17 @@ class ModelConfig:
             for s in spec.states(self)
         )
 
+    def weight_products(self) -> tuple[tuple[str, int, int], ...]:
+        """(name, k, n) of every weight product one token costs: each layer's mixer (from its
+        MixerSpec) and MLP, then the head. The exporter records it; the runtime floor times it."""
+        spec = mixer_spec(self.arch)
+        out: list[tuple[str, int, int]] = []
+        for layer in range(self.n_layers):
+            out += [(f"{layer}.{n}", k, m) for n, k, m in spec.weight_products(self)]
+            out += [(f"{layer}.mlp_up", self.d_model, self.d_mlp), (f"{layer}.mlp_down", self.d_mlp, self.d_model)]
+        out.append(("head", self.d_model, self.vocab_size))
+        return tuple(out)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

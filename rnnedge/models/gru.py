@@ -11,13 +11,12 @@ import torch
 from torch import nn
 
 from rnnedge.models.base import Mixer, State
+from rnnedge.models.spec import MixerSpec, StateSpec
 
 
 class GRU(Mixer):
-    state_names = ("h",)
-
     def __init__(self, d_model: int, d_hidden: int) -> None:
-        super().__init__(d_model, d_hidden)
+        super().__init__(d_model, ((d_hidden,),))
         self.rnn = nn.GRU(d_model, d_hidden, batch_first=True)
         self.out = nn.Linear(d_hidden, d_model)
 
@@ -40,3 +39,20 @@ class GRU(Mixer):
             return self.out(h.unsqueeze(1)), (h,)
         y, h_n = self.rnn(x, h0.unsqueeze(0).contiguous())  # (B, T, H), (1, B, H)
         return self.out(y), (h_n[0],)
+
+
+SPEC = MixerSpec(
+    name="gru",
+    summary="classic GRU (fused nn.GRU for sequences, explicit cell for one token)",
+    build=lambda c: GRU(c.d_model, c.d_hidden),
+    states=lambda c: (StateSpec("h", ("batch", c.d_hidden)),),
+    parallel_training=False,
+    parallel_graph="ONNX GRU op (linear_before_reset = 1), dynamic T",
+    step_cell="MatMul + Sigmoid/Tanh/Mul/Add (explicit cell, same weights)",
+    weight_products=lambda c: (
+        ("mixer_x", c.d_model, 3 * c.d_hidden),
+        ("mixer_h", c.d_hidden, 3 * c.d_hidden),
+        ("mixer_out", c.d_hidden, c.d_model),
+    ),
+    reference="GRU: Cho et al. 2014 (torch's gate order [r, z, n])",
+)

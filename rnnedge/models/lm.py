@@ -10,12 +10,7 @@ from torch import nn
 
 from rnnedge.models.base import Mixer, State
 from rnnedge.models.config import ModelConfig
-from rnnedge.models.gru import GRU
-from rnnedge.models.lstm import LSTM
-from rnnedge.models.mingru import MinGRU
-from rnnedge.models.minlstm import MinLSTM
-
-MIXERS: dict[str, type[Mixer]] = {"mingru": MinGRU, "minlstm": MinLSTM, "gru": GRU, "lstm": LSTM}
+from rnnedge.models.registry import mixer_spec
 
 
 class Block(nn.Module):
@@ -24,7 +19,7 @@ class Block(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(config.d_model)
-        self.mixer = MIXERS[config.arch](config.d_model, config.d_hidden)
+        self.mixer: Mixer = mixer_spec(config.arch).build(config)
         self.norm2 = nn.LayerNorm(config.d_model)
         self.mlp = nn.Sequential(
             nn.Linear(config.d_model, config.d_mlp), nn.GELU(), nn.Linear(config.d_mlp, config.d_model)
@@ -40,8 +35,9 @@ class Block(nn.Module):
 class CharLM(nn.Module):
     """forward(idx (B, T), state=None) -> (logits (B, T, V), state).
 
-    `state` is one flat tuple of (B, d_hidden) tensors in `config.state_spec()` order (layer by
-    layer; LSTM layers carry h then c). None means the zero initial state.
+    `state` is one flat tuple of tensors in `config.state_infos()` order (layer by layer, each
+    layer's states in its MixerSpec's order, e.g. LSTM h then c), each (B, *fixed dims). None means
+    the zero initial state.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -54,10 +50,10 @@ class CharLM(nn.Module):
 
     @property
     def n_states(self) -> int:
-        return len(self.config.state_spec())
+        return sum(len(b.mixer.state_shapes) for b in self.blocks)
 
     def init_state(self, batch: int, device: torch.device | None = None) -> State:
-        return tuple(torch.zeros(batch, width, device=device) for _, width in self.config.state_spec())
+        return tuple(s for b in self.blocks for s in b.mixer.init_state(batch, device))
 
     def forward(self, idx: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         if state is not None and len(state) != self.n_states:
@@ -66,7 +62,7 @@ class CharLM(nn.Module):
         new_state: list[torch.Tensor] = []
         pos = 0
         for block in self.blocks:
-            n = len(block.mixer.state_names)
+            n = len(block.mixer.state_shapes)
             layer_state = None if state is None else tuple(state[pos : pos + n])
             x, layer_new = block(x, layer_state)  # (B, T, D)
             new_state.extend(layer_new)

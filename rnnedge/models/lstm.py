@@ -10,13 +10,12 @@ import torch
 from torch import nn
 
 from rnnedge.models.base import Mixer, State
+from rnnedge.models.spec import MixerSpec, StateSpec
 
 
 class LSTM(Mixer):
-    state_names = ("h", "c")
-
     def __init__(self, d_model: int, d_hidden: int) -> None:
-        super().__init__(d_model, d_hidden)
+        super().__init__(d_model, ((d_hidden,), (d_hidden,)))
         self.rnn = nn.LSTM(d_model, d_hidden, batch_first=True)
         self.out = nn.Linear(d_hidden, d_model)
 
@@ -36,3 +35,20 @@ class LSTM(Mixer):
             return self.out(h.unsqueeze(1)), (h, c)
         y, (h_n, c_n) = self.rnn(x, (h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous()))  # (B, T, H)
         return self.out(y), (h_n[0], c_n[0])
+
+
+SPEC = MixerSpec(
+    name="lstm",
+    summary="classic LSTM (fused nn.LSTM for sequences, explicit cell for one token); state h and c",
+    build=lambda c: LSTM(c.d_model, c.d_hidden),
+    states=lambda c: (StateSpec("h", ("batch", c.d_hidden)), StateSpec("c", ("batch", c.d_hidden))),
+    parallel_training=False,
+    parallel_graph="ONNX LSTM op, dynamic T",
+    step_cell="MatMul + Sigmoid/Tanh/Mul/Add (explicit cell, same weights)",
+    weight_products=lambda c: (
+        ("mixer_x", c.d_model, 4 * c.d_hidden),
+        ("mixer_h", c.d_hidden, 4 * c.d_hidden),
+        ("mixer_out", c.d_hidden, c.d_model),
+    ),
+    reference="LSTM: Hochreiter & Schmidhuber 1997 (torch's gate order [i, f, g, o])",
+)

@@ -10,13 +10,12 @@ from torch import nn
 
 from rnnedge.models.base import Mixer, State
 from rnnedge.models.scan import g, linear_scan
+from rnnedge.models.spec import MixerSpec, StateSpec
 
 
 class MinGRU(Mixer):
-    state_names = ("h",)
-
     def __init__(self, d_model: int, d_hidden: int) -> None:
-        super().__init__(d_model, d_hidden)
+        super().__init__(d_model, ((d_hidden,),))
         self.to_zh = nn.Linear(d_model, 2 * d_hidden)  # [k_z | k_h] in one MatMul
         self.out = nn.Linear(d_hidden, d_model)
 
@@ -28,3 +27,17 @@ class MinGRU(Mixer):
         b = torch.sigmoid(k_z) * g(k_h)  # (B, T, H)
         h = linear_scan(a, b, h0, self.scan_levels)  # (B, T, H)
         return self.out(h), (h[:, -1],)
+
+
+SPEC = MixerSpec(
+    name="mingru",
+    summary="minGRU (Feng et al. 2024, §3.1): gates read only x_t; parallel-scan training",
+    build=lambda c: MinGRU(c.d_model, c.d_hidden),
+    states=lambda c: (StateSpec("h", ("batch", c.d_hidden)),),
+    parallel_training=True,
+    parallel_graph="doubling scan (Slice/Concat/Mul/Add), depth fixed by --max-seq-len",
+    step_cell="MatMul + Sigmoid/Mul/Add (the scan with T = 1)",
+    weight_products=lambda c: (("mixer_x", c.d_model, 2 * c.d_hidden), ("mixer_out", c.d_hidden, c.d_model)),
+    uses_scan=True,
+    reference="arXiv 2410.01201 §3.1, Appendix B",
+)

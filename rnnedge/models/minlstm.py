@@ -12,13 +12,12 @@ from torch import nn
 
 from rnnedge.models.base import Mixer, State
 from rnnedge.models.scan import g, linear_scan
+from rnnedge.models.spec import MixerSpec, StateSpec
 
 
 class MinLSTM(Mixer):
-    state_names = ("h",)
-
     def __init__(self, d_model: int, d_hidden: int) -> None:
-        super().__init__(d_model, d_hidden)
+        super().__init__(d_model, ((d_hidden,),))
         self.to_fih = nn.Linear(d_model, 3 * d_hidden)  # [k_f | k_i | k_h] in one MatMul
         self.out = nn.Linear(d_hidden, d_model)
 
@@ -32,3 +31,17 @@ class MinLSTM(Mixer):
         b = torch.sigmoid(diff) * g(k_h)  # i' ⊙ h̃   (B, T, H)
         h = linear_scan(a, b, h0, self.scan_levels)  # (B, T, H)
         return self.out(h), (h[:, -1],)
+
+
+SPEC = MixerSpec(
+    name="minlstm",
+    summary="minLSTM (Feng et al. 2024, §3.2): normalised gates read only x_t; parallel-scan training",
+    build=lambda c: MinLSTM(c.d_model, c.d_hidden),
+    states=lambda c: (StateSpec("h", ("batch", c.d_hidden)),),
+    parallel_training=True,
+    parallel_graph="doubling scan (Slice/Concat/Mul/Add), depth fixed by --max-seq-len",
+    step_cell="MatMul + Softplus/Sigmoid/Mul/Add (the scan with T = 1)",
+    weight_products=lambda c: (("mixer_x", c.d_model, 3 * c.d_hidden), ("mixer_out", c.d_hidden, c.d_model)),
+    uses_scan=True,
+    reference="arXiv 2410.01201 §3.2, Appendix B",
+)

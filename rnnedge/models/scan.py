@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 
 def scan_levels(seq_len: int) -> int:
@@ -85,8 +84,3 @@ def logspace_scan(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor | N
 def g(x: torch.Tensor) -> torch.Tensor:
     """Paper's g: x + 0.5 for x >= 0, sigmoid(x) otherwise; keeps the candidate state positive."""
     return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
-
-
-def log_g(x: torch.Tensor) -> torch.Tensor:
-    """log g(x), computed stably (Appendix B)."""
-    return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), -F.softplus(-x))

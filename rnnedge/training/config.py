@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rnnedge.errors import ConfigError
-from rnnedge.models import ARCHS, ModelConfig
+from rnnedge.models import MIXER_NAMES, ModelConfig
 
 # Fields a resumed run may change; every other field must match the checkpoint's run.
 RESUMABLE_CHANGES = frozenset({"steps", "eval_every", "eval_batches", "save_every", "device", "max_time", "threads"})
@@ -42,8 +42,8 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads per process; None = torch's default
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ConfigError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.arch not in MIXER_NAMES:
+            raise ConfigError(f"unknown arch {self.arch!r}; choose one of {', '.join(MIXER_NAMES)}")
         positive = ("n_layers", "d_model", "seq_len", "batch_size", "steps", "eval_every", "eval_batches")
         for name in positive:
             value = getattr(self, name)
