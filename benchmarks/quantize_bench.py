@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from rnnedge.quantization.q_run import graph_info, load_proto
 
 from rnnedge.graphmeta import INPUT_IDS, LOGITS
 from rnnedge.models import ModelConfig, build_model
 from rnnedge.quantization import quantize_export
-from rnnedge.quantization.q_run import graph_info, load_proto
 from rnnedge.vocab import CharVocab
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"

@@ -62,7 +62,9 @@ def _config(ort_files: Sequence[pathlib.Path], target: pathlib.Path) -> list[str
 
     with _quiet():
         create_config_from_models(list(ort_files), target, False)
-    return [f"# - {pathlib.Path(ln[4:]).name}" if ln.startswith("# - ") else ln for ln in target.read_text().splitlines()]
+    lines = target.read_text().splitlines()
+    models = sorted(pathlib.Path(ln[4:]).name for ln in lines if ln.startswith("# - "))
+    return [lines[0], *(f"# - {m}" for m in models), *(ln for ln in lines[1:] if not ln.startswith("# - "))]
 
 
 def convert_to_ort(

@@ -48,7 +48,7 @@ class VariantBuilder(ABC):
         self.prepare()
         self.candidates = quantizable_nodes(self.proto, self.op_types)
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - an optional hook, not every recipe rewrites the graph
         """Once per graph: rewrite `self.proto` for the tool (e.g. Gemm -> MatMul)."""
 
     @abstractmethod
@@ -76,7 +76,7 @@ class VariantBuilder(ABC):
 
     def describe(self, keep_float: list[str]) -> dict[str, Any]:
         return {
-            "recipe": self.recipe.name,
+            "variant": self.recipe.name,
             **self.details(),
             "converted_nodes": len([c for c in self.candidates if c not in keep_float]),
             "kept_float": list(keep_float),

@@ -44,7 +44,11 @@ def finite_problems(graph: GraphSession, ids: np.ndarray) -> list[str]:
         for z in graph.zero_states(batch)
     ]
     logits, new = graph.run(x, states)
-    return [f"{n} has non-finite values" for n, r in zip(graph.outputs, [logits, *new], strict=True) if not np.isfinite(r).all()]
+    return [
+        f"{n} has non-finite values"
+        for n, r in zip(graph.outputs, [logits, *new], strict=True)
+        if not np.isfinite(r).all()
+    ]
 
 
 def quantized_state_outputs(proto: onnx.ModelProto, graph: GraphSession) -> list[str]:

@@ -26,8 +26,9 @@ from rnnedge.quantization.builder import VariantBuilder
 from rnnedge.quantization.calibrate import calibration_feeds
 from rnnedge.quantization.graph_edits import graph_info, load_proto, match_patterns, name_nodes, refuse_quantized
 from rnnedge.quantization.methods import builder_for
-from rnnedge.quantization.recipes import Recipe, StaticQdqInt8, recipe as preset, with_options
-from rnnedge.quantization.texts import Texts, TextPath, read_texts
+from rnnedge.quantization.recipes import Recipe, StaticQdqInt8, with_options
+from rnnedge.quantization.recipes import recipe as preset
+from rnnedge.quantization.texts import TextPath, Texts, read_texts
 from rnnedge.quantization.variant_files import ort_outputs, write_variant
 from rnnedge.quantization.variant_graph import BuiltGraph, build_graph
 from rnnedge.vocab import OnUnknown
@@ -118,7 +119,8 @@ def keep_float_nodes(recipe: Recipe, builders: dict[str, VariantBuilder]) -> dic
         if not any(match_patterns((pattern,), b.candidates, b.labels)[pattern] for b in builders.values()):
             labels = sorted({b.labels[c] for b in builders.values() for c in b.candidates})
             raise RnnedgeError(
-                f"--keep-float {pattern} matches no node {recipe.name} converts; candidates: {', '.join(labels[:12])}..."
+                f"--keep-float {pattern} matches no node {recipe.name} converts; "
+                f"candidates: {', '.join(labels[:12])}..."
             )
     return kept
 

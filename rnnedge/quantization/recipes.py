@@ -2,8 +2,9 @@
 
 A recipe only describes; its handler (`rnnedge.quantization.methods`, registered by recipe type)
 turns it into graph bytes with ONNX Runtime's own tools. Its name is the variant name: it names the
-files (`step.<name>.onnx`), the manifest's `variants` entry and the `--variant` the other commands take. Its `to_dict()` goes into the graph's
-metadata (`rnnedge.recipe`), so every variant file says how it was made.
+files (`step.<name>.onnx`), the manifest's `variants` entry and the `--variant` the other commands
+take. Its `to_dict()` goes into the graph's metadata (`rnnedge.recipe`), so every variant file says
+how it was made.
 
     int8-dynamic   weights int8, activations quantized per call (ORT quantize_dynamic); CPU EP
     int8-qdq       static QDQ int8, calibrated on real text timestep by timestep; TensorRT-style
@@ -171,7 +172,7 @@ def recipe_from_dict(data: Any) -> Recipe:
         raise ConfigError(f"not a recipe description: {data!r}"[:200])
     cls = RECIPE_TYPES[data["type"]]
     fields = {f.name for f in dataclasses.fields(cls)}
-    body = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k != "type"}
+    body: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k != "type"}
     unknown = sorted(set(body) - fields)
     if unknown:
         raise ConfigError(f"recipe {data.get('name')!r}: unknown fields {', '.join(unknown)}")

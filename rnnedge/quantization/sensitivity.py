@@ -45,7 +45,11 @@ def group_nodes(names: list[str], labels: dict[str, str]) -> dict[str, list[str]
 
 
 def rank_nodes(
-    builder: VariantBuilder, ids: np.ndarray, loss_fp32: float, base: list[str], log: Callable[[str], None] | None = None
+    builder: VariantBuilder,
+    ids: np.ndarray,
+    loss_fp32: float,
+    base: list[str],
+    log: Callable[[str], None] | None = None,
 ) -> tuple[float, list[Sensitivity]]:
     """(delta with only `base` kept float, leave-one-out sensitivities sorted by gain, largest first)."""
     info = builder.info

@@ -71,25 +71,17 @@ def read_texts(
     on_unknown: OnUnknown = "error",
 ) -> Texts:
     """Read, encode and assign the texts for `recipe` (see the module docstring)."""
-    if calib_text is None and eval_text is None:
-        need = "--eval PATH (held-out text)" + (
-            "; --calib PATH adds calibration text" if recipe.needs_calibration else ""
-        )
-        raise RnnedgeError(f"{recipe.name} is judged by its loss on real text: pass {need}")
-    if not recipe.needs_calibration:
-        if eval_text is not None:
-            return Texts(eval_ids=_encode(eval_text, vocab, on_unknown, "eval text"), eval_source=f"eval text {eval_text}")
-        ids = _encode(calib_text, vocab, on_unknown, "calibration text")
-        return Texts(eval_ids=ids, eval_source=f"calibration text {calib_text} (whole; {recipe.name} does not calibrate)")
-    if calib_text is not None and eval_text is not None and not _same_text(calib_text, eval_text):
-        calib = _encode(calib_text, vocab, on_unknown, "calibration text")
+    calibrates = recipe.needs_calibration
+    if eval_text is not None and (calib_text is None or not calibrates):
         held = _encode(eval_text, vocab, on_unknown, "eval text")
-        return Texts(
-            calib_ids=calib,
-            calib_source=f"calibration text {calib_text} (whole)",
-            eval_ids=held,
-            eval_source=f"eval text {eval_text} (whole)",
-        )
-    if calib_text is not None:
-        return _split(_encode(calib_text, vocab, on_unknown, "calibration text"), f"calibration text {calib_text}")
-    return _split(_encode(eval_text, vocab, on_unknown, "eval text"), f"eval text {eval_text}")
+        return _split(held, f"eval text {eval_text}") if calibrates else Texts(held, f"eval text {eval_text}")
+    if calib_text is None:
+        more = "; --calib PATH adds calibration text" if calibrates else ""
+        raise RnnedgeError(f"{recipe.name} is judged by its loss on real text: pass --eval PATH (held-out text){more}")
+    calib = _encode(calib_text, vocab, on_unknown, "calibration text")
+    if not calibrates:
+        return Texts(calib, f"calibration text {calib_text} (whole; {recipe.name} does not calibrate)")
+    if eval_text is None or _same_text(calib_text, eval_text):
+        return _split(calib, f"calibration text {calib_text}")
+    held = _encode(eval_text, vocab, on_unknown, "eval text")
+    return Texts(held, f"eval text {eval_text} (whole)", calib, f"calibration text {calib_text} (whole)")

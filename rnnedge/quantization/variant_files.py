@@ -47,12 +47,12 @@ def _variant_entry(
     mine = recipe.to_dict()
     graphs: dict[str, Any] = {}
     if isinstance(old, dict) and isinstance(old.get("graphs"), dict):
-        for kind, entry in old["graphs"].items():  # graphs not rebuilt now keep their entry, if their file is there
-            name = str(entry.get("file", "")) if isinstance(entry, dict) else ""
+        for kind, kept in old["graphs"].items():  # graphs not rebuilt now keep their entry, if their file is there
+            name = str(kept.get("file", "")) if isinstance(kept, dict) else ""
             if kind in built or split_graph_file(name) is None or not (folder / name).is_file():
                 continue
-            made_by = entry.get("recipe", old.get("recipe"))
-            graphs[kind] = entry if made_by == mine else {**entry, "recipe": made_by}
+            made_by = kept.get("recipe", old.get("recipe"))
+            graphs[kind] = kept if made_by == mine else {**kept, "recipe": made_by}
     graphs.update({kind: b.report for kind, b in built.items()})
     entry: dict[str, Any] = {"recipe": mine, "graphs": dict(sorted(graphs.items()))}
     if ort is not None:

@@ -54,7 +54,9 @@ def check_variant(builder: VariantBuilder, fp32: GraphSession, data: bytes, ids:
             for o in quantized_state_outputs(onnx.load_from_string(data), variant)
         ]
     if problems:
-        raise VerificationError(f"{builder.recipe.name} {builder.info.kind} graph failed its checks: {'; '.join(problems)}")
+        raise VerificationError(
+            f"{builder.recipe.name} {builder.info.kind} graph failed its checks: {'; '.join(problems)}"
+        )
     return variant
 
 

@@ -1,9 +1,9 @@
 """The recipe handlers, one module per method; importing this package registers them all (the one place).
 
-    dynamic      DynamicInt8    -> quantize_dynamic (MatMulInteger), Gemm rewritten to MatMul first
-    qdq          StaticQdqInt8  -> quantize_static, QDQ, symmetric int8, calibrated over timesteps
-    fp16         Fp16           -> onnxruntime.transformers.float16.convert_float_to_float16
-    weight_only  WeightOnly     -> MatMulNBitsQuantizer (4 or 8 bits), Gemm rewritten to MatMul first
+dynamic      DynamicInt8    -> quantize_dynamic (MatMulInteger), Gemm rewritten to MatMul first
+qdq          StaticQdqInt8  -> quantize_static, QDQ, symmetric int8, calibrated over timesteps
+fp16         Fp16           -> onnxruntime.transformers.float16.convert_float_to_float16
+weight_only  WeightOnly     -> MatMulNBitsQuantizer (4 or 8 bits), Gemm rewritten to MatMul first
 """
 
 from __future__ import annotations
