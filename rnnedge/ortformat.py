@@ -10,9 +10,6 @@ Used by `rnnedge export --ort-format` and by `rnnedge quantize` on such a folder
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import pathlib
 import tempfile
 from collections.abc import Sequence
@@ -22,6 +19,7 @@ import numpy as np
 
 from rnnedge.errors import RnnedgeError, VerificationError
 from rnnedge.inference import GraphSession, open_graph, open_session
+from rnnedge.tool_output import tool_output
 
 CONFIG_NAME = "required_operators.config"
 TOLERANCE = 1e-4
@@ -46,21 +44,11 @@ def _parity(onnx_bytes: bytes, ort_bytes: bytes) -> float:
     return worst
 
 
-@contextlib.contextmanager
-def _quiet() -> Any:
-    logging.disable(logging.INFO)  # the tool logs each step at INFO through its own handler
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        logging.disable(logging.NOTSET)
-
-
 def _config(ort_files: Sequence[pathlib.Path], target: pathlib.Path) -> list[str]:
     """Write the required-operators config of `ort_files` to `target`; its lines, paths reduced to names."""
     from onnxruntime.tools.ort_format_model import create_config_from_models
 
-    with _quiet():
+    with tool_output(target.parent):
         create_config_from_models(list(ort_files), target, False)
     lines = target.read_text().splitlines()
     models = sorted(pathlib.Path(ln[4:]).name for ln in lines if ln.startswith("# - "))
@@ -82,11 +70,13 @@ def convert_to_ort(
         src.mkdir()
         for stem, data in graphs.items():
             (src / f"{stem}.onnx").write_bytes(data)
-        try:
-            with _quiet():
+        with tool_output(pathlib.Path(tmp)) as out:
+            try:
                 convert_onnx_models_to_ort(src, dst, optimization_styles=[OptimizationStyle.Fixed])
-        except Exception as exc:  # ORT's tool raises plain Exceptions on conversion failures
-            raise RnnedgeError(f"ONNX Runtime could not convert the graphs to .ort format: {exc}") from exc
+            except Exception as exc:  # ORT's tool raises plain Exceptions on conversion failures
+                raise RnnedgeError(
+                    f"ONNX Runtime could not convert the graphs to .ort format: {exc} {out.last_line()}".strip()
+                ) from exc
         files: dict[str, bytes] = {}
         parity: dict[str, float] = {}
         for stem, data in graphs.items():

@@ -23,7 +23,7 @@ from rnnedge.errors import ConfigError, RnnedgeError
 from rnnedge.graphmeta import PREFIX, GraphInfo, StateInfo
 from rnnedge.quantization.graph_edits import node_labels, quantizable_nodes
 from rnnedge.quantization.recipes import Recipe
-from rnnedge.quantization.tool_output import tool_output
+from rnnedge.tool_output import tool_output
 
 Feed = dict[str, np.ndarray]
 FLOAT_OPS_NEVER_CONVERTED = ("LSTM", "GRU", "RNN", "Conv")  # left alone by every recipe's op list

@@ -21,7 +21,7 @@ from rnnedge.quantization.builder import VariantBuilder, handles
 from rnnedge.quantization.calibrate import FeedReader
 from rnnedge.quantization.graph_edits import isolate_outputs
 from rnnedge.quantization.recipes import StaticQdqInt8
-from rnnedge.quantization.tool_output import tool_output
+from rnnedge.tool_output import tool_output
 
 CALIB_METHODS = {
     "minmax": CalibrationMethod.MinMax,

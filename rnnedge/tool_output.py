@@ -1,4 +1,4 @@
-"""Run ONNX Runtime's quantization tools without their chatter reaching the user's terminal.
+"""Run ONNX Runtime's Python tools (quantizers, float16 and .ort converters) without their chatter on the terminal.
 
 The tools print (`print`), log through the root logger, raise Python warnings, write C++ log lines
 straight to file descriptors 1/2, and leave scratch files (sym_shape_infer_temp.onnx, *.data) in the
