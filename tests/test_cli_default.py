@@ -24,6 +24,7 @@ def test_generate_default_exports_once_then_streams(tmp_path: Path, monkeypatch:
     assert text in first.output  # same seed, same text
 
 
-def test_generate_default_int8_points_to_the_pipeline() -> None:
-    result = CliRunner().invoke(app, ["generate", "default", "--int8"])
-    assert result.exit_code == 1 and "rnnedge pipeline" in result.output
+def test_generate_default_variant_points_to_the_pipeline() -> None:
+    result = CliRunner().invoke(app, ["generate", "default", "--variant", "int8-dynamic"])
+    assert result.exit_code == 1 and "fp32 only" in result.stderr and "rnnedge pipeline" in result.stderr
+    assert result.stderr.count("\n") == 1

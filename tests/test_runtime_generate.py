@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from rnnedge.cli import app
 from rnnedge.errors import ConfigError, InputError, UnknownCharacterError
 from rnnedge.runtime import StepSession, generate
-from tests.test_runtime_graphs import VOCAB, exports, torch_model  # noqa: F401
+from tests.test_runtime_graphs import VARIANT, VOCAB, exports, torch_model  # noqa: F401
 
 
 def test_greedy_generation_matches_a_torch_greedy_loop(exports) -> None:
@@ -92,12 +92,22 @@ def test_cli_generate_streams_text(exports) -> None:
     assert greedy.exit_code == 0 and len(greedy.stdout) == 11
 
 
+def test_cli_generate_a_variant(exports) -> None:
+    export = str(exports["mingru"] / "export")
+    res = runner.invoke(app, ["generate", export, "--variant", VARIANT, "-p", "All:", "-n", "20", "--seed", "1"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("All:") and len(res.stdout) == len("All:") + 20 + 1
+    direct = "".join(generate(exports["mingru"] / "export", "All:", 20, temperature=0.8, seed=1, variant=VARIANT))
+    assert res.stdout == "All:" + direct + "\n"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--prompt", "All~"], "outside the vocabulary: '~'"),
         (["--prompt", ""], "prompt is empty"),
-        (["--int8"], "no step.int8.onnx"),
+        (["--variant", "int8-dynamic"], "no step.int8-dynamic.onnx; its step variants: fp32"),
+        (["--variant", "Int8"], "lower-case"),
         (["--provider", "tensorrt"], "pip install 'rnnedge[gpu]'"),
         (["--provider", "tpu"], "unknown provider"),
         (["--top-k", "-2"], "top_k"),
@@ -117,7 +127,7 @@ def test_cli_wrong_files_are_one_line(exports, tmp_path) -> None:
     for target, message in [
         (exports["lstm"] / "export" / "parallel.onnx", "parallel graph"),
         (tmp_path / "nothing", "not found"),
-        (bad, "not a loadable ONNX graph"),
+        (bad, "ONNX Runtime cannot load"),
     ]:
         res = subprocess.run(
             [sys.executable, "-m", "rnnedge.cli", "generate", str(target), "-p", "a"], capture_output=True, text=True

@@ -1,6 +1,8 @@
-"""Tiny exported models for the runtime tests (torch + onnx are fine in TEST code).
+"""Tiny exported models and precision variants for the runtime tests (torch + onnx are fine in TEST code).
 
 Graphs come from `rnnedge.exporter.export_model` (checks skipped: the exporter's tests cover them).
+Variant files are made here with onnxruntime's quantize_dynamic plus rnnedge metadata, so these
+tests do not depend on rnnedge.quantization's API.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import pytest
 import torch
 
 from rnnedge.exporter import export_model
+from rnnedge.graphmeta import graph_file
 from rnnedge.training.checkpoint import save_checkpoint
 from rnnedge.vocab import CharVocab
-from tests.conftest import TEXT, tiny_model
+from tests.conftest import ARCHS, TEXT, tiny_model
 
 VOCAB = CharVocab.from_text(TEXT)
+VARIANT = "int8-dynamic"
 
 
 def make_export(root: Path, arch: str = "mingru", d_model: int = 16, n_layers: int = 2, seed: int = 0) -> Path:
@@ -31,13 +35,16 @@ def make_export(root: Path, arch: str = "mingru", d_model: int = 16, n_layers: i
     return out
 
 
-def make_int8(export: Path) -> Path:
-    """A dynamic int8 step graph beside step.onnx (metadata kept)."""
+def make_variant(export: Path, kind: str = "step", variant: str = VARIANT, file_name: str | None = None) -> Path:
+    """A dynamic int8 `kind.<variant>.onnx` beside the fp32 graph, with the fp32 graph's metadata plus
+    rnnedge.variant / rnnedge.recipe / rnnedge.quantization. `file_name` overrides the name (legacy files)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    src, dst = export / "step.onnx", export / "step.int8.onnx"
+    src, dst = export / graph_file(kind), export / (file_name or graph_file(kind, variant))
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
     meta = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
+    meta["rnnedge.variant"] = variant
+    meta["rnnedge.recipe"] = json.dumps({"name": variant, "kind": "dynamic-int8"})
     meta["rnnedge.quantization"] = json.dumps({"method": "dynamic", "weights": "int8"})
     proto = onnx.load(str(dst))
     del proto.metadata_props[:]
@@ -59,15 +66,12 @@ def torch_step_logits(model, ids: np.ndarray) -> np.ndarray:
     return logits.numpy()
 
 
-ARCHS = ("mingru", "minlstm", "gru", "lstm")
-
-
 _BUILT: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="session")
 def exports(tmp_path_factory) -> dict[str, Path]:
-    """arch -> root folder holding ckpt/ and export/ (export/ of mingru also has step.int8.onnx).
+    """arch -> root folder holding ckpt/ and export/ (export/ of mingru also has step.int8-dynamic.onnx).
 
     Built once per test session even though several test modules import this fixture.
     """
@@ -76,7 +80,7 @@ def exports(tmp_path_factory) -> dict[str, Path]:
             root = tmp_path_factory.mktemp(f"rt_{arch}")
             make_export(root, arch)
             _BUILT[arch] = root
-        make_int8(_BUILT["mingru"] / "export")
+        make_variant(_BUILT["mingru"] / "export")
     return dict(_BUILT)
 
 
@@ -84,3 +88,4 @@ def test_fixture_exports_follow_the_contract(exports) -> None:
     for root in exports.values():
         for name in ("step.onnx", "parallel.onnx", "manifest.json"):
             assert (root / "export" / name).is_file()
+    assert (exports["mingru"] / "export" / f"step.{VARIANT}.onnx").is_file()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.test_runtime_graphs import exports  # noqa: F401
+from tests.test_runtime_graphs import VARIANT, exports  # noqa: F401
 
 SCRIPT = textwrap.dedent(
     """
@@ -17,15 +17,20 @@ SCRIPT = textwrap.dedent(
     sys.modules["onnx"] = None
     import json
     import numpy as np
-    import rnnedge.runtime, rnnedge._cli.runtime
+    import rnnedge.inference, rnnedge.runtime, rnnedge._cli.runtime
+    from rnnedge.inference import open_graph, step_nll
     from rnnedge.runtime import StepSession, ParallelSession, evaluate_export, generate
 
     export = sys.argv[1]
     s = StepSession(export, batch=2)
     logits = s.feed([1, 2])
     assert logits.shape == (2, len(s.vocab)) and np.isfinite(logits).all()
+    s.reset(stream=0)
+    assert s.describe()["state_bytes_per_stream"] > 0
     text = "".join(generate(export, "All:", 40, seed=0))
     loss = evaluate_export(export, "First Citizen:\\nBefore we proceed any further")
+    graph = open_graph(export + "/step.onnx", "step")
+    assert step_nll(graph, graph.info.vocab.encode("All:\\nSpeak, speak.")[None]) > 0
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "onnx") and sys.modules[m] is not None)
     print(json.dumps({"text": text, "loss": loss, "loaded": loaded}))
     from rnnedge.cli import app
@@ -56,6 +61,6 @@ def test_bench_cli_runs_without_torch(exports, tmp_path) -> None:
     res = _run(export, "bench", export, "--steps", "30", "--json", str(out))
     assert res.returncode == 0, res.stderr
     result = json.loads(out.read_text())
-    assert result["torch"] == {"skipped": "torch is not installed"}
-    assert set(result["step"]) == {"fp32_batch1", "fp32_batch8", "int8_batch1", "int8_batch8"}
-    assert "PyTorch baseline skipped" in res.stdout and "fp32 batch1" in res.stdout
+    assert "is not installed" in result["torch"]["skipped"]
+    assert set(result["step"]) == {"fp32", VARIANT} and set(result["step"][VARIANT]) == {"batch1", "batch8"}
+    assert "PyTorch baseline skipped" in res.stdout and "fp32 batch1" in res.stdout and result["floor"]["available"]

@@ -14,8 +14,8 @@ from onnx import TensorProto, helper
 
 from rnnedge.errors import GraphError, InputError, UnknownCharacterError
 from rnnedge.runtime import ParallelSession, StepSession, evaluate_export
-from tests.conftest import TEXT
-from tests.test_runtime_graphs import ARCHS, VOCAB, exports, torch_model, torch_step_logits  # noqa: F401
+from tests.conftest import ARCHS, TEXT
+from tests.test_runtime_graphs import VARIANT, VOCAB, exports, make_variant, torch_model, torch_step_logits  # noqa: F401
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -63,7 +63,7 @@ def test_bad_state_is_rejected(exports) -> None:
     good = sess.state
     cases = [
         ({**good, "0.h": good["0.h"].astype(np.float64)}, "float32"),
-        ({**good, "0.h": np.zeros((2, 32), np.float32)}, "shape"),
+        ({**good, "0.h": np.zeros((2, 32), np.float32)}, r"shape \(1, 32\)"),
         ({**good, "0.c": np.full((1, 32), np.nan, np.float32)}, "NaN"),
         ({k: v for k, v in good.items() if k != "1.c"}, "missing"),
         ([good["0.h"]], "4 arrays"),
@@ -107,17 +107,40 @@ def test_step_reuses_its_buffers(exports) -> None:
     assert peak < 20_000  # bytes traced during 2000 steps: no per-step arrays pile up
 
 
-def test_int8_step_loads_and_stays_close(exports) -> None:
+def test_variant_step_loads_and_stays_close(exports) -> None:
     export = exports["mingru"] / "export"
-    fp32, int8 = StepSession(export), StepSession(export, int8=True)
-    assert int8.describe()["int8"] and not fp32.describe()["int8"]
+    fp32, int8 = StepSession(export), StepSession(export, variant=VARIANT)
+    assert int8.describe()["variant"] == VARIANT and fp32.describe()["variant"] == "fp32"
+    assert int8.path.name == f"step.{VARIANT}.onnx" and int8.describe()["recipe"]["name"] == VARIANT
     ids = VOCAB.encode(TEXT[:60])
     a = np.stack([fp32.feed(int(i))[0] for i in ids])
     b = np.stack([int8.feed(int(i))[0] for i in ids])
     assert np.isfinite(b).all() and np.abs(a - b).mean() < 0.15 * a.std()  # a d_model=16 model is coarse in int8
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
-    with pytest.raises(GraphError, match=r"step\.int8\.onnx"):
-        StepSession(exports["lstm"] / "export", int8=True)
+    with pytest.raises(GraphError, match=rf"no step\.int8-qdq\.onnx; its step variants: fp32, {VARIANT}"):
+        StepSession(export, variant="int8-qdq")
+    with pytest.raises(GraphError, match=r"variants: fp32;.*rnnedge quantize"):
+        StepSession(exports["lstm"] / "export", variant=VARIANT)
+    with pytest.raises(GraphError, match="lower-case"):
+        StepSession(export, variant="INT8")
+    with pytest.raises(GraphError, match="holds variant 'fp32'"):
+        StepSession(export / "step.onnx", variant=VARIANT)  # a file must be the variant asked for
+
+
+def test_legacy_int8_file_is_variant_int8(exports, tmp_path) -> None:
+    """An rnnedge 0.1 folder's step.int8.onnx (no rnnedge.variant metadata) loads as variant 'int8'."""
+    import shutil
+
+    for name in ("step.onnx", "parallel.onnx"):
+        shutil.copy(exports["gru"] / "export" / name, tmp_path / name)
+    legacy = make_variant(tmp_path, variant="int8", file_name="step.int8.onnx")
+    proto = onnx.load(str(legacy))
+    kept = [p for p in proto.metadata_props if p.key not in ("rnnedge.variant", "rnnedge.recipe", "rnnedge.format")]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    onnx.save(proto, str(legacy))
+    sess = StepSession(tmp_path, variant="int8")
+    assert sess.variant == "int8" and np.isfinite(sess.feed(3)).all()
 
 
 def test_wrong_or_broken_graphs(exports, tmp_path) -> None:
@@ -137,11 +160,11 @@ def test_wrong_or_broken_graphs(exports, tmp_path) -> None:
         StepSession(tmp_path / "plain.onnx")
     data = (exports["mingru"] / "export" / "step.onnx").read_bytes()
     (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 2])
-    with pytest.raises(GraphError, match="not a loadable ONNX graph"):
+    with pytest.raises(GraphError, match="ONNX Runtime cannot load"):
         StepSession(tmp_path / "cut.onnx")
     with pytest.raises(GraphError, match="not found"):
         StepSession(tmp_path / "missing.onnx")
-    with pytest.raises(GraphError, match=r"no step\.onnx"):
+    with pytest.raises(GraphError, match=r"no step\.onnx and no other step graph"):
         StepSession(tmp_path)
 
 
@@ -158,6 +181,34 @@ def test_evaluate_export_matches_torch(exports, arch) -> None:
         assert abs(got["loss_nats"] - loss) < 1e-4
         assert got["chars"] == len(text) - 1
         assert got["bits_per_char"] == pytest.approx(got["loss_nats"] / math.log(2))
+        assert got["graph"] == "parallel.onnx"
+
+
+def test_evaluate_variants_and_step_only_folders(exports, tmp_path) -> None:
+    """A variant without a parallel graph is scored through its step graph (same convention)."""
+    import shutil
+
+    text = TEXT[:300]
+    export = exports["gru"] / "export"
+    ref = evaluate_export(export, text)
+    step_only = tmp_path / "step_only"
+    step_only.mkdir()
+    shutil.copy(export / "step.onnx", step_only / "step.onnx")
+    got = evaluate_export(step_only, text)
+    assert got["graph"] == "step.onnx" and got["chars"] == ref["chars"]
+    assert abs(got["loss_nats"] - ref["loss_nats"]) < 1e-4
+    both = tmp_path / "both"
+    both.mkdir()
+    for name in ("step.onnx", "parallel.onnx"):
+        shutil.copy(export / name, both / name)
+    make_variant(both, "parallel")
+    make_variant(both, "step", variant="int8-step")
+    par = evaluate_export(both, text, variant=VARIANT)
+    assert par["graph"] == f"parallel.{VARIANT}.onnx" and abs(par["loss_nats"] - ref["loss_nats"]) < 0.05
+    assert ParallelSession(both, variant=VARIANT).info.variant == VARIANT
+    assert evaluate_export(both, text, variant="int8-step")["graph"] == "step.int8-step.onnx"
+    with pytest.raises(GraphError, match=rf"its parallel variants: fp32, {VARIANT}"):
+        evaluate_export(both, text, variant="fp16")
 
 
 def test_parallel_session_bad_input(exports) -> None:
@@ -178,5 +229,7 @@ def test_parallel_session_bad_input(exports) -> None:
     with pytest.raises(UnknownCharacterError, match="'~'"):
         evaluate_export(export, "sp~ea")
     assert evaluate_export(export, "sp~ea", on_unknown="skip")["chars"] == 3
+    with pytest.raises(InputError, match=r"state '0.h' must have shape \(1, 32\)"):
+        sess.run(np.zeros((1, 4), dtype=np.int64), [np.zeros((1, 5), np.float32)] * len(sess.info.states))
     nll = sess.score(VOCAB.encode(TEXT[:100]))
     assert nll.shape == (99,) and np.isfinite(nll).all() and (nll > 0).all()

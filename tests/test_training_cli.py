@@ -82,7 +82,7 @@ def test_eval_unknown_characters(trained, tmp_path: Path) -> None:
     assert_one_line_error(run("eval", out, "--data", bad), "'Z' at position 8")
     res = run("eval", out, "--data", bad, "--on-unknown", "skip", "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["chars"] == 9
-    assert_one_line_error(run("eval", out, "--data", bad, "--int8"), "--int8")
+    assert_one_line_error(run("eval", out, "--data", bad, "--variant", "int8-dynamic"), "--variant")
     assert_one_line_error(run("eval", out, "--data", bad, "--on-unknown", "drop"), "--on-unknown")
 
 

@@ -5,24 +5,32 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from rnnedge._cli.common import domain_errors, echo
 
+if TYPE_CHECKING:
+    from rnnedge.runtime.bench import TorchBaseline
 
-def _resolve_model(model: Path, int8: bool) -> Path:
+_VARIANT_HELP = "Precision variant: fp32 (step.onnx) or a recipe name, e.g. int8-dynamic (step.int8-dynamic.onnx)."
+_PROVIDER_HELP = "Execution provider: cpu | cuda | tensorrt."
+
+
+def _resolve_model(model: Path, variant: str) -> Path:
     """`default` -> the bundled model, exported once (fp32, needs torch) into the rnnedge cache."""
     if str(model) != "default":
         return model
     from rnnedge import __version__
     from rnnedge.assets import default_model_path
     from rnnedge.errors import DependencyError, RnnedgeError
+    from rnnedge.graphmeta import FP32
 
-    if int8:
+    if variant != FP32:
         raise RnnedgeError(
-            "'default' is exported fp32 only; for int8 run `rnnedge pipeline --out DIR`, then "
-            "`rnnedge generate DIR/export --int8`"
+            f"'default' is exported fp32 only; for {variant} run `rnnedge pipeline default --out DIR`, then "
+            f"`rnnedge generate DIR/export --variant NAME` with a variant it made"
         )
     root = Path(os.environ.get("RNNEDGE_CACHE") or Path.home() / ".cache" / "rnnedge")
     cache = root / f"default-export-{__version__}"
@@ -36,6 +44,15 @@ def _resolve_model(model: Path, int8: bool) -> Path:
     return cache
 
 
+def _eager_baseline(export_dir: Path, steps: int, provider: str) -> TorchBaseline | str:
+    """The PyTorch eager baseline for `bench`, or the reason there is none (printed, never dropped)."""
+    try:
+        from rnnedge.exporter.eager_baseline import make_eager_baseline
+    except ImportError as exc:
+        return f"{exc.name or 'torch'} is not installed (the baseline runs the checkpoint in PyTorch)"
+    return make_eager_baseline(export_dir, steps=steps, device="cpu" if provider == "cpu" else "cuda")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("generate")
     @domain_errors
@@ -45,7 +62,7 @@ def register(app: typer.Typer) -> None:
         ),
         prompt: str = typer.Option("\n", "--prompt", "-p", help="Text to start from (must not be empty)."),
         tokens: int = typer.Option(300, "--tokens", "-n", help="Characters to generate after the prompt."),
-        int8: bool = typer.Option(False, "--int8", help="Use step.int8.onnx from the export folder."),
+        variant: str = typer.Option("fp32", "--variant", help=_VARIANT_HELP),
         temperature: float = typer.Option(0.8, "--temperature", "-t", help="0 = greedy; higher = more random."),
         top_k: int = typer.Option(0, "--top-k", help="Sample from the k most likely characters only (0 = all)."),
         top_p: float = typer.Option(1.0, "--top-p", help="Sample from the smallest set with this probability."),
@@ -53,14 +70,14 @@ def register(app: typer.Typer) -> None:
         on_unknown: str = typer.Option(
             "error", "--on-unknown", help="Prompt characters outside the vocab: error|skip."
         ),
-        provider: str = typer.Option("cpu", "--provider", help="Execution provider: cpu | cuda | tensorrt."),
+        provider: str = typer.Option("cpu", "--provider", help=_PROVIDER_HELP),
         threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: ORT's)."),
         no_prompt: bool = typer.Option(False, "--no-echo-prompt", help="Print only the generated characters."),
     ) -> None:
         """Stream characters from the step graph to stdout as they are sampled (prompt first)."""
         from rnnedge.runtime import StepSession, generate
 
-        session = StepSession(_resolve_model(model, int8), providers=provider, threads=threads, int8=int8)
+        session = StepSession(_resolve_model(model, variant), providers=provider, threads=threads, variant=variant)
         chars = generate(
             session,
             prompt,
@@ -84,31 +101,45 @@ def register(app: typer.Typer) -> None:
     @app.command("bench")
     @domain_errors
     def bench_cmd(
-        export_dir: Path = typer.Argument(..., help="Export folder (step.onnx, parallel.onnx, optional int8)."),
+        export_dir: Path = typer.Argument(..., help="Export folder (step.onnx, parallel.onnx, precision variants)."),
+        variant: list[str] | None = typer.Option(
+            None, "--variant", help="Compare fp32 with this variant (repeatable; default: every variant present)."
+        ),
         json_out: Path | None = typer.Option(None, "--json", help="Also write every figure to this JSON file."),
         threads: int = typer.Option(2, "--threads", help="Intra-op threads for ONNX Runtime, numpy and torch."),
         steps: int = typer.Option(3000, "--steps", help="Timed step calls per configuration."),
-        stream: int = typer.Option(0, "--stream", help="Also sample this many tokens and check the state stays sane."),
+        stream: int = typer.Option(
+            0, "--stream", help="Also sample this many tokens and check the state stays finite (0 = off)."
+        ),
+        provider: str = typer.Option("cpu", "--provider", help=_PROVIDER_HELP),
         no_torch: bool = typer.Option(False, "--no-torch", help="Skip the PyTorch eager baseline."),
     ) -> None:
-        """Step latency (p50/p99 µs) at batch 1 and 8, fp32 and int8; parallel tokens/s; floor; vs PyTorch."""
+        """Step latency (p50/p99 µs) at batch 1 and 8 per variant; parallel tokens/s; floor; state bytes; vs PyTorch."""
         from rnnedge.errors import RnnedgeError
+        from rnnedge.inference import resolve_providers
         from rnnedge.io import write_json
-        from rnnedge.runtime.bench import format_table, run_bench
+        from rnnedge.runtime.bench import run_bench
+        from rnnedge.runtime.bench_report import format_table
 
         if not export_dir.is_dir():
             raise RnnedgeError(f"export folder not found: {export_dir}")
         if steps < 10:
             raise RnnedgeError(f"--steps must be at least 10, got {steps}")
-        baseline, skipped = None, "--no-torch"
-        if not no_torch:
-            from rnnedge._cli.torch_baseline import make_torch_baseline
-
-            made = make_torch_baseline(export_dir, steps=steps)
-            baseline, skipped = (None, made) if isinstance(made, str) else (made, "")
-        result = run_bench(export_dir, threads=threads, steps=steps, torch_baseline=baseline, stream_tokens=stream)
-        if baseline is None:
-            result["torch"] = {"skipped": skipped}
+        if stream < 0:
+            raise RnnedgeError(f"--stream must be a number of tokens >= 1 (0 = off), got {stream}")
+        if threads < 1:
+            raise RnnedgeError(f"--threads must be a positive integer, got {threads}")
+        resolve_providers(provider)  # one line now if the provider is unknown or missing
+        baseline = "--no-torch" if no_torch else _eager_baseline(export_dir, steps, provider)
+        result = run_bench(
+            export_dir,
+            threads=threads,
+            steps=steps,
+            variants=variant or None,
+            providers=provider,
+            torch_baseline=baseline,
+            stream_tokens=stream,
+        )
         echo(format_table(result))
         if json_out is not None:
             write_json(json_out, result)

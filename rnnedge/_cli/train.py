@@ -102,44 +102,72 @@ def train_cmd(
         )
 
 
+def _check_device(device: str) -> None:
+    """--device for a checkpoint: cpu, or cuda where torch sees a CUDA device; one line otherwise."""
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"--device must be cpu or cuda, got {device!r}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise DependencyError("--device cuda: torch sees no CUDA device on this machine (use --device cpu)")
+
+
 @domain_errors
 def eval_cmd(
-    path: Path = typer.Argument(..., help="A checkpoint folder, or an export folder (parallel.onnx)."),
+    path: Path = typer.Argument(..., help="A checkpoint folder, an export folder, or a parallel .onnx file."),
     data: str = typer.Option(..., "--data", "-d", help="UTF-8 text file, or 'shakespeare'."),
-    int8: bool = typer.Option(False, "--int8", help="Export folders only: use the int8 graph."),
+    variant: str = typer.Option(
+        "fp32", "--variant", help="Exports only: precision variant (fp32, or a recipe name such as int8-qdq)."
+    ),
     on_unknown: str = typer.Option("error", "--on-unknown", help="Characters outside the vocabulary: error or skip."),
-    chunk_len: int = typer.Option(1024, "--chunk-len", help="Characters per forward call (state is carried)."),
+    chunk_len: int = typer.Option(1024, "--chunk-len", help="Checkpoints only: characters per forward call."),
     device: str = typer.Option("cpu", "--device", help="Checkpoints only: cpu or cuda."),
+    provider: str = typer.Option("cpu", "--provider", help="Exports only: execution provider cpu | cuda | tensorrt."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Mean loss (nats/char) and bits/char of a checkpoint or an exported model on a text."""
+    from rnnedge.graphmeta import FP32, check_variant_name, list_variants
+
     if on_unknown not in ("error", "skip"):
         raise ConfigError(f"--on-unknown must be error or skip, not {on_unknown!r}")
     if not path.exists():
         raise RnnedgeError(f"not found: {path}")
-    text = _text_arg(data)
-    if (path / "parallel.onnx").is_file():
-        kind = "export"
+    if variant != FP32:
+        check_variant_name(variant)
+    is_export = (path.is_dir() and bool(list_variants(path))) or (path.is_file() and path.suffix == ".onnx")
+    if is_export:
+        if device != "cpu":
+            raise ConfigError("--device applies to checkpoints; for an export use --provider cuda (or tensorrt)")
         try:
+            from rnnedge.inference import resolve_providers
             from rnnedge.runtime.evaluate import evaluate_export
         except ImportError as exc:
-            raise DependencyError(f"evaluating an export folder needs rnnedge.runtime.evaluate ({exc})") from None
-        result = evaluate_export(path, text, int8=int8, on_unknown=on_unknown)
+            raise DependencyError(f"evaluating an export needs onnxruntime ({exc})") from None
+        resolve_providers(provider)  # unknown or missing provider: one line before the text is read
+        result = evaluate_export(path, _text_arg(data), variant=variant, on_unknown=on_unknown, providers=provider)
+        kind, label = "export", f"export, {result['graph']}"
     elif (path / "config.json").is_file() or (path / "model.safetensors").is_file():
-        kind = "checkpoint"
-        if int8:
-            raise ConfigError("--int8 applies to export folders only; export and quantize the checkpoint first")
+        if variant != FP32:
+            raise ConfigError("--variant applies to export folders only; export and quantize the checkpoint first")
+        if provider != "cpu":
+            raise ConfigError("--provider applies to exports; for a checkpoint use --device cuda")
+        _check_device(device)
         from rnnedge.training.evaluate import evaluate_checkpoint
 
+        text = _text_arg(data)
         result = evaluate_checkpoint(path, text, chunk_len=chunk_len, on_unknown=on_unknown, device=device)  # type: ignore[arg-type]
+        kind, label = "checkpoint", "checkpoint"
     else:
-        raise RnnedgeError(f"{path} is neither a checkpoint folder (config.json) nor an export folder (parallel.onnx)")
-    result = {"path": str(path), "kind": kind, "int8": int8, **result}
+        raise RnnedgeError(
+            f"{path} is neither a checkpoint folder (config.json) nor an export (parallel.onnx, step.onnx)"
+        )
+    result = {"path": str(path), "kind": kind, "variant": variant, **result}
     if as_json:
         echo(json.dumps(result))
     else:
         echo(
-            f"{path} ({kind}{', int8' if int8 else ''}): loss {result['loss_nats']:.4f} nats/char, "
+            f"{path} ({label}): loss {result['loss_nats']:.4f} nats/char, "
             f"{result['bits_per_char']:.4f} bits/char over {result['chars']:,} chars"
         )
 

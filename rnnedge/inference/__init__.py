@@ -5,7 +5,9 @@ of any shape and dtype, the step loop, the windowed parallel loop, NLL, and read
 exporter's verification, quantization, drift and the runtime all go through here.
 """
 
-from rnnedge.inference.loop import StepRunner, parallel_nll, step_nll
+from rnnedge.inference.binding import bind_arrays, numpy_dtype, output_dtype
+from rnnedge.inference.files import graph_path
+from rnnedge.inference.loop import StepRunner, parallel_nll, parallel_token_nll, step_nll
 from rnnedge.inference.nll import log_softmax, nll, streams_of
 from rnnedge.inference.providers import PROVIDERS, resolve_providers
 from rnnedge.inference.sessions import GraphSession, open_graph, open_session, session_options, zero_states
@@ -15,12 +17,17 @@ __all__ = [
     "PROVIDERS",
     "GraphSession",
     "StepRunner",
+    "bind_arrays",
     "encode_text",
+    "graph_path",
     "log_softmax",
     "nll",
+    "numpy_dtype",
     "open_graph",
     "open_session",
+    "output_dtype",
     "parallel_nll",
+    "parallel_token_nll",
     "read_text",
     "resolve_providers",
     "session_options",

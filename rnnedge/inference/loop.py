@@ -52,19 +52,23 @@ def step_nll(graph: GraphSession, ids: np.ndarray) -> float:
     return StepRunner(graph).run(ids)[0]
 
 
-def parallel_nll(graph: GraphSession, ids: np.ndarray, window: int = 256) -> float:
-    """Mean NLL of a parallel graph over ids (B, L), fed in windows (<= its max_seq_len) with carried state."""
+def parallel_token_nll(graph: GraphSession, ids: np.ndarray, window: int = 256) -> np.ndarray:
+    """Per-position NLL (B, L-1) of a parallel graph predicting ids[:, t+1], fed in windows (<= its
+    max_seq_len) with the state carried across windows, so memory follows the window, not L."""
     batch, length = ids.shape
     window = min(window, graph.info.max_seq_len or window)
     state = graph.zero_states(batch)
-    total, count = 0.0, 0
+    out = np.empty((batch, max(0, length - 1)), dtype=np.float64)  # (B, L-1)
     for start in range(0, length - 1, window):
         x = ids[:, start : min(start + window, length - 1)]  # (B, T)
-        y = ids[:, start + 1 : start + 1 + x.shape[1]]  # (B, T)
         logits, state = graph.run(x, state)  # (B, T, V)
-        total += float(nll(logits, y).sum())
-        count += y.size
-    return total / max(1, count)
+        out[:, start : start + x.shape[1]] = nll(logits, ids[:, start + 1 : start + 1 + x.shape[1]])
+    return out
+
+
+def parallel_nll(graph: GraphSession, ids: np.ndarray, window: int = 256) -> float:
+    """Mean NLL of a parallel graph over ids (B, L), fed in windows (<= its max_seq_len) with carried state."""
+    return float(parallel_token_nll(graph, ids, window).mean()) if ids.shape[1] > 1 else 0.0
 
 
 def graph_nll(graph: GraphSession, ids: np.ndarray) -> float:

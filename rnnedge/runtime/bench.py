@@ -1,29 +1,33 @@
-"""`rnnedge bench`: step latency, parallel throughput, the floor, and an optional PyTorch baseline.
+"""`rnnedge bench`: step latency per precision variant, parallel throughput, the floor, state memory, a
+long sampled stream, and an optional PyTorch eager baseline.
 
-Everything here is ONNX Runtime + NumPy; the PyTorch figures come from a callable the CLI passes in
-(rnnedge/_cli/torch_baseline.py), so this module never imports torch.
+Everything here is ONNX Runtime + NumPy; the PyTorch figures come from a callable the caller passes
+in (rnnedge/exporter/eager_baseline.py), so this module never imports torch.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rnnedge.errors import GraphError
-from rnnedge.graphmeta import GRAPH_FILES, INT8_FILES
-from rnnedge.runtime import floor as floor_mod
+from rnnedge.errors import GraphError, InputError
+from rnnedge.graphmeta import FP32, list_variants
+from rnnedge.inference import graph_path
+from rnnedge.inference.providers import ProviderArg
+from rnnedge.runtime.bench_report import ratios
+from rnnedge.runtime.floor import measure_floors
 from rnnedge.runtime.parallel import ParallelSession
+from rnnedge.runtime.sampling import Sampler
 from rnnedge.runtime.step import StepSession
 
+# (batches, seq_lens, threads) -> {"step": {"batch1": {"p50", "p99"}}, "parallel": {"T512": {"tokens_per_s"}}}
 TorchBaseline = Callable[[list[int], list[int], int], dict[str, Any]]
+STREAM_CHECK_EVERY = 1000  # tokens between state checks in long_stream (and always at the last token)
 
 
 def percentiles_us(samples_ns: np.ndarray, per: int = 1) -> dict[str, float]:
@@ -38,11 +42,12 @@ def step_latency(
     steps: int = 3000,
     warmup: int = 200,
     session_config: dict[str, str] | None = None,
+    providers: ProviderArg = None,
 ) -> dict[str, Any]:
     """Latency of StepSession.feed (the whole Python call) in µs, per call and per token (call / batch)."""
-    sess = StepSession(path, threads=threads, batch=batch, session_config=session_config)
+    sess = StepSession(path, providers=providers, threads=threads, batch=batch, session_config=session_config)
     rng = np.random.default_rng(0)
-    ids = rng.integers(0, len(sess.vocab), size=(steps + warmup, batch))
+    ids = rng.integers(0, len(sess.vocab), size=(steps + warmup, batch))  # (steps, B)
     for t in range(warmup):
         sess.feed(ids[t], copy=False)
     samples = np.empty(steps, dtype=np.int64)
@@ -54,12 +59,13 @@ def step_latency(
     return {"per_call_us": percentiles_us(samples), "per_token_us": percentiles_us(samples, batch), "steps": steps}
 
 
-def parallel_throughput(path: Path, seq_len: int, threads: int | None, reps: int = 3) -> dict[str, Any]:
+def parallel_throughput(
+    path: Path, seq_len: int, threads: int | None, reps: int = 3, providers: ProviderArg = None
+) -> dict[str, Any]:
     """Tokens/s of the parallel graph over one sequence of seq_len tokens (batch 1; chunked to max_seq_len)."""
-    sess = ParallelSession(path, threads=threads, chunk=None)
+    sess = ParallelSession(path, providers=providers, threads=threads)
     chunk = min(seq_len, sess.info.max_seq_len or seq_len)
-    sess.chunk = chunk
-    ids = np.random.default_rng(0).integers(0, len(sess.vocab), size=(1, seq_len))
+    ids = np.random.default_rng(0).integers(0, len(sess.vocab), size=(1, seq_len))  # (1, T)
 
     def once() -> None:
         state = None
@@ -75,63 +81,59 @@ def parallel_throughput(path: Path, seq_len: int, threads: int | None, reps: int
     return {"tokens_per_s": seq_len / best, "seconds": best, "chunk": chunk}
 
 
-def long_stream(path: Path, tokens: int, threads: int | None, seed: int = 0) -> dict[str, Any]:
-    """Sample `tokens` tokens (temperature 1) and track logits finiteness and the state's largest |value|."""
-    from rnnedge.runtime.sampling import Sampler
-
-    sess = StepSession(path, threads=threads)
+def long_stream(
+    path: Path,
+    tokens: int,
+    threads: int | None,
+    seed: int = 0,
+    providers: ProviderArg = None,
+    check_every: int = STREAM_CHECK_EVERY,
+) -> dict[str, Any]:
+    """Sample `tokens` tokens (temperature 1): logits finite at every token, and the floating-point
+    states' finiteness and largest |value| every `check_every` tokens and at the last one."""
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+        raise InputError(f"a stream needs at least 1 token, got {tokens!r}")
+    sess = StepSession(path, providers=providers, threads=threads)
+    floats = [s.name for s in sess.info.states if s.dtype.startswith("float")]
     sampler = Sampler(temperature=1.0, seed=seed)
+    every = min(check_every, tokens)
     logits = sess.feed(0, copy=False)
-    max_state, finite = 0.0, True
-    checkpoints = {}
+    logits_finite, states_finite, max_state = True, True, 0.0
+    at: dict[str, float] = {}
     t0 = time.perf_counter()
     for t in range(1, tokens + 1):
-        logits = sess.feed(sampler(logits), copy=False)
-        if t % 1000 == 0:
-            finite = finite and bool(np.isfinite(logits).all())
-            m = max(float(np.abs(a).max()) for a in sess.state.values())
-            max_state = max(max_state, m)
-            if t in (1000, 10_000, tokens) or t % 25_000 == 0:
-                checkpoints[str(t)] = m
+        logits = sess.feed(sampler(logits), copy=False)  # (1, V)
+        logits_finite = logits_finite and bool(np.isfinite(logits).all())
+        if t % every and t != tokens:
+            continue
+        state = sess.state
+        states_finite = states_finite and all(bool(np.isfinite(state[n]).all()) for n in floats)
+        largest = max((float(np.abs(state[n]).max()) for n in floats), default=0.0)
+        max_state = max(max_state, largest)
+        if t in (every, 10 * every, tokens) or t % 25_000 == 0:
+            at[str(t)] = largest
     return {
         "tokens": tokens,
-        "all_logits_finite": finite,
+        "all_logits_finite": logits_finite,
+        "all_states_finite": states_finite,
         "max_abs_state": max_state,
-        "max_abs_state_at": checkpoints,
+        "max_abs_state_at": at,
+        "checked_every": every,
         "seconds": time.perf_counter() - t0,
     }
 
 
-def _floors_with_blas_threads(config: dict[str, Any], threads: int) -> dict[str, Any]:
-    """floor.floors() in a subprocess whose BLAS uses `threads` threads (numpy fixes that at import)."""
-    env = dict(os.environ)
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(threads)
-    code = "import json,sys;from rnnedge.runtime.floor import floors;print(json.dumps(floors(json.loads(sys.argv[1]))))"
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", code, json.dumps(config)], env=env, capture_output=True, text=True, check=True
-        )
-        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-    except (subprocess.CalledProcessError, OSError, ValueError, IndexError):
-        return floor_mod.floors(config)  # same measurement in this process (BLAS threads as already set)
+def bench_variants(folder: Path, variants: Sequence[str] | None = None) -> dict[str, dict[str, Path]]:
+    """{variant: {kind: path}} to measure: fp32 plus every variant with a step graph, or plus the named ones.
 
-
-def measure_floors(config: dict[str, Any], threads: int | None) -> dict[str, Any]:
-    """The floors with 1 BLAS thread and with `threads`: the faster of the two at each batch (the best dense rate)."""
-    runs = {n: _floors_with_blas_threads(config, n) for n in sorted({1, threads or 1})}
-    best = dict(runs[1])
-    best["peak_gflops"] = max(r["peak_gflops"] for r in runs.values())
-    for key in [k for k in best if k.startswith("batch")]:
-        winner = min(runs, key=lambda n: runs[n][key]["shape_floor_us"])
-        b = int(key[len("batch") :])
-        best[key] = {
-            **runs[winner][key],
-            "blas_threads": winner,
-            "peak_floor_us": best["flops_per_token"] * b / best["peak_gflops"] / 1e3,
-        }
-    best["by_blas_threads"] = {str(n): {k: v for k, v in r.items() if k != "matmuls"} for n, r in runs.items()}
-    return best
+    GraphError (listing what the folder has) when fp32 or a named variant has no step graph.
+    """
+    present = {v: kinds for v, kinds in list_variants(folder).items() if "step" in kinds}
+    graph_path(folder, "step", FP32)  # one line if the folder has no step.onnx
+    wanted = list(present) if not variants else [FP32, *dict.fromkeys(v for v in variants if v != FP32)]
+    for v in wanted:
+        graph_path(folder, "step", v)
+    return {v: present[v] for v in wanted}
 
 
 def run_bench(
@@ -140,115 +142,61 @@ def run_bench(
     steps: int = 3000,
     seq_lens: tuple[int, ...] = (512, 4096),
     batches: tuple[int, ...] = (1, 8),
-    torch_baseline: TorchBaseline | None = None,
+    variants: Sequence[str] | None = None,
+    providers: ProviderArg = None,
+    torch_baseline: TorchBaseline | str | None = None,
     stream_tokens: int = 0,
 ) -> dict[str, Any]:
-    """All figures for one export folder (see docs/runtime.md for what each means)."""
+    """All figures for one export folder (see docs/runtime.md for what each means).
+
+    `variants`: None compares fp32 with every variant that has a step graph; else fp32 and these.
+    `torch_baseline`: the eager baseline, or the reason it could not be made (reported as skipped).
+    `stream_tokens`: 0 = no long stream; otherwise sample that many tokens through the fp32 step graph.
+    """
     folder = Path(export_dir)
-    step_fp32 = folder / GRAPH_FILES["step"]
-    if not step_fp32.is_file():
-        raise GraphError(f"{folder} has no {GRAPH_FILES['step']} (is it an `rnnedge export` folder?)")
-    probe = StepSession(step_fp32, threads=threads)
-    config = dict(probe.info.config)
+    if not folder.is_dir():
+        raise GraphError(f"export folder not found: {folder}")
+    if isinstance(stream_tokens, bool) or not isinstance(stream_tokens, int) or stream_tokens < 0:
+        raise InputError(f"stream_tokens must be >= 0 (0 = no stream), got {stream_tokens!r}")
+    chosen = bench_variants(folder, variants)
+    probes = {v: StepSession(files["step"], providers=providers, threads=threads) for v, files in chosen.items()}
+    fp32 = probes[FP32]
     result: dict[str, Any] = {
         "export": str(folder),
-        "arch": probe.info.arch,
-        "config": config,
+        "arch": fp32.info.arch,
+        "config": dict(fp32.info.config),
         "threads": threads,
+        "providers": fp32.describe()["providers"],
         "onnxruntime": __import__("onnxruntime").__version__,
-        "floor": measure_floors(config, threads),
+        "variants": {
+            v: {
+                "files": {kind: path.name for kind, path in chosen[v].items()},
+                "recipe": probe.info.recipe,
+                "step_bytes": chosen[v]["step"].stat().st_size,
+                "state_bytes_per_stream": probe.state_bytes_per_stream,
+            }
+            for v, probe in probes.items()
+        },
+        "states": fp32.describe()["states"],
+        "floor": measure_floors(fp32.info.matmuls, threads, batches),
         "step": {},
         "parallel": {},
     }
-    graphs = {"fp32": step_fp32}
-    if (folder / INT8_FILES["step"]).is_file():
-        graphs["int8"] = folder / INT8_FILES["step"]
-    for name, path in graphs.items():
-        for b in batches:
-            result["step"][f"{name}_batch{b}"] = step_latency(path, b, threads, steps=steps)
-    par = folder / GRAPH_FILES["parallel"]
-    if par.is_file():
-        for t in seq_lens:
-            result["parallel"][f"T{t}"] = parallel_throughput(par, t, threads)
+    for v, files in chosen.items():
+        result["step"][v] = {
+            f"batch{b}": step_latency(files["step"], b, threads, steps=steps, providers=providers) for b in batches
+        }
+        if "parallel" in files:
+            result["parallel"][v] = {
+                f"T{t}": parallel_throughput(files["parallel"], t, threads, providers=providers) for t in seq_lens
+            }
     if stream_tokens:
-        result["long_stream"] = long_stream(step_fp32, stream_tokens, threads)
-    if torch_baseline is not None:
+        result["long_stream"] = long_stream(chosen[FP32]["step"], stream_tokens, threads, providers=providers)
+    if torch_baseline is None:
+        result["torch"] = {"skipped": "not requested"}
+    elif isinstance(torch_baseline, str):
+        result["torch"] = {"skipped": torch_baseline}
+    else:
         result["torch"] = torch_baseline(list(batches), list(seq_lens), threads or 1)
-    result["ratios"] = ratios(result, batches)
+    result["ratios"] = ratios(result)
     return result
-
-
-def ratios(result: dict[str, Any], batches: tuple[int, ...]) -> dict[str, Any]:
-    """Each measured per-call time over the shape floor (and over the peak floor); speed-ups over torch."""
-    out: dict[str, Any] = {}
-    fl = result["floor"]
-    for key, entry in result["step"].items():
-        b = int(key.rsplit("batch", 1)[1])
-        p50 = entry["per_call_us"]["p50"]
-        out[f"{key}_over_shape_floor"] = p50 / fl[f"batch{b}"]["shape_floor_us"]
-        out[f"{key}_over_peak_floor"] = p50 / fl[f"batch{b}"]["peak_floor_us"]
-    for b in batches:
-        f32, i8 = result["step"].get(f"fp32_batch{b}"), result["step"].get(f"int8_batch{b}")
-        if f32 and i8:
-            out[f"int8_over_fp32_batch{b}"] = i8["per_call_us"]["p50"] / f32["per_call_us"]["p50"]
-    torch_res = result.get("torch") or {}
-    for b in batches:
-        t_step = torch_res.get("step", {}).get(f"batch{b}")
-        if t_step:
-            out[f"speedup_fp32_vs_torch_batch{b}"] = (
-                t_step["p50"] / result["step"][f"fp32_batch{b}"]["per_call_us"]["p50"]
-            )
-    for key, entry in result["parallel"].items():
-        t_par = torch_res.get("parallel", {}).get(key)
-        if t_par:
-            out[f"parallel_{key}_speedup_vs_torch"] = entry["tokens_per_s"] / t_par["tokens_per_s"]
-    return out
-
-
-def format_table(result: dict[str, Any]) -> str:
-    """The readable summary `rnnedge bench` prints."""
-    fl = result["floor"]
-    torch_res = result.get("torch") or {}
-    lines = [
-        f"rnnedge bench  {result['export']}  arch={result['arch']}  threads={result['threads']}  "
-        f"onnxruntime {result['onnxruntime']}",
-        f"floor: {fl['flops_per_token'] / 1e6:.2f} MFLOP/token in weight products; numpy peak "
-        f"{fl['peak_gflops']:.1f} GFLOP/s (512^3 GEMM)",
-        "",
-        f"{'step graph':<18}{'p50 µs/call':>12}{'p99 µs/call':>12}{'p50 µs/tok':>11}"
-        f"{'shape floor':>12}{'x floor':>8}{'peak floor':>11}{'torch p50':>11}{'speed-up':>9}",
-    ]
-    for key, entry in result["step"].items():
-        b = int(key.rsplit("batch", 1)[1])
-        f = fl[f"batch{b}"]
-        p50 = entry["per_call_us"]["p50"]
-        t_step = torch_res.get("step", {}).get(f"batch{b}")
-        torch_cell = f"{t_step['p50']:>11.1f}{t_step['p50'] / p50:>8.1f}x" if t_step else f"{'-':>11}{'-':>9}"
-        lines.append(
-            f"{key.replace('_', ' '):<18}{p50:>12.1f}{entry['per_call_us']['p99']:>12.1f}"
-            f"{entry['per_token_us']['p50']:>11.1f}{f['shape_floor_us']:>12.1f}{p50 / f['shape_floor_us']:>7.2f}x"
-            f"{f['peak_floor_us']:>11.1f}{torch_cell}"
-        )
-    if result["parallel"]:
-        lines += ["", f"{'parallel graph':<18}{'tokens/s':>12}{'torch tok/s':>12}{'speed-up':>9}"]
-        for key, entry in result["parallel"].items():
-            t_par = torch_res.get("parallel", {}).get(key)
-            cell = (
-                f"{t_par['tokens_per_s']:>12.0f}{entry['tokens_per_s'] / t_par['tokens_per_s']:>8.2f}x"
-                if t_par
-                else f"{'-':>12}{'-':>9}"
-            )
-            lines.append(f"{key:<18}{entry['tokens_per_s']:>12.0f}{cell}")
-    for b in (1, 8):
-        r = result["ratios"].get(f"int8_over_fp32_batch{b}")
-        if r is not None:
-            lines.append(f"int8 / fp32 step time at batch {b}: {r:.2f}")
-    if "torch" in result and result["torch"].get("skipped"):
-        lines.append(f"PyTorch baseline skipped: {result['torch']['skipped']}")
-    if "long_stream" in result:
-        ls = result["long_stream"]
-        lines.append(
-            f"long stream: {ls['tokens']} tokens, logits finite={ls['all_logits_finite']}, "
-            f"max |state|={ls['max_abs_state']:.3f}"
-        )
-    return "\n".join(lines)

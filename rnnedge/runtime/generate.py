@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from rnnedge.errors import InputError
+from rnnedge.graphmeta import FP32
 from rnnedge.runtime.sampling import Sampler
 from rnnedge.runtime.step import StepSession
 
@@ -22,11 +23,12 @@ def generate(
     top_p: float | None = None,
     seed: int | None = None,
     on_unknown: str = "error",
-    int8: bool = False,
+    variant: str = FP32,
 ) -> Iterator[str]:
     """Yield `tokens` characters continuing `prompt`, each as soon as it is sampled.
 
-    `model` is a StepSession (batch 1; its state is reset first) or a step .onnx / export folder.
+    `model` is a StepSession (batch 1; its state is reset first) or a step .onnx / export folder
+    (`variant` then picks `step.<variant>.onnx`).
     A prompt with characters outside the vocabulary raises UnknownCharacterError naming them
     (on_unknown='skip' drops them); an empty prompt raises InputError. Parameters are checked
     before the first character is produced.
@@ -36,7 +38,7 @@ def generate(
         raise InputError(f"tokens must be a non-negative integer, got {tokens!r}")
     if not prompt:
         raise InputError("the prompt is empty: give at least one character to start from (e.g. a newline)")
-    session = model if isinstance(model, StepSession) else StepSession(model, int8=int8)
+    session = model if isinstance(model, StepSession) else StepSession(model, variant=variant)
     if session.batch != 1:
         raise InputError(f"generate() streams one text: use a StepSession with batch 1, not {session.batch}")
     ids = session.vocab.encode(prompt, on_unknown=on_unknown)  # type: ignore[arg-type]

@@ -1,6 +1,8 @@
-"""StepSession: one token per stream per call through step.onnx, state carried between calls.
+"""StepSession: one token per stream per call through a step graph, state carried between calls.
 
-Buffers are allocated once: token ids, logits and two sets of state arrays. Two ONNX Runtime
+Buffers are allocated once: token ids, logits and two sets of state arrays, each state with its
+own full shape and dtype from the graph's metadata (a (B, H) float32 recurrent state, a
+(B, heads, context, head_dim) KV cache, an int64 (B,) position counter, ...). Two ONNX Runtime
 IOBindings point at them, set A -> set B and set B -> set A, so each step reads the state the
 previous step wrote and writes into the other set (double buffering): no feed dict, no output
 allocation, no copy of the state.
@@ -10,68 +12,85 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnxruntime as ort
 
-from rnnedge.errors import InputError
-from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo
-from rnnedge.runtime._ort import graph_path, load_session
+from rnnedge.errors import GraphError, InputError
+from rnnedge.graphmeta import FP32, INPUT_IDS, LOGITS
+from rnnedge.inference import bind_arrays, graph_path, open_graph, output_dtype
+from rnnedge.inference.providers import ProviderArg
+from rnnedge.runtime.states import state_arrays
 from rnnedge.vocab import CharVocab
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 
 class StepSession:
-    """Stream tokens through an rnnedge step graph (fp32 or int8).
+    """Stream tokens through an rnnedge step graph (fp32 or any precision variant).
 
-    `path` is a step .onnx file or an export folder (then `int8` picks step.int8.onnx).
-    `batch` independent streams advance together: `feed(ids)` takes one id per stream.
-    `providers`: None/'cpu', 'cuda', 'tensorrt' or a list of ORT provider names; `threads`: intra-op
-    threads; `session_config`: extra ORT session config entries.
+    `path` is a step .onnx file or an export folder (then `variant` picks `step.<variant>.onnx`;
+    "fp32" is `step.onnx`). `batch` independent streams advance together: `feed(ids)` takes one id
+    per stream. `providers`: None/'cpu', 'cuda', 'tensorrt' or a list of ORT provider names;
+    `threads`: intra-op threads; `session_config`: extra ORT session config entries.
     """
 
     def __init__(
         self,
         path: str | os.PathLike[str],
-        providers: str | list[str] | None = None,
+        providers: ProviderArg = None,
         threads: int | None = None,
         batch: int = 1,
-        int8: bool = False,
+        variant: str = FP32,
         session_config: dict[str, str] | None = None,
     ) -> None:
         if not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or batch < 1:
             raise InputError(f"batch must be a positive integer, got {batch!r}")
-        self.path = graph_path(path, "step", int8)
-        self._sess, self.info = load_session(self.path, "step", providers, threads, session_config)
+        self.path = graph_path(path, "step", variant)
+        self.graph = open_graph(self.path, "step", providers, threads, session_config)
+        self.info = self.graph.info
+        if not Path(path).is_dir() and variant != FP32 and self.info.variant != variant:
+            raise GraphError(f"{self.path} holds variant {self.info.variant!r}, not {variant!r}")
         self.batch = int(batch)
         self._vsize = len(self.info.vocab)
         self._ids = np.zeros(self.batch, dtype=np.int64)  # (B,)
-        self._logits = np.zeros((self.batch, len(self.info.vocab)), dtype=np.float32)  # (B, V)
-        shapes = [(self.batch, s.width) for s in self.info.states]
-        self._bufs = [[np.zeros(sh, dtype=np.float32) for sh in shapes] for _ in range(2)]  # 2 x S x (B, H)
+        logits_dtype = output_dtype(self.graph.session, LOGITS)
+        self._logits = np.zeros((self.batch, self._vsize), dtype=logits_dtype)  # (B, V)
+        self._bufs = [  # 2 sets x S states, each (B, *dims) in its own dtype
+            [np.zeros(s.concrete_shape(self.batch), dtype=np.dtype(s.dtype)) for s in self.info.states]
+            for _ in range(2)
+        ]
         self._bindings = [self._bind(i) for i in range(2)]
         self._cur = 0  # index of the buffer set holding the current state
         self.steps = 0
 
     def _bind(self, src: int) -> ort.IOBinding:
-        b = self._sess.io_binding()
-        b.bind_ortvalue_input(INPUT_IDS, ort.OrtValue.ortvalue_from_numpy(self._ids))
-        b.bind_ortvalue_output(LOGITS, ort.OrtValue.ortvalue_from_numpy(self._logits))
-        for s, a_in, a_out in zip(self.info.states, self._bufs[src], self._bufs[1 - src], strict=True):
-            b.bind_ortvalue_input(s.input, ort.OrtValue.ortvalue_from_numpy(a_in))
-            b.bind_ortvalue_output(s.output, ort.OrtValue.ortvalue_from_numpy(a_out))
-        return b
+        states = self.info.states
+        inputs = {INPUT_IDS: self._ids, **{s.input: a for s, a in zip(states, self._bufs[src], strict=True)}}
+        outputs = {LOGITS: self._logits, **{s.output: a for s, a in zip(states, self._bufs[1 - src], strict=True)}}
+        return bind_arrays(self.graph.session, inputs, outputs)
 
     @property
     def vocab(self) -> CharVocab:
         return self.info.vocab
 
     @property
+    def variant(self) -> str:
+        return self.info.variant
+
+    @property
     def state_names(self) -> list[str]:
         return [s.name for s in self.info.states]
 
+    @property
+    def state_bytes_per_stream(self) -> int:
+        """Bytes of state one stream carries between tokens (all states, their own dtypes)."""
+        return self.info.state_bytes_per_stream()
+
     def feed(self, token_ids: Any, copy: bool = True) -> np.ndarray:
-        """Advance every stream by one token; returns logits (batch, vocab) float32.
+        """Advance every stream by one token; returns logits (batch, vocab).
 
         `token_ids`: one int per stream (an int is accepted when batch == 1). With copy=False the
         returned array is the session's own buffer, overwritten by the next feed.
@@ -89,17 +108,17 @@ class StepSession:
                 raise InputError(f"token_ids must have shape ({self.batch},) (one per stream), got {ids.shape}")
         if ids.dtype.kind not in "iu":
             raise InputError(f"token_ids must be integers, got dtype {ids.dtype}")
-        bad = (ids < 0) | (ids >= len(self.info.vocab))
+        bad = (ids < 0) | (ids >= self._vsize)
         if bad.any():
             raise InputError(
                 f"token id(s) {sorted(set(ids[bad].tolist()))[:5]} out of range for a vocabulary of "
-                f"{len(self.info.vocab)} (valid: 0..{len(self.info.vocab) - 1})"
+                f"{self._vsize} (valid: 0..{self._vsize - 1})"
             )
         self._ids[:] = ids
         return self._run(copy)
 
     def _run(self, copy: bool) -> np.ndarray:
-        self._sess.run_with_iobinding(self._bindings[self._cur])
+        self.graph.session.run_with_iobinding(self._bindings[self._cur])
         self._cur = 1 - self._cur
         self.steps += 1
         return self._logits.copy() if copy else self._logits
@@ -118,63 +137,48 @@ class StepSession:
         return self._logits.copy()
 
     def reset(self, stream: int | None = None) -> None:
-        """Zero the state of every stream, or of stream `stream` only."""
-        if stream is not None and not 0 <= stream < self.batch:
-            raise InputError(f"stream {stream} out of range for batch {self.batch}")
-        for a in self._bufs[self._cur]:
+        """Zero the state of every stream, or of stream `stream` only (the others keep theirs)."""
+        if stream is not None and (
+            isinstance(stream, bool) or not isinstance(stream, (int, np.integer)) or not 0 <= stream < self.batch
+        ):
+            raise InputError(f"stream {stream!r} out of range for batch {self.batch}")
+        for a in self._bufs[self._cur]:  # (B, *dims)
             if stream is None:
-                a.fill(0.0)
+                a.fill(0)
             else:
-                a[stream] = 0.0
+                a[stream] = 0
         if stream is None:
             self.steps = 0
 
     @property
     def state(self) -> dict[str, np.ndarray]:
-        """A copy of the current state: {state name: (batch, width) float32}."""
+        """A copy of the current state: {state name: (batch, *dims) array in the state's dtype}."""
         return {s.name: a.copy() for s, a in zip(self.info.states, self._bufs[self._cur], strict=True)}
 
     @state.setter
     def state(self, value: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> None:
-        arrays = _state_arrays(value, self.info, self.batch)
+        arrays = state_arrays(value, self.info, self.batch)  # all checked before any is written
         for dst, src in zip(self._bufs[self._cur], arrays, strict=True):
             dst[...] = src
 
     def describe(self) -> dict[str, Any]:
-        """What this session runs: graph, arch, sizes, providers."""
+        """What this session runs: graph, variant, sizes, every state's full shape and bytes, providers."""
         return {
             "path": str(self.path),
             "arch": self.info.arch,
-            "vocab_size": len(self.info.vocab),
-            "states": {s.name: s.width for s in self.info.states},
+            "variant": self.info.variant,
+            "recipe": self.info.recipe,
+            "vocab_size": self._vsize,
             "batch": self.batch,
-            "int8": self.info.quantization is not None,
-            "providers": self._sess.get_providers(),
+            "states": {
+                s.name: {
+                    "shape": list(s.concrete_shape(self.batch)),
+                    "dtype": s.dtype,
+                    "kind": s.kind,
+                    "bytes_per_stream": s.nbytes_per_stream(),
+                }
+                for s in self.info.states
+            },
+            "state_bytes_per_stream": self.state_bytes_per_stream,
+            "providers": self.graph.session.get_providers(),
         }
-
-
-def _state_arrays(value: Any, info: GraphInfo, batch: int) -> list[np.ndarray]:
-    names = [s.name for s in info.states]
-    if isinstance(value, Mapping):
-        missing = [n for n in names if n not in value]
-        extra = [k for k in value if k not in names]
-        if missing or extra:
-            raise InputError(f"state must have exactly {names}; missing {missing}, unexpected {extra}")
-        items = [value[n] for n in names]
-    elif isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        if len(value) != len(names):
-            raise InputError(f"state must hold {len(names)} arrays ({names}), got {len(value)}")
-        items = list(value)
-    else:
-        raise InputError(f"state must be a dict or list of arrays, got {type(value).__name__}")
-    out = []
-    for s, item in zip(info.states, items, strict=True):
-        arr = item if isinstance(item, np.ndarray) else np.asarray(item)
-        if arr.dtype != np.float32:
-            raise InputError(f"state {s.name!r} must be float32, got {arr.dtype}")
-        if arr.shape != (batch, s.width):
-            raise InputError(f"state {s.name!r} must have shape ({batch}, {s.width}), got {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise InputError(f"state {s.name!r} holds NaN or infinite values")
-        out.append(arr)
-    return out
