@@ -70,13 +70,13 @@ def convert_to_ort(
         src.mkdir()
         for stem, data in graphs.items():
             (src / f"{stem}.onnx").write_bytes(data)
-        with tool_output(pathlib.Path(tmp)) as out:
-            try:
+        try:
+            with tool_output(pathlib.Path(tmp)) as out:
                 convert_onnx_models_to_ort(src, dst, optimization_styles=[OptimizationStyle.Fixed])
-            except Exception as exc:  # ORT's tool raises plain Exceptions on conversion failures
-                raise RnnedgeError(
-                    f"ONNX Runtime could not convert the graphs to .ort format: {exc} {out.last_line()}".strip()
-                ) from exc
+        except Exception as exc:  # ORT's tool raises plain Exceptions on conversion failures
+            raise RnnedgeError(
+                f"ONNX Runtime could not convert the graphs to .ort format: {exc} {out.last_line()}".strip()
+            ) from exc
         files: dict[str, bytes] = {}
         parity: dict[str, float] = {}
         for stem, data in graphs.items():

@@ -308,3 +308,18 @@ def test_requantizing_new_model_overwrites_old_variant(exports, tmp_path):
     quantize_export(d, eval_text=exports["eval"])
     for g in ("step", "parallel"):
         assert open_graph(d / graph_file(g, "int8-dynamic")).info.arch == "lstm"
+
+
+def test_a_failing_tool_is_one_line_with_what_it_printed(exports, tmp_path, monkeypatch):
+    from rnnedge.quantization.methods.dynamic import DynamicBuilder
+
+    def broken(self, keep_float):
+        print("quantizer says: unsupported node")
+        raise AssertionError
+
+    monkeypatch.setattr(DynamicBuilder, "convert", broken)
+    d = fresh(exports, "mingru", tmp_path)
+    with pytest.raises(RnnedgeError, match=r"could not make the int8-dynamic \w+ graph: AssertionError") as err:
+        quantize_export(d, eval_text=exports["eval"])
+    assert "quantizer says: unsupported node" in str(err.value)
+    assert set(list_variants(d)) == {"fp32"}

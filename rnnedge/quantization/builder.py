@@ -97,17 +97,17 @@ class VariantBuilder(ABC):
 
     def build(self, keep_float: list[str], quantization: dict[str, Any] | None = None) -> bytes:
         """Serialized variant with its metadata; `quantization` defaults to `describe(keep_float)`."""
-        with tool_output(self.workdir) as out:
-            try:
+        try:
+            with tool_output(self.workdir) as out:
                 model = self.convert(sorted(keep_float))
-            except RnnedgeError:
-                raise
-            except Exception as exc:  # the tools raise plain Exceptions, AssertionErrors, ...
-                why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-                raise RnnedgeError(
-                    f"ONNX Runtime could not make the {self.recipe.name} {self.info.kind} graph: {why}"
-                    + (f" (tool output: {out.last_line()})" if out.last_line() else "")
-                ) from exc
+        except RnnedgeError:
+            raise
+        except Exception as exc:  # the tools raise plain Exceptions, AssertionErrors, ...
+            why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise RnnedgeError(
+                f"ONNX Runtime could not make the {self.recipe.name} {self.info.kind} graph: {why}"
+                + (f" (tool output: {out.last_line()})" if out.last_line() else "")
+            ) from exc
         return stamp(model, self.variant_info(quantization or self.describe(sorted(keep_float))))
 
 

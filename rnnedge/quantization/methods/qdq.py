@@ -46,13 +46,13 @@ class QdqBuilder(VariantBuilder):
         self.source: Path = raw
         self.preprocess = "ok"
         pre = self.workdir / f"{self.info.kind}.qdq.pre.onnx"
-        with tool_output(self.workdir) as out:
-            try:
+        try:
+            with tool_output(self.workdir) as out:
                 quant_pre_process(str(raw), str(pre), skip_optimization=True)
-                self.source = pre
-            except Exception as exc:  # ORT raises plain Exceptions ("Incomplete symbolic shape inference")
-                why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else out.last_line()
-                self.preprocess = f"failed, quantized the raw graph: {why}"
+            self.source = pre
+        except Exception as exc:  # ORT raises plain Exceptions ("Incomplete symbolic shape inference")
+            why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else out.last_line()
+            self.preprocess = f"failed, quantized the raw graph: {why}"
         self.cache = self.workdir / f"{self.info.kind}.calib.json"
 
     def details(self) -> dict[str, Any]:
