@@ -1,11 +1,13 @@
-"""Training speed: forward+backward time per batch of one minGRU / minLSTM layer.
+"""Training speed: forward+backward time per batch of one mixer layer, for every registered mixer.
 
-Three variants of the same layer width, timed in one process, interleaved round by round:
-  parallel   - the project's mixer (doubling parallel scan, what `rnnedge train` uses)
-  sequential - the same math with the scan swapped for scan.sequential_scan, a loop over time
-  fused      - torch's fused nn.GRU (for minGRU) / nn.LSTM (for minLSTM), same d_model and d_hidden
-Ratios (sequential/parallel, fused/parallel) are the result; paper (T4 GPU, T=512): 175x minGRU,
-235x minLSTM over the sequential form.
+Every mixer in rnnedge/models/registry.py is built at the same d_model and d_hidden (through its
+MixerSpec) and timed as `rnnedge train` runs it. Mixers whose spec has `parallel_training` (minGRU,
+minLSTM) are timed twice, interleaved round by round in one process:
+  parallel   - the mixer as it trains (doubling parallel scan)
+  sequential - the same layer with the scan swapped for scan.sequential_scan, a loop over time
+The others (GRU, LSTM, Elman: torch's fused nn.GRU / nn.LSTM / nn.RNN) have no parallel form — the
+recurrence is non-linear in h — so they are listed as sequential-only, and each parallel mixer's
+row gives its speed-up over each of them too. Paper (T4 GPU, T = 512): minGRU 175x, minLSTM 235x.
 
     python benchmarks/train_speed.py            # full run -> benchmarks/results/train_speed.json
     python benchmarks/train_speed.py --quick    # smoke run (small T, 1 repeat)
@@ -14,49 +16,30 @@ Ratios (sequential/parallel, fused/parallel) are the result; paper (T4 GPU, T=51
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from sequential import parallel_mixers, sequential_scans
 
-import rnnedge.models.mingru as mingru_mod
-import rnnedge.models.minlstm as minlstm_mod
 from rnnedge.io import write_json
-from rnnedge.models.gru import GRU
-from rnnedge.models.lstm import LSTM
-from rnnedge.models.mingru import MinGRU
-from rnnedge.models.minlstm import MinLSTM
-from rnnedge.models.scan import sequential_scan
+from rnnedge.models import MIXER_NAMES, ModelConfig, mixer_spec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_speed.json"
 
 
-@contextlib.contextmanager
-def sequential_mixers(loop: Callable[..., torch.Tensor]) -> Iterator[None]:
-    """Swap the parallel scan for a loop over time inside minGRU and minLSTM (same math)."""
-
-    def seq(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, levels: int | None = None):
-        return loop(a, b, h0)
-
-    saved = mingru_mod.linear_scan, minlstm_mod.linear_scan
-    mingru_mod.linear_scan = minlstm_mod.linear_scan = seq  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        mingru_mod.linear_scan, minlstm_mod.linear_scan = saved
-
-
-def fwd_bwd(layer: torch.nn.Module, x: torch.Tensor, loop: Callable[..., torch.Tensor] | None) -> Callable[[], None]:
+def fwd_bwd(layer: torch.nn.Module, x: torch.Tensor, sequential: bool) -> Callable[[], None]:
     def run() -> None:
-        ctx = sequential_mixers(loop) if loop is not None else contextlib.nullcontext()
-        with ctx:
+        if sequential:
+            with sequential_scans():
+                y, _ = layer(x)  # (B, T, D)
+        else:
             y, _ = layer(x)  # (B, T, D)
-            y.square().mean().backward()
+        y.square().mean().backward()
         layer.zero_grad(set_to_none=True)
         x.grad = None
         if x.device.type == "cuda":
@@ -81,58 +64,50 @@ def time_variants(variants: dict[str, Callable[[], None]], repeats: int, budget_
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench(
-    device: str,
-    lengths: list[int],
-    batch: int,
-    d_model: int,
-    d_hidden: int,
-    repeats: int,
-    budget: float,
-):
-    rows = []
+def bench(device: str, archs: list[str], lengths: list[int], args: argparse.Namespace) -> list[dict]:
     dev = torch.device(device)
-    for arch, cls, fused_cls in (("mingru", MinGRU, GRU), ("minlstm", MinLSTM, LSTM)):
+    parallel = [a for a in archs if a in parallel_mixers()]
+    sequential_only = [a for a in archs if a not in parallel]
+    layers = {}
+    for arch in archs:
         torch.manual_seed(0)
-        layer = cls(d_model, d_hidden).to(dev)
-        fused = fused_cls(d_model, d_hidden).to(dev)
-        for t_len in lengths:
-            x = torch.randn(batch, t_len, d_model, device=dev, requires_grad=True)  # (B, T, D)
-            variants = {
-                "parallel": fwd_bwd(layer, x, None),
-                "sequential": fwd_bwd(layer, x, sequential_scan),
-                "fused": fwd_bwd(fused, x, None),
-            }
-            med = time_variants(variants, repeats, budget)
-            row = {
-                "device": device,
-                "arch": arch,
-                "fused_baseline": fused_cls.__name__.lower(),
-                "seq_len": t_len,
-                "parallel_ms": round(med["parallel"] * 1e3, 3),
-                "sequential_ms": round(med["sequential"] * 1e3, 3),
-                "fused_ms": round(med["fused"] * 1e3, 3),
-                "speedup_vs_sequential": round(med["sequential"] / med["parallel"], 2),
-                "speedup_vs_fused": round(med["fused"] / med["parallel"], 2),
-            }
+        config = ModelConfig(1, arch, 1, args.d_model, expansion=args.d_hidden / args.d_model)
+        layers[arch] = mixer_spec(arch).build(config).to(dev)  # one mixer layer, as its spec builds it
+    rows = []
+    for t_len in lengths:
+        x = torch.randn(args.batch, t_len, args.d_model, device=dev, requires_grad=True)  # (B, T, D)
+        variants = {arch: fwd_bwd(layers[arch], x, sequential=False) for arch in archs}
+        variants |= {f"{arch}/sequential": fwd_bwd(layers[arch], x, sequential=True) for arch in parallel}
+        med = time_variants(variants, args.repeats, args.budget)
+        for arch in archs:
+            ms = med[arch] * 1e3
+            row = {"device": device, "arch": arch, "seq_len": t_len, "ms": round(ms, 3)}
+            if arch in parallel:
+                row["training_form"] = "parallel scan"
+                row["sequential_ms"] = round(med[f"{arch}/sequential"] * 1e3, 3)
+                row["speedup_vs_sequential"] = round(med[f"{arch}/sequential"] / med[arch], 2)
+                row["speedup_vs_sequential_only_mixers"] = {o: round(med[o] / med[arch], 2) for o in sequential_only}
+            else:
+                row["training_form"] = "sequential only"
             rows.append(row)
-            print(
-                f"{device:4s} {arch:7s} T={t_len:5d}  parallel {row['parallel_ms']:9.2f} ms  "
-                f"sequential {row['sequential_ms']:9.2f} ms ({row['speedup_vs_sequential']:.1f}x)  "
-                f"fused {row['fused_baseline']} {row['fused_ms']:9.2f} ms ({row['speedup_vs_fused']:.2f}x)",
-                flush=True,
+            extra = (
+                f"  sequential {row['sequential_ms']:9.2f} ms ({row['speedup_vs_sequential']:.2f}x)"
+                if arch in parallel
+                else "  (sequential only)"
             )
+            print(f"{device:4s} {arch:8s} T={t_len:5d}  {row['ms']:9.2f} ms{extra}", flush=True)
     return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--archs", nargs="+", default=list(MIXER_NAMES), choices=MIXER_NAMES)
     ap.add_argument("--lengths", type=int, nargs="+", default=[64, 256, 512, 1024, 4096])
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--d-model", type=int, default=64)
     ap.add_argument("--d-hidden", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--budget", type=float, default=20.0, help="Seconds per (arch, T) before stopping repeats.")
+    ap.add_argument("--budget", type=float, default=20.0, help="Seconds per T before stopping repeats.")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core box).")
     ap.add_argument("--devices", nargs="+", default=None, help="Default: cpu, plus cuda when available.")
     ap.add_argument("--quick", action="store_true", help="Smoke run: T in {64, 256}, 1 repeat.")
@@ -144,13 +119,18 @@ def main() -> None:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = []
     for device in devices:
-        rows += bench(device, args.lengths, args.batch, args.d_model, args.d_hidden, args.repeats, args.budget)
+        rows += bench(device, args.archs, args.lengths, args)
+    parallel = [a for a in args.archs if a in parallel_mixers()]
     write_json(
         args.out,
         {
             "benchmark": "train_speed",
             "what": "forward+backward time per batch of one mixer layer; median over interleaved rounds",
             "quick": args.quick,
+            "parallel_mixers": parallel,
+            "sequential_only_mixers": [a for a in args.archs if a not in parallel],
+            "sequential_only_note": "no parallel form (the recurrence is non-linear in h): timed as they train, "
+            "with no scan-vs-sequential comparison; each parallel mixer's row lists its speed-up over them",
             "batch": args.batch,
             "d_model": args.d_model,
             "d_hidden": args.d_hidden,

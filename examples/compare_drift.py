@@ -1,9 +1,11 @@
-"""Compare how int8 error evolves over time for several exported models, through the Python API.
+"""Compare how a precision variant's error evolves over time for several exported models, through the Python API.
 
     python examples/compare_drift.py EXPORT_DIR [EXPORT_DIR ...] --data val.txt --out drift_report
+    python examples/compare_drift.py EXPORT_DIR --data val.txt --variant int4-weight --baseline int8-dynamic
 
-Each EXPORT_DIR holds step.onnx and step.int8.onnx (`rnnedge export`, then `rnnedge quantize`).
-Prints one line per model and writes one comparison report (open drift_report/report.html).
+Each EXPORT_DIR holds step.onnx and at least one step.<variant>.onnx (`rnnedge export`, then
+`rnnedge quantize`). Prints one line per model and writes one comparison report (open
+drift_report/report.html).
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rnnedge.quantization.d_summary import summarize
-from rnnedge.quantization.drift import run_drift
-from rnnedge.quantization.report import write_report
+from rnnedge.drift import run_drift, summarize, write_report
+
+
+def _num(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
 
 
 def main() -> None:
@@ -21,6 +25,8 @@ def main() -> None:
     ap.add_argument("dirs", nargs="+", type=Path)
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=Path("drift_report"))
+    ap.add_argument("--variant", default=None, help="variant to measure (default: each folder's only one)")
+    ap.add_argument("--baseline", default="fp32")
     ap.add_argument("--steps", type=int, default=4096)
     ap.add_argument("--streams", type=int, default=8)
     args = ap.parse_args()
@@ -28,17 +34,22 @@ def main() -> None:
 
     results = []
     for folder in args.dirs:
-        r = run_drift(folder, text, steps=args.steps, streams=args.streams)  # fp32, int8, int8 fed fp32 state
-        m = summarize(r)
-        se = m["state_error"]
+        # baseline, variant fed its own state, variant fed the baseline's state: three runs in lockstep
+        r = run_drift(
+            folder, text, variant=args.variant, baseline=args.baseline, steps=args.steps, streams=args.streams
+        )
+        se = summarize(r)["state_error"]
+        delta, stderr = r.loss_delta()
+        alpha, acc = se["fit"]["alpha"], se["accumulation_last"]
         print(
-            f"{r.name:>12} ({r.arch:7}): state error t=10 {se['at']['10']:.2e} -> t={r.steps} {se['at']['last']:.2e}"
-            f" (x{se['fit']['growth_ratio']:.2f}, alpha {se['fit']['alpha']:+.2f}), accumulated/one-step "
-            f"{se['accumulation_last']:.2f}, int8 {r.loss_int8 - r.loss_fp32:+.4f} nats/char, "
+            f"{r.name:>12} ({r.arch:7}) {r.variant.variant} vs {r.baseline.variant}: state error "
+            f"t=10 {se['at'].get('10', 0):.2e} -> t={r.steps} {se['at']['last']:.2e} (alpha {_num(alpha, '+.2f')}), "
+            f"accumulated/one-step {_num(acc, '.2f')}, loss {delta:+.4f} ± {2 * stderr:.4f} nats/char, "
             f"top-1 agreement {r.top1.mean():.2%}"
         )
         results.append(r)
-    report = write_report(results, args.out, {"data": str(args.data), "steps": args.steps, "streams": args.streams})
+    settings = {"data": str(args.data), "steps": args.steps, "streams": args.streams, "variant": args.variant}
+    report = write_report(results, args.out, {**settings, "baseline": args.baseline})
     for m in report["models"]:
         print(f"\n{m['name']}: {m['verdict']}")
     print(f"\nopen {args.out / 'report.html'}")

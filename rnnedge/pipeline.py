@@ -137,8 +137,7 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print, write: Callable[[str], N
     with _stage(
         log, timings, n, total, f"drift: fp32 vs int8 over {cfg.drift_steps} steps x {cfg.drift_streams} streams"
     ):
-        from rnnedge.quantization.drift import run_drift
-        from rnnedge.quantization.report import write_report
+        from rnnedge.drift import run_drift, write_report
 
         drift = run_drift(export_dir, val_text, steps=cfg.drift_steps, streams=cfg.drift_streams, threads=cfg.threads)
         settings = {"data": text_source, "steps": cfg.drift_steps, "streams": cfg.drift_streams, "on_unknown": "error"}
@@ -193,7 +192,11 @@ def _summary(cfg, ckpt_path, exported, quant, report, drift, latency, timings, o
             kind: {k: g[k] for k in ("loss_fp32", "loss_int8", "loss_delta", "size_fp32", "size_int8")}
             for kind, g in quant.manifest["graphs"].items()
         },
-        "drift_nll_nats": {"fp32": drift.loss_fp32, "int8": drift.loss_int8, "steps": drift.steps},
+        "drift_nll_nats": {
+            drift.baseline.variant: drift.loss_baseline,
+            drift.variant.variant: drift.loss_variant,
+            "steps": drift.steps,
+        },
         "int8_check": quant.manifest,
         "drift_verdict": model.get("verdict"),
         "step_us_per_token_p50": latency,

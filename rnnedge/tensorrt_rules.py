@@ -1,7 +1,9 @@
 """Static TensorRT check: which ops/attributes of an ONNX graph TensorRT 10's ONNX parser would refuse.
 
-The rules come from TensorRT 10's ONNX-parser operator support list (see reference.md); they are a
-static walk of the graph, not a TensorRT run (TensorRT cannot be installed on our CI machines).
+The rules come from TensorRT 10's ONNX-parser operator support list (CumSum with a constant axis,
+Loop without dynamic scan outputs, LSTM with input_forget = 0 and layout = 0, QDQ with zero point 0;
+no DynamicQuantizeLinear / MatMulInteger); they are a static walk of the graph, not a TensorRT run
+(TensorRT cannot be installed on our CI machines).
 `check_tensorrt(model_or_path)` works on any ONNX file, int8 graphs included: [] means no problem found.
 Torch-free (onnx + numpy): the exporter and rnnedge.quantization both import it.
 """

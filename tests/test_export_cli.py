@@ -52,7 +52,7 @@ def _bad_checkpoints(ckpt: Path, root: Path) -> dict[str, tuple[Path, str]]:
     for f in ckpt.iterdir():
         (badarch / f.name).write_bytes(f.read_bytes())
     cfg = json.loads((badarch / "config.json").read_text())
-    cfg["model"]["arch"] = "transformer"
+    cfg["model"]["arch"] = "mamba"
     (badarch / "config.json").write_text(json.dumps(cfg))
     garbage = root / "garbage"
     garbage.mkdir()
@@ -60,7 +60,7 @@ def _bad_checkpoints(ckpt: Path, root: Path) -> dict[str, tuple[Path, str]]:
     return {
         "missing": (root / "nope", "checkpoint folder not found"),
         "corrupt": (corrupt, "corrupt or replaced"),
-        "unknown arch": (badarch, "unknown arch 'transformer'"),
+        "unknown arch": (badarch, "unknown arch 'mamba'"),
         "garbage config": (garbage, "not valid JSON"),
     }
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from rnnedge.errors import ConfigError
-from rnnedge.models import ModelConfig, fixed_scan_levels
+from rnnedge.models import ModelConfig, fixed_scan_levels, mixer_spec
 
 from .conftest import ARCHS, tiny_model
 
@@ -41,7 +41,7 @@ def test_chunked_calls_with_carried_state_equal_one_call(arch):
         assert (a - b).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("arch", ["mingru", "minlstm"])
+@pytest.mark.parametrize("arch", [a for a in ARCHS if mixer_spec(a).uses_scan])
 def test_fixed_levels_trace_matches(arch):
     model = tiny_model(arch)
     idx = torch.randint(0, 20, (1, 100))
@@ -61,6 +61,19 @@ def test_backward_reaches_every_parameter(arch):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_spec_states_are_the_states_the_model_carries(arch):
+    model = tiny_model(arch)
+    infos = model.config.state_infos()
+    _, state = model(torch.zeros(3, 5, dtype=torch.long))
+    assert len(state) == len(infos) == model.n_states
+    for info, tensor, zero in zip(infos, state, model.init_state(3), strict=True):
+        assert tuple(tensor.shape) == tuple(zero.shape) == info.concrete_shape(3)
+        assert str(tensor.dtype).removeprefix("torch.") == info.dtype
+    spec = mixer_spec(arch)
+    assert spec.name == arch
+
+
 def test_state_infos_and_param_counts():
     cfg = ModelConfig(vocab_size=10, arch="lstm", n_layers=2, d_model=8)
     assert [(s.name, s.shape) for s in cfg.state_infos()] == [
@@ -76,7 +89,7 @@ def test_state_infos_and_param_counts():
     assert gru.weight_ih_l0.numel() + gru.weight_hh_l0.numel() == 3 * 32 * (16 + 32)
 
 
-@pytest.mark.parametrize("kwargs", [{"arch": "transformer"}, {"n_layers": 0}, {"d_model": -1}, {"expansion": 0}])
+@pytest.mark.parametrize("kwargs", [{"arch": "mamba"}, {"n_layers": 0}, {"d_model": -1}, {"expansion": 0}])
 def test_bad_config_is_a_clear_error(kwargs):
     with pytest.raises(ConfigError):
         ModelConfig(vocab_size=10, **kwargs)

@@ -39,7 +39,7 @@ def test_eval_export_and_its_variants(exports, data) -> None:
 @pytest.mark.parametrize(
     ("target", "args", "message"),
     [
-        ("ckpt", ["--device", "tpu"], "--device must be cpu or cuda, got 'tpu'"),
+        ("ckpt", ["--device", "tpu"], "--device must be cpu, cuda or cuda:N, got 'tpu'"),
         ("ckpt", ["--variant", VARIANT], "--variant applies to export folders only"),
         ("ckpt", ["--provider", "cuda"], "--provider applies to exports"),
         ("export", ["--device", "cuda"], "for an export use --provider cuda"),

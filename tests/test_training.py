@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rnnedge.errors import CheckpointError, ConfigError, UnknownCharacterError
+from rnnedge.models import MIXER_NAMES
 from rnnedge.training import data as data_mod
 from rnnedge.training.checkpoint import load_checkpoint
 from rnnedge.training.config import TrainConfig, lr_at
@@ -34,7 +35,7 @@ def text_file(tmp_path: Path) -> Path:
     return p
 
 
-@pytest.mark.parametrize("arch", ["mingru", "minlstm", "gru", "lstm"])
+@pytest.mark.parametrize("arch", MIXER_NAMES)
 def test_training_reduces_loss(arch: str, text_file: Path, tmp_path: Path) -> None:
     out = tmp_path / arch
     res = train(tiny(arch=arch, steps=60), text_file, out, quiet=True)
@@ -103,8 +104,12 @@ def test_lr_schedule() -> None:
 def test_config_validation() -> None:
     with pytest.raises(ConfigError, match="arch"):
         TrainConfig(arch="rwkv")
-    with pytest.raises(ConfigError, match="seq_len"):
+    with pytest.raises(ConfigError, match="--seq-len"):
         TrainConfig(seq_len=0)
+    with pytest.raises(ConfigError, match="--layers"):
+        TrainConfig(n_layers=True)
+    with pytest.raises(ConfigError, match="--device"):
+        TrainConfig(device="cuda:zero")
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
     with pytest.raises(ConfigError, match="unknown keys"):
         TrainConfig.from_dict({"bogus": 1})

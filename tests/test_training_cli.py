@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rnnedge.cli import app
+from rnnedge.models import MIXER_NAMES
 
 TEXT = "the cat sat on the mat. " * 120
 TINY = ["--layers", "1", "--d-model", "16", "--seq-len", "16", "--batch-size", "4", "--threads", "1"]
@@ -56,12 +57,27 @@ def test_resume_via_cli_keeps_config(trained, tmp_path: Path) -> None:
 
     ck = tmp_path / "ck"
     shutil.copytree(out, ck)
-    res = run("train", "--resume", ck, "--out", ck, "--steps", "40", "--quiet")
+    res = run("train", "--resume", ck, "--out", ck, "--data", text, "--steps", "40", "--quiet")
     assert res.exit_code == 0, res.output
     meta = json.loads((ck / "config.json").read_text())
-    assert meta["training"]["steps_done"] == 40 and meta["training"]["data"] == str(text)
-    res = run("train", "--resume", ck, "--out", ck, "--steps", "50", "--d-model", "32")
+    assert meta["training"]["steps_done"] == 40 and meta["training"]["data"]["name"] == text.name
+    res = run("train", "--resume", ck, "--out", ck, "--data", text, "--steps", "50", "--d-model", "32")
     assert_one_line_error(res, "cannot resume", "d_model")
+
+
+@pytest.mark.parametrize("arch", MIXER_NAMES)
+def test_every_registered_mixer_trains_and_resumes(arch: str, trained, tmp_path: Path) -> None:
+    text, _ = trained
+    out = tmp_path / arch
+    res = run("train", "--arch", arch, "--data", text, "--out", out, *TINY, "--steps", "4", "--eval-every", "2", "-q")
+    assert res.exit_code == 0, res.output
+    assert f"({arch}," in res.stdout and "4 steps" in res.stdout
+    res = run("train", "--resume", out, "--out", out, "--data", text, "--steps", "6", "--quiet")
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["model"]["arch"] == arch and meta["training"]["steps_done"] == 6
+    assert [h["step"] for h in meta["training"]["history"]] == [2, 4, 6]
+    assert math.isfinite(meta["val_loss"])
 
 
 def test_eval_checkpoint(trained) -> None:

@@ -1,4 +1,4 @@
-"""`rnnedge drift`: per-timestep int8-vs-fp32 drift of exported step graphs, written as a report."""
+"""`rnnedge drift`: per-timestep drift of one precision variant against another, written as a report."""
 
 from __future__ import annotations
 
@@ -9,21 +9,6 @@ import typer
 from rnnedge._cli.common import domain_errors, echo
 
 
-def _read_text(path: Path) -> str:
-    from rnnedge.errors import RnnedgeError
-
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RnnedgeError(f"data file not found: {path}") from None
-    except IsADirectoryError:
-        raise RnnedgeError(f"--data {path} is a folder, not a text file") from None
-    except UnicodeDecodeError as exc:
-        raise RnnedgeError(f"data file {path} is not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise RnnedgeError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
 def _names(dirs: list[Path]) -> list[str]:
     names = [d.resolve().name or str(d) for d in dirs]
     return [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
@@ -32,56 +17,64 @@ def _names(dirs: list[Path]) -> list[str]:
 @domain_errors
 def drift(
     dirs: list[Path] = typer.Argument(
-        ..., metavar="DIR...", help="Exported model folders (step.onnx + step.int8.onnx)."
+        ..., metavar="DIR...", help="Exported model folders (step.onnx and step.<variant>.onnx); several: one report."
     ),
     data: Path = typer.Option(..., "--data", help="UTF-8 text the streams read (e.g. held-out data)."),
-    out: Path = typer.Option(..., "--out", help="Report folder to write (replaced if it is an earlier report)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Report folder (new, empty, or an earlier report: only rnnedge's own files are replaced)."
+    ),
+    variant: str = typer.Option(
+        None, "--variant", help="Variant to measure, e.g. int8-dynamic (default: the folder's only variant)."
+    ),
+    baseline: str = typer.Option("fp32", "--baseline", help="Variant it is compared against."),
     steps: int = typer.Option(4096, "--steps", help="Timesteps per stream."),
     streams: int = typer.Option(8, "--streams", help="Parallel streams at different offsets of the text."),
     on_unknown: str = typer.Option("error", "--on-unknown", help="Characters outside the vocabulary: error | skip."),
     prompt: str = typer.Option(None, "--prompt", help="Prompt of the greedy check (default: first 32 chars of data)."),
     gen_steps: int = typer.Option(1000, "--gen-steps", help="Characters generated in the greedy check."),
-    int8: Path = typer.Option(
-        None, "--int8", help="int8 step graph to compare (one DIR only; default DIR/step.int8.onnx)."
-    ),
+    threads: int = typer.Option(1, "--threads", help="ONNX Runtime intra-op threads per graph."),
 ) -> None:
-    """Run fp32 and int8 step graphs side by side; write REPORT/report.{json,md,html} and drift.png."""
+    """Run two variants' step graphs side by side; write REPORT/report.{json,md,html} and drift.png."""
+    from rnnedge.drift.folder import check_target
+    from rnnedge.drift.graphs import open_pair
+    from rnnedge.drift.report import report_files, write_report
+    from rnnedge.drift.run import MIN_STEPS, run_drift
     from rnnedge.errors import ConfigError
-    from rnnedge.quantization.d_graphs import open_pair
-    from rnnedge.quantization.drift import run_drift
-    from rnnedge.quantization.report import check_target, write_report
+    from rnnedge.inference import encode_text, read_text
 
     if on_unknown not in ("error", "skip"):
         raise ConfigError(f"--on-unknown must be 'error' or 'skip', not {on_unknown!r}")
-    if int8 is not None and len(dirs) != 1:
-        raise ConfigError("--int8 names one int8 graph, so give exactly one DIR")
     if gen_steps < 1:
         raise ConfigError(f"--gen-steps must be >= 1, got {gen_steps}")
-    check_target(out)
-    text = _read_text(data)
+    check_target(out, report_files(len(dirs)))
+    text = read_text(data, what="data file", min_chars=MIN_STEPS + 1)
     for d in dirs:  # check every folder and the text before the long runs start
-        fp, _ = open_pair(d, int8)
-        fp.info.vocab.encode(text, on_unknown=on_unknown)  # type: ignore[arg-type]
+        pair = open_pair(d, variant, baseline, threads)
+        encode_text(text, pair.baseline.info.vocab, on_unknown, what=f"--data {data}", min_chars=MIN_STEPS + 1)  # type: ignore[arg-type]
     results = []
     for d, name in zip(dirs, _names(dirs), strict=True):
         echo(f"drift {name}: {steps} steps x {streams} streams ...")
         r = run_drift(
             d,
             text,
+            variant=variant,
+            baseline=baseline,
             steps=steps,
             streams=streams,
             prompt=prompt,
-            int8_path=int8,
-            on_unknown=on_unknown,
+            on_unknown=on_unknown,  # type: ignore[arg-type]
             gen_steps=gen_steps,
+            threads=threads,
             name=name,
-        )  # type: ignore[arg-type]
+        )
+        echo(f"  {r.variant.variant} vs {r.baseline.variant}: {r.steps} steps in {r.seconds:.1f} s")
         for note in r.notes:
             echo(f"  note: {note}")
-        echo(f"  {r.seconds:.1f} s")
         results.append(r)
     settings = {
         "data": str(data),
+        "variant": variant,
+        "baseline": baseline,
         "steps": steps,
         "streams": streams,
         "on_unknown": on_unknown,

@@ -65,7 +65,8 @@ def register(app: typer.Typer) -> None:
             ort_format=ort_format,
         )
         _summary(result.manifest)
-        echo(f"wrote {result.out_dir} (all {len(result.checks)} checks passed, tolerance 1e-4)")
+        tolerance = result.manifest["verification"]["tolerance"]
+        echo(f"wrote {result.out_dir} (all {len(result.checks)} checks passed, tolerance {tolerance:g})")
 
     @app.command("build-engine")
     @domain_errors

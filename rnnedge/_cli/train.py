@@ -26,7 +26,11 @@ def _text_arg(data: str) -> str:
 def train_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write (model.safetensors + config.json)."),
     data: str | None = typer.Option(
-        None, "--data", "-d", help="UTF-8 text file, or 'shakespeare' (downloaded once to the cache)."
+        None,
+        "--data",
+        "-d",
+        help="UTF-8 text file, or 'shakespeare' (downloaded once to the cache). "
+        "Needed on --resume unless the run used 'shakespeare'.",
     ),
     arch: str | None = typer.Option(None, "--arch", help=_ARCH_HELP + " (default mingru)"),
     layers: int | None = typer.Option(None, "--layers", help="Number of blocks. (default 3)"),
@@ -42,22 +46,27 @@ def train_cmd(
     weight_decay: float | None = typer.Option(None, "--weight-decay", help="AdamW weight decay. (default 0.1)"),
     grad_clip: float | None = typer.Option(None, "--grad-clip", help="Max grad norm, 0 = off. (default 1.0)"),
     seed: int | None = typer.Option(None, "--seed", help="Seed for init and batches. (default 1337)"),
-    device: str | None = typer.Option(None, "--device", help="cpu or cuda. (default cpu)"),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N. (default cpu)"),
     eval_every: int | None = typer.Option(None, "--eval-every", help="Val loss every N steps. (default 250)"),
     eval_batches: int | None = typer.Option(
         None, "--eval-batches", help="Val chars = this x batch x seq-len (at most). (default 16)"
     ),
     save_every: int | None = typer.Option(None, "--save-every", help="Checkpoint every N steps; 0 = at each eval."),
     max_time: float | None = typer.Option(None, "--max-time", help="Stop after this many seconds (LR follows time)."),
-    threads: int | None = typer.Option(None, "--threads", help="Torch CPU threads per process."),
+    threads: int | None = typer.Option(None, "--threads", help="Torch CPU threads per process (>= 1)."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue from this checkpoint (same run config)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a checkpoint already in --out."),
     log_every: int = typer.Option(0, "--log-every", help="Without a terminal: also log every N steps."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
-    """Train a char LM; minGRU/minLSTM use the parallel scan. Works under torchrun (DDP)."""
+    """Train a char LM (mixers with a parallel form train through it). Works under torchrun (DDP)."""
     from rnnedge.training.config import TrainConfig
+    from rnnedge.training.data import resume_source
+    from rnnedge.training.device import resolve_device
     from rnnedge.training.train import resumed_config, train
+
+    if device is not None:
+        resolve_device(device)  # before any work: no CUDA, or an unknown device, is one line
 
     given: dict[str, Any] = {
         "arch": arch,
@@ -84,7 +93,7 @@ def train_cmd(
     given = {k: v for k, v in given.items() if v is not None}
     if resume is not None:
         base, meta = resumed_config(resume)
-        data = data or meta.get("data")
+        data = data or resume_source(meta, resume)
     else:
         base = TrainConfig()
     if not data:
@@ -100,17 +109,6 @@ def train_cmd(
             f"saved {result.out_dir} ({config.arch}, {result.num_params:,} params): {result.steps_done} steps, "
             f"val loss {val} nats/char, {result.train_time_s:.1f} s"
         )
-
-
-def _check_device(device: str) -> None:
-    """--device for a checkpoint: cpu, or cuda where torch sees a CUDA device; one line otherwise."""
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"--device must be cpu or cuda, got {device!r}")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise DependencyError("--device cuda: torch sees no CUDA device on this machine (use --device cpu)")
 
 
 @domain_errors
@@ -152,8 +150,10 @@ def eval_cmd(
             raise ConfigError("--variant applies to export folders only; export and quantize the checkpoint first")
         if provider != "cpu":
             raise ConfigError("--provider applies to exports; for a checkpoint use --device cuda")
-        _check_device(device)
+        from rnnedge.training.device import resolve_device
         from rnnedge.training.evaluate import evaluate_checkpoint
+
+        resolve_device(device)  # one line for tpu / cuda without CUDA, before the text is read
 
         text = _text_arg(data)
         result = evaluate_checkpoint(path, text, chunk_len=chunk_len, on_unknown=on_unknown, device=device)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import numpy as np
 from rnnedge.inference.nll import nll
 from rnnedge.inference.sessions import GraphSession
 
-# Called after each step with (t, feed ids (B,), logits (B, V), new states); may record what it needs.
+# Called at each step with (t, the ids fed (B,), the logits (B, V), the states that step was fed); may record them.
 StepHook = Callable[[int, np.ndarray, np.ndarray, list[np.ndarray]], None]
 
 

@@ -1,13 +1,17 @@
 """Checkpoints: DIR/model.safetensors + DIR/config.json. Never a pickle.
 
 config.json = {"format": "rnnedge-checkpoint", "format_version": 1, "rnnedge_version",
-"model": ModelConfig, "vocab": chars, "weights_sha256", "val_loss", "training": {...}}.
-An optional DIR/optimizer.safetensors holds AdamW moments for resuming.
+"model": ModelConfig, "vocab": chars, "weights_sha256", "optimizer_sha256", "val_loss", "training": {...}}.
+An optional DIR/optimizer.safetensors holds AdamW moments for resuming; `optimizer_sha256` ties it to
+this config (null: saved without one). Loading checks the weights' checksum, then the config's shapes
+against the weights' header (rnnedge/training/weights.py) before any module or tensor is allocated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +24,9 @@ from safetensors.torch import save as st_save
 
 from rnnedge import __version__
 from rnnedge.errors import CheckpointError, ConfigError, RnnedgeError
-from rnnedge.io import read_json, write_bytes, write_json
+from rnnedge.io import atomic_path, read_json
 from rnnedge.models import CharLM, ModelConfig, build_model
+from rnnedge.training.weights import check_weights_header, parse_weights_header
 from rnnedge.vocab import CharVocab
 
 FORMAT = "rnnedge-checkpoint"
@@ -50,35 +55,69 @@ def save_checkpoint(
     training: dict[str, Any] | None = None,
     optimizer_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write the checkpoint atomically (each file via temp + rename; config.json last)."""
+    """Write the checkpoint: every file goes to a temp name first, and only when all are complete are
+    they renamed into place (config.json last). A failed write (full disk) replaces nothing and is
+    one CheckpointError line; a checkpoint already in `out_dir` stays as it was."""
     out = Path(out_dir)
     weights = st_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+    optimizer = None
     if optimizer_tensors is not None:
-        write_bytes(out / OPTIMIZER, st_save({k: v.detach().cpu().contiguous() for k, v in optimizer_tensors.items()}))
-    write_bytes(out / WEIGHTS, weights)
-    write_json(
-        out / CONFIG,
-        {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "rnnedge_version": __version__,
-            "model": model.config.to_dict(),
-            "vocab": vocab.chars,
-            "weights_sha256": hashlib.sha256(weights).hexdigest(),
-            "val_loss": val_loss,
-            "training": training or {},
-        },
-    )
+        optimizer = st_save({k: v.detach().cpu().contiguous() for k, v in optimizer_tensors.items()})
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "rnnedge_version": __version__,
+        "model": model.config.to_dict(),
+        "vocab": vocab.chars,
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
+        "optimizer_sha256": hashlib.sha256(optimizer).hexdigest() if optimizer is not None else None,
+        "val_loss": val_loss,
+        "training": training or {},
+    }
+    try:
+        with contextlib.ExitStack() as stack:  # renames run in reverse: optimizer, weights, then config
+            config_tmp = stack.enter_context(atomic_path(out / CONFIG))
+            weights_tmp = stack.enter_context(atomic_path(out / WEIGHTS))
+            weights_tmp.write_bytes(weights)
+            if optimizer is not None:
+                stack.enter_context(atomic_path(out / OPTIMIZER)).write_bytes(optimizer)
+            config_tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise CheckpointError(f"cannot write the checkpoint to {out}: {reason} (no partial file left)") from None
     return out
 
 
-def _read_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
+def _read_bytes(path: Path, what: str) -> bytes:
     try:
-        return st_load(path.read_bytes())
+        return path.read_bytes()
     except FileNotFoundError as exc:
         raise CheckpointError(f"{what} not found: {path}") from exc
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+
+
+def _load_safetensors(raw: bytes, path: Path, what: str) -> dict[str, torch.Tensor]:
+    try:
+        return st_load(raw)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{what} {path} is corrupt or truncated: {exc}") from exc
+
+
+def _optimizer(ckpt: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The saved AdamW moments, or None. A config that records `optimizer_sha256` vouches for exactly
+    one optimizer file: a stale or replaced one is refused, not silently mixed in (older checkpoints
+    without the key load their optimizer file unchecked, as before)."""
+    path = ckpt / OPTIMIZER
+    if "optimizer_sha256" in meta and meta["optimizer_sha256"] is None:
+        return None  # saved without optimizer state; a file there belongs to another save
+    if not path.is_file():
+        return None
+    raw = _read_bytes(path, "optimizer state")
+    expected = meta.get("optimizer_sha256")
+    if expected and hashlib.sha256(raw).hexdigest() != expected:
+        raise CheckpointError(f"{path} does not belong to {ckpt / CONFIG} (checksum differs): cannot resume exactly")
+    return _load_safetensors(raw, path, "optimizer state")
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, with_optimizer: bool = False) -> Checkpoint:
@@ -101,34 +140,20 @@ def load_checkpoint(path: str | os.PathLike[str], *, with_optimizer: bool = Fals
         raise CheckpointError(f"{ckpt / CONFIG}: {exc}") from exc
     if len(vocab) != config.vocab_size:
         raise CheckpointError(f"{ckpt}: vocab has {len(vocab)} characters but the model expects {config.vocab_size}")
-    raw = (ckpt / WEIGHTS).read_bytes() if (ckpt / WEIGHTS).is_file() else None
-    if raw is None:
-        raise CheckpointError(f"checkpoint weights not found: {ckpt / WEIGHTS}")
+    raw = _read_bytes(ckpt / WEIGHTS, "checkpoint weights")
     expected = meta.get("weights_sha256")
     if expected and hashlib.sha256(raw).hexdigest() != expected:
         raise CheckpointError(f"{ckpt / WEIGHTS} does not match its config (checksum differs): corrupt or replaced")
-    tensors = _read_safetensors(ckpt / WEIGHTS, "checkpoint weights")
-    model = build_model(config)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    extra = sorted(set(tensors) - set(own))
-    if missing or extra:
-        raise CheckpointError(
-            f"{ckpt}: weights do not match a {config.arch} model "
-            f"(missing {missing[:3]}, unexpected {extra[:3]}; {len(missing)} missing, {len(extra)} unexpected in all)"
-        )
+    # The config's shapes against the file's header before any tensor or module is allocated.
+    check_weights_header(config, parse_weights_header(raw, ckpt / WEIGHTS), ckpt)
+    tensors = _load_safetensors(raw, ckpt / WEIGHTS, "checkpoint weights")
     for name, tensor in tensors.items():
-        if tensor.shape != own[name].shape:
-            raise CheckpointError(
-                f"{ckpt}: weight {name} has shape {tuple(tensor.shape)}, config implies {tuple(own[name].shape)}"
-            )
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{ckpt}: weight {name} holds NaN or infinite values")
+    model = build_model(config)
     model.load_state_dict(tensors)
     model.eval()
-    opt = None
-    if with_optimizer and (ckpt / OPTIMIZER).is_file():
-        opt = _read_safetensors(ckpt / OPTIMIZER, "optimizer state")
+    opt = _optimizer(ckpt, meta) if with_optimizer else None
     val_loss = meta.get("val_loss")
     return Checkpoint(
         model=model,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,25 @@ from rnnedge.models import MIXER_NAMES, ModelConfig
 
 # Fields a resumed run may change; every other field must match the checkpoint's run.
 RESUMABLE_CHANGES = frozenset({"steps", "eval_every", "eval_batches", "save_every", "device", "max_time", "threads"})
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d{1,3})?)$")
+# The `rnnedge train` option of each field whose name is not simply --field-name.
+_OPTIONS = {"n_layers": "--layers"}
+
+
+def option(field: str) -> str:
+    """The `rnnedge train` option that sets TrainConfig field `field` (error messages name it)."""
+    return _OPTIONS.get(field, "--" + field.replace("_", "-"))
+
+
+def check_device_name(name: str) -> str:
+    """`name` if it is cpu, cuda or cuda:N (whether or not this machine has one); ConfigError otherwise."""
+    if not isinstance(name, str) or not DEVICE_PATTERN.match(name):
+        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {name!r}")
+    return name
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -46,27 +66,25 @@ class TrainConfig:
             raise ConfigError(f"unknown arch {self.arch!r}; choose one of {', '.join(MIXER_NAMES)}")
         positive = ("n_layers", "d_model", "seq_len", "batch_size", "steps", "eval_every", "eval_batches")
         for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise ConfigError(f"{option(name)} must be a positive integer, got {getattr(self, name)!r}")
         for name in ("warmup", "save_every", "seed"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                raise ConfigError(f"{option(name)} must be a non-negative integer, got {getattr(self, name)!r}")
         if not self.lr > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr!r}")
+            raise ConfigError(f"--lr must be positive, got {self.lr!r}")
         if self.min_lr is not None and not 0 <= self.min_lr <= self.lr:
-            raise ConfigError(f"min_lr must be in [0, lr], got {self.min_lr!r}")
+            raise ConfigError(f"--min-lr must be in [0, lr], got {self.min_lr!r}")
         for name in ("weight_decay", "grad_clip"):
             if not getattr(self, name) >= 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+                raise ConfigError(f"{option(name)} must be >= 0, got {getattr(self, name)!r}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ConfigError("beta1 and beta2 must be in [0, 1)")
-        if self.device != "cpu" and not self.device.startswith("cuda"):
-            raise ConfigError(f"device must be cpu or cuda, got {self.device!r}")
+        check_device_name(self.device)
         if self.max_time is not None and not self.max_time > 0:
-            raise ConfigError(f"max_time must be positive, got {self.max_time!r}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be positive, got {self.threads!r}")
+            raise ConfigError(f"--max-time must be positive, got {self.max_time!r}")
+        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
+            raise ConfigError(f"--threads must be a positive integer (torch CPU threads), got {self.threads!r}")
         self.model_config(vocab_size=1)  # validates expansion and mlp_ratio
 
     @property

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,6 +80,46 @@ def resolve_data(data: str | os.PathLike[str]) -> Path:
     if str(data) == SHAKESPEARE:
         return shakespeare_path()
     return Path(data).expanduser()
+
+
+def data_record(text: str, data: str | os.PathLike[str], path: Path) -> dict[str, Any]:
+    """What a checkpoint records about its training text, without machine paths: the file name, its
+    sha256 and length, and `dataset` when it was a named download (so a resume can fetch it again)."""
+    record: dict[str, Any] = {
+        "name": path.name,
+        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "chars": len(text),
+    }
+    if str(data) == SHAKESPEARE:
+        record["dataset"] = SHAKESPEARE
+    return record
+
+
+def recorded_sha256(training: dict[str, Any]) -> str | None:
+    """The sha256 of the text a checkpoint was trained on (rnnedge 0.1 kept it as `data_sha256`)."""
+    record = training.get("data")
+    if isinstance(record, dict):
+        return record.get("sha256")
+    return training.get("data_sha256")
+
+
+def resume_source(training: dict[str, Any], resume: str | os.PathLike[str]) -> str:
+    """The --data a resumed run reads when none is given: the named dataset it was trained on (or the
+    path an rnnedge 0.1 checkpoint recorded); ConfigError naming the text otherwise."""
+    record = training.get("data")
+    if isinstance(record, str) and record:
+        return record  # rnnedge 0.1 recorded the path itself
+    if isinstance(record, dict) and record.get("dataset") == SHAKESPEARE:
+        return SHAKESPEARE
+    if isinstance(record, dict) and record.get("name"):
+        chars = record.get("chars")
+        size = f"{chars:,} characters, " if isinstance(chars, int) else ""
+        sha = str(record.get("sha256") or "?")[:12]
+        raise ConfigError(
+            f"--data is required to resume {resume}: it was trained on {record['name']} "
+            f"({size}sha256 {sha}…); pass --data PATH to that text"
+        )
+    raise ConfigError(f"--data is required to resume {resume} (its checkpoint does not name its training text)")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 from rnnedge.errors import ConfigError, DependencyError
+from rnnedge.training.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,10 @@ def setup(device: str) -> tuple[DistInfo, torch.device]:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     info = DistInfo(rank=rank, world_size=world, local_rank=local)
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DependencyError("--device cuda was requested but torch sees no CUDA device")
-        dev = torch.device("cuda", local if info.active else torch.device(device).index or 0)
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local if info.active else dev.index or 0)
         torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
     if info.active and not dist.is_initialized():
         if not dist.is_available():
             raise DependencyError("this torch build has no torch.distributed")

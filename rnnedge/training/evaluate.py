@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from rnnedge.errors import ConfigError
 from rnnedge.models import CharLM
 from rnnedge.training.checkpoint import Checkpoint, load_checkpoint
+from rnnedge.training.device import resolve_device
 from rnnedge.vocab import OnUnknown
 
 
@@ -51,13 +52,15 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Loss of a checkpoint on `text`: dict(loss_nats, bits_per_char, chars), chars = predictions made.
 
-    The text is read as one stream from the zero state; any length fits in memory.
+    The text is read as one stream from the zero state; any length fits in memory. An unusable
+    `device` (no CUDA, unknown name) is one line before the checkpoint is loaded.
     """
+    torch_device = resolve_device(device)
     if not isinstance(ckpt, Checkpoint):
         ckpt = load_checkpoint(ckpt)
     ids = torch.from_numpy(ckpt.vocab.encode(text, on_unknown=on_unknown))  # (N,)
     if len(ids) < 2:
         raise ConfigError("the evaluation text needs at least 2 known characters")
-    model = ckpt.model.to(device).eval()
+    model = ckpt.model.to(torch_device).eval()
     total, count = stream_nll(model, ids.unsqueeze(0), chunk_len)
     return loss_dict(total, count)

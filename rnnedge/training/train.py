@@ -1,16 +1,18 @@
 """The training loop: AdamW, warm-up + cosine LR, grad clipping, periodic val loss, atomic checkpoints.
 
-minGRU/minLSTM train through the parallel scan (CharLM.forward on (B, T) runs it); GRU/LSTM through
-torch's fused nn.GRU/nn.LSTM. Under torchrun every rank trains on its own batches (DDP); only rank 0
-prints and writes checkpoints.
+The loop knows no mixer: CharLM.forward on (B, T) runs whatever the mixer's spec declares — the
+parallel scan for mixers with `parallel_training` (minGRU, minLSTM), a recurrence over t otherwise
+(torch's fused nn.GRU / nn.LSTM / nn.RNN for GRU, LSTM, Elman). Under torchrun every rank trains on
+its own batches (DDP); only rank 0 prints and writes checkpoints.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,16 @@ from rnnedge.models import CharLM, build_model
 from rnnedge.training import distributed as dist_util
 from rnnedge.training.checkpoint import load_checkpoint, save_checkpoint
 from rnnedge.training.config import TrainConfig, check_resume, lr_at
-from rnnedge.training.data import BatchSampler, TextData, prepare, read_text, resolve_data
+from rnnedge.training.data import (
+    BatchSampler,
+    TextData,
+    data_record,
+    prepare,
+    read_text,
+    recorded_sha256,
+    resolve_data,
+)
+from rnnedge.training.device import resolve_device
 from rnnedge.training.evaluate import stream_nll
 from rnnedge.training.optim import build_optimizer, load_optimizer_tensors, optimizer_tensors
 from rnnedge.training.progress import TrainProgress
@@ -87,14 +98,36 @@ def train(
     holds a checkpoint is refused unless it is the one being resumed or `overwrite` is set.
     """
     out = Path(out_dir)
+    resolve_device(config.device)  # no CUDA, or no such device: one line before any work
     same = resume is not None and Path(resume).resolve() == out.resolve()
     if (out / "config.json").exists() and not (same or overwrite):
         raise ConfigError(f"{out} already holds a checkpoint; choose another --out, --resume it, or pass --overwrite")
-    info, device = dist_util.setup(config.device)
+    with _no_empty_folders_left(out):
+        info, device = dist_util.setup(config.device)
+        try:
+            return _train(config, data, out, resume, info, device, quiet, log_every, stop_at)
+        finally:
+            dist_util.teardown(info)
+
+
+@contextlib.contextmanager
+def _no_empty_folders_left(out: Path) -> Iterator[None]:
+    """On failure, remove the folders the run created for `out` (it and missing parents) if still empty."""
+    created: list[Path] = []
+    folder = out.absolute()
+    while not folder.exists() and folder != folder.parent:
+        created.append(folder)
+        folder = folder.parent
     try:
-        return _train(config, data, out, resume, info, device, quiet, log_every, stop_at)
-    finally:
-        dist_util.teardown(info)
+        yield
+    except BaseException:
+        if int(os.environ.get("RANK", "0")) == 0:  # only rank 0 writes, so only it tidies
+            for path in created:  # deepest first
+                if not path.is_dir() or any(path.iterdir()):
+                    break
+                with contextlib.suppress(OSError):  # never mask the failure being reported
+                    path.rmdir()
+        raise
 
 
 def _train(
@@ -131,8 +164,9 @@ def _train(
     else:
         vocab = None
     text = read_text(data_path)
-    data_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    if resume is not None and meta.get("data_sha256") not in (None, data_sha):
+    record = data_record(text, data, data_path)
+    data_sha = record["sha256"]
+    if resume is not None and recorded_sha256(meta) not in (None, data_sha):
         raise ConfigError(
             f"cannot resume: {data_path} is not the text {resume} was trained on (its sha256 differs); "
             "resume continues the same run on the same data"
@@ -162,8 +196,7 @@ def _train(
             "train_time_s": round(elapsed, 3),
             "val_loss": val,
             "train_loss": loss,
-            "data": str(data_path),
-            "data_sha256": data_sha,
+            "data": record,
             "seed": config.seed,
             "world_size": info.world_size,
             "num_params": model.num_params(),

@@ -10,10 +10,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rnnedge.quantization.drift import DriftResult
+from rnnedge.drift.result import DriftResult
 
 BINS = 100  # curves are averaged in this many log-spaced t bins before plotting
 DPI = 72
+GUIDE = "guide"  # gid of reference lines that are not data
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -27,11 +28,26 @@ def log_binned(curve: np.ndarray, bins: int = BINS) -> tuple[np.ndarray, np.ndar
     return np.sqrt(lo * (hi - 1.0)), means
 
 
+def sides(results: Sequence[DriftResult]) -> tuple[str, str]:
+    """(variant, baseline) labels: the variant names when every result compares the same two, else generic."""
+    pairs = {(r.variant.variant, r.baseline.variant) for r in results}
+    return pairs.pop() if len(pairs) == 1 else ("variant", "baseline")
+
+
+def _mark_if_empty(ax: Any) -> None:
+    """An axes whose curves are all zero or undefined (identical graphs) still gets a range and says why."""
+    curves = [ln for ln in ax.lines if ln.get_gid() != GUIDE]
+    if any(np.any(np.isfinite(y) & (y > 0)) for y in (np.asarray(ln.get_ydata(), float) for ln in curves)):
+        return
+    xs = [np.asarray(ln.get_xdata(), float) for ln in curves]
+    ax.set_xlim(1, max([2.0, *(float(x.max()) for x in xs if x.size)]))
+    ax.set_ylim(*((1e-9, 1.0) if ax.get_yscale() == "log" else (0.0, 2.0)))
+    ax.text(0.5, 0.5, "all zero (identical to the baseline)", transform=ax.transAxes, ha="center", color="grey")
+
+
 def _png(fig: Figure) -> bytes:
     for ax in fig.axes:
-        if ax.get_yscale() == "log" and not any(np.any(np.asarray(ln.get_ydata(), float) > 0) for ln in ax.lines):
-            ax.set_ylim(1e-9, 1.0)  # every curve is exactly zero: log axes need some range
-            ax.text(0.5, 0.5, "all zero (identical to fp32)", transform=ax.transAxes, ha="center", color="grey")
+        _mark_if_empty(ax)
     FigureCanvasAgg(fig)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -98,23 +114,24 @@ def _per_model(ax: Any, results: Sequence[DriftResult], key: str, ylabel: str, l
 
 def headline(results: Sequence[DriftResult]) -> bytes:
     """State error (accumulated solid, one-step dashed) and KL vs t, log-log: the README figure."""
+    variant, baseline = sides(results)
     fig = Figure(figsize=(11, 4.2))
     a, b = fig.subplots(1, 2)
     _state_lines(a, results)
-    a.set_title("int8 vs fp32 recurrent state error")
-    _per_model(b, results, "kl", "KL(fp32 ‖ int8) nats")
+    a.set_title(f"{variant} vs {baseline}: state error")
+    _per_model(b, results, "kl", f"KL({baseline} ‖ {variant}) nats")
     b.set_title("next-char distribution: KL vs t")
     return _png(fig)
 
 
 def state_layers(result: DriftResult) -> bytes:
     """One panel per layer: each state tensor's accumulated and one-step error vs t (log-log)."""
-    layers = sorted({int(n.split(".")[0]) for n in result.state_names})
+    layers = sorted({s.layer for s in result.states})
     fig = Figure(figsize=(3.6 * len(layers) + 0.8, 3.6))
     axes = np.atleast_1d(fig.subplots(1, len(layers), sharey=True))
     for ax, layer in zip(axes, layers, strict=True):
         for s, n in enumerate(result.state_names):
-            if int(n.split(".")[0]) != layer:
+            if result.states[s].layer != layer:
                 continue
             color = COLORS[s % len(COLORS)]
             ax.plot(*_binned_pos(result.state_err[s].mean(axis=1)), color=color, lw=1.4, label=f"{n} accumulated")
@@ -123,7 +140,7 @@ def state_layers(result: DriftResult) -> bytes:
             )
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(f"{result.name}: layer {layer}")
+        ax.set_title(f"{result.name} ({result.variant.variant} vs {result.baseline.variant}): layer {layer}")
         ax.set_xlabel("t")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
@@ -133,9 +150,10 @@ def state_layers(result: DriftResult) -> bytes:
 
 def logits(results: Sequence[DriftResult]) -> bytes:
     """Max-abs logit error and top-1 agreement vs t."""
+    variant, baseline = sides(results)
     fig = Figure(figsize=(11, 4.0))
     a, b = fig.subplots(1, 2)
-    _per_model(a, results, "logit_err", "max |logit int8 − logit fp32|")
+    _per_model(a, results, "logit_err", f"max |logit {variant} − logit {baseline}|")
     a.set_title("max-abs logit error")
     for i, r in enumerate(results):
         t, y = log_binned(r.top1.mean(axis=1))
@@ -144,7 +162,7 @@ def logits(results: Sequence[DriftResult]) -> bytes:
     b.set_ylim(min(0.9, b.get_ylim()[0]), 1.005)
     b.set_xlabel("t (characters)")
     b.set_ylabel("top-1 agreement (fraction of streams)")
-    b.set_title("top-1 agreement")
+    b.set_title(f"top-1 agreement, {variant} vs {baseline}")
     b.grid(True, which="both", alpha=0.3)
     b.legend(fontsize=7)
     return _png(fig)
@@ -167,11 +185,12 @@ def accumulation(results: Sequence[DriftResult]) -> bytes:
             _, yo = log_binned(one)
             ratio = np.where(yo > 0, ya / np.where(yo > 0, yo, 1.0), np.nan)
             ax.plot(t, ratio, color=COLORS[(i + j) % len(COLORS)], lw=1.3, label=label)
-    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax.axhline(1.0, color="grey", lw=0.8, ls=":", gid=GUIDE)
     ax.set_xscale("log")
     ax.set_xlabel("t (characters)")
     ax.set_ylabel("accumulated / one-step error")
-    ax.set_title("does the recurrence compound the error?")
+    variant, baseline = sides(results)
+    ax.set_title(f"does the recurrence compound the error? ({variant} vs {baseline})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     return _png(fig)

@@ -6,12 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from rnnedge.quantization.drift import DriftResult
-from rnnedge.quantization.fit import fit_growth, log_spaced_steps, value_at
+from rnnedge.drift.fit import fit_growth, log_spaced_steps, value_at
+from rnnedge.drift.result import DriftResult
 
 CHECKPOINTS = (10, 100, 1000, 10000)
 FLAT_RATIO = 1.5  # err(t_last) <= 1.5 x err(10): "does not grow" (the issue's goal)
 COMPOUND_RATIO = 2.0  # accumulated / one-step above this: "the recurrence compounds the error"
+NOISE_SE = 2.0  # a loss delta within 2 standard errors of zero is "within noise"
 CURVE_POINTS = 60
 TEXT_CHARS = 80
 
@@ -38,12 +39,15 @@ def _stats(values: np.ndarray, ts: np.ndarray) -> dict[str, list[float]]:
 def summarize(r: DriftResult) -> dict[str, Any]:
     """The report.json entry of one model (schema in docs/drift.md)."""
     states = []
-    for s, name in enumerate(r.state_names):
+    for s, state in enumerate(r.states):
         acc, one = r.state_err[s].mean(axis=1), r.state_err_one[s].mean(axis=1)
         states.append(
             {
-                "name": name,
-                "layer": int(name.split(".")[0]),
+                "name": state.name,
+                "layer": state.layer,
+                "shape": list(state.shape),
+                "dtype": state.dtype,
+                "kind": state.kind,
                 "accumulated": {"at": _at(acc), "fit": fit_growth(acc).to_dict()},
                 "one_step": {"at": _at(one), "fit": fit_growth(one).to_dict()},
                 "accumulation_last": _ratio(value_at(acc, r.steps), value_at(one, r.steps)),
@@ -52,25 +56,25 @@ def summarize(r: DriftResult) -> dict[str, Any]:
     worst = r.worst_index
     acc, one = r.worst_state, r.worst_state_one
     ts = log_spaced_steps(r.steps, CURVE_POINTS)
-    quant = r.quantization or {}
+    delta, stderr = r.loss_delta()
     return {
         "name": r.name,
         "folder": r.folder,
-        "fp32_graph": r.fp32_path,
-        "int8_graph": r.int8_path,
+        "baseline": r.baseline.to_dict(),
+        "variant": r.variant.to_dict(),
         "arch": r.arch,
         "config": r.config,
-        "quantization": r.quantization,
-        "method": str(quant.get("method", "unknown")),
         "steps": r.steps,
+        "steps_requested": r.steps_requested,
         "streams": r.streams,
         "offsets": list(r.offsets),
         "seconds": round(r.seconds, 3),
         "notes": list(r.notes),
         "loss": {
-            "fp32_nats_per_char": r.loss_fp32,
-            "int8_nats_per_char": r.loss_int8,
-            "delta_nats_per_char": r.loss_int8 - r.loss_fp32,
+            "baseline_nats_per_char": r.loss_baseline,
+            "variant_nats_per_char": r.loss_variant,
+            "delta_nats_per_char": delta,
+            "delta_stderr_nats_per_char": stderr,
         },
         "state_error": {
             "worst_state": r.state_names[worst],
@@ -80,6 +84,9 @@ def summarize(r: DriftResult) -> dict[str, Any]:
             "accumulation_last": _ratio(value_at(acc, r.steps), value_at(one, r.steps)),
         },
         "states": states,
+        "exact_states": [
+            {"name": x.name, "shape": list(x.shape), "dtype": x.dtype, "kind": x.kind} for x in r.exact_states
+        ],
         "kl_mean": float(r.kl.mean()),
         "kl_one_step_mean": float(r.kl_one.mean()),
         "max_abs_logit_mean": float(r.logit_err.mean()),
@@ -89,8 +96,8 @@ def summarize(r: DriftResult) -> dict[str, Any]:
             "prompt": r.free.prompt,
             "steps": r.free.steps,
             "diverged_at": r.free.diverged_at,
-            "fp32_text": r.free.fp32_text[:TEXT_CHARS],
-            "int8_text": r.free.int8_text[:TEXT_CHARS],
+            "baseline_text": r.free.baseline_text[:TEXT_CHARS],
+            "variant_text": r.free.variant_text[:TEXT_CHARS],
         },
         "curves": {
             "t": [int(t) for t in ts],
@@ -100,21 +107,37 @@ def summarize(r: DriftResult) -> dict[str, Any]:
             "kl_one_step": _stats(r.kl_one, ts),
             "max_abs_logit": _stats(r.logit_err, ts),
             "top1_agreement": _r(r.top1.mean(axis=1)[ts - 1]),
-            "nll_delta": _r((r.nll_int8 - r.nll_fp32).mean(axis=1)[ts - 1]),
+            "nll_delta": _r((r.nll_variant - r.nll_baseline).mean(axis=1)[ts - 1]),
         },
     }
 
 
+def loss_sentence(m: dict[str, Any]) -> str:
+    """How the variant's loss compares with the baseline's, with the noise of the estimate."""
+    loss, base, var = m["loss"], m["baseline"]["variant"], m["variant"]["variant"]
+    d, se = loss["delta_nats_per_char"], loss["delta_stderr_nats_per_char"]
+    both = f"{loss['baseline_nats_per_char']:.4f} -> {loss['variant_nats_per_char']:.4f}"
+    noise = f"2 s.e. = {NOISE_SE * se:.4f}"
+    if d == 0:
+        return f"{var} has exactly the loss of {base} ({loss['baseline_nats_per_char']:.4f} nats/char)"
+    if d < 0:
+        kind = "an improvement within noise" if -d <= NOISE_SE * se else "an improvement beyond the noise"
+        return f"{var} is {-d:.4f} nats/char better than {base}: {kind} ({both}; {noise})"
+    within = ", within noise" if d <= NOISE_SE * se else ""
+    return f"{var} costs {d:.4f} nats/char more than {base}{within} ({both}; {noise})"
+
+
 def verdict(m: dict[str, Any]) -> str:
     """A few plain sentences generated from one summarize() entry."""
-    se, loss = m["state_error"], m["loss"]
+    se = m["state_error"]
+    base, var = m["baseline"]["variant"], m["variant"]["variant"]
     fit, t_last = se["fit"], m["steps"]
     where = f"worst state: layer {se['worst_state'].replace('.', ' ')}"
     if fit["err_last"] == 0 and fit["saturation_level"] == 0:
-        parts = [f"The int8 graph reproduces the fp32 states exactly over {t_last} steps"]
+        parts = [f"The {var} graph reproduces the {base} states exactly over {t_last} steps"]
     elif fit["growth_ratio"] is not None and fit["growth_ratio"] <= FLAT_RATIO:
         parts = [
-            f"State error saturates at {fit['saturation_level']:.1e} "
+            f"State error ({var} vs {base}) saturates at {fit['saturation_level']:.1e} "
             + ("from the first step " if fit["saturation_step"] <= 1 else f"after ~{fit['saturation_step']} steps ")
             + f"and stays there (t={t_last}: {fit['err_last']:.1e}, {fit['growth_ratio']:.2f}x its value at t=10; "
             f"{where})"
@@ -123,13 +146,10 @@ def verdict(m: dict[str, Any]) -> str:
         alpha = f"t^{fit['alpha']:.2f}" if fit["alpha"] is not None else "t"
         grow = f"x{fit['growth_ratio']:.1f}" if fit["growth_ratio"] is not None else "from zero"
         parts = [
-            f"State error keeps growing, roughly as {alpha} ({grow} from t=10 to t={t_last}, "
+            f"State error ({var} vs {base}) keeps growing, roughly as {alpha} ({grow} from t=10 to t={t_last}, "
             f"reaching {fit['err_last']:.1e}; {where})"
         ]
-    d = loss["delta_nats_per_char"]
-    parts.append(
-        f"int8 costs {d:+.4f} nats/char ({loss['fp32_nats_per_char']:.4f} -> {loss['int8_nats_per_char']:.4f})"
-    )
+    parts.append(loss_sentence(m))
     acc = se["accumulation_last"]
     if acc is not None:
         if acc <= COMPOUND_RATIO:
@@ -139,7 +159,10 @@ def verdict(m: dict[str, Any]) -> str:
     parts.append(f"top-1 agreement {m['top1_agreement']:.2%}")
     fr = m["free_running"]
     if fr["diverged_at"] is None:
-        parts.append(f"greedy int8 text matches fp32 for all {fr['steps']} generated characters")
+        parts.append(f"greedy {var} text matches {base} for all {fr['steps']} generated characters")
     else:
-        parts.append(f"greedy int8 text first differs from fp32 at generated character {fr['diverged_at']}")
+        parts.append(f"greedy {var} text first differs from {base} at generated character {fr['diverged_at']}")
+    if m["exact_states"]:
+        names = ", ".join(x["name"] for x in m["exact_states"])
+        parts.append(f"integer/position states ({names}) matched exactly at every step")
     return parts[0] + "; " + "; ".join(parts[1:]) + "."

@@ -1,0 +1,184 @@
+"""The report folder: rnnedge replaces only the files it wrote there, never what a user added.
+
+A report's `report.json` lists every file the report wrote (`files`, relative to the folder; reports
+of schema /1 had a fixed layout instead). Writing a new report:
+
+1. check the target before any long run: a new folder, an empty one, or one holding an earlier
+   rnnedge drift report. A folder that is not empty and holds no such report is refused, and so is a
+   new report file whose name is already taken by a file rnnedge did not write;
+2. write every file into a temp folder beside the target (a full disk or Ctrl-C here leaves the
+   target exactly as it was and removes the temp folder);
+3. a new target: rename the temp folder into place (atomic). An existing one: delete the earlier
+   report's files the new one no longer has, move `report.json` (the new manifest) into place, then
+   each other file, each by an atomic rename. Nothing else in the folder is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from rnnedge.errors import RnnedgeError
+
+REPORT_JSON = "report.json"
+SCHEMA_PREFIX = "rnnedge-drift-report/"
+MAX_REPORT_JSON_BYTES = 64 << 20  # an earlier report.json larger than this is not read
+
+
+@dataclass(frozen=True)
+class ReportFolder:
+    """Where a report goes and which files in it an earlier rnnedge report wrote (relative paths)."""
+
+    path: Path
+    ours: frozenset[str]
+
+
+def schema1_files(n_models: int) -> frozenset[str]:
+    """The fixed file layout of reports with schema rnnedge-drift-report/1 (they list no files)."""
+    fixed = ("report.json", "report.md", "report.html", "drift.png", "plots/logits.png", "plots/accumulation.png")
+    return frozenset(fixed) | {f"plots/layers_{i}.png" for i in range(n_models)}
+
+
+def _safe_relative(name: object) -> str | None:
+    """`name` if it is a plain relative path inside the folder (no '..', not absolute), else None."""
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
+        return None
+    path = PurePosixPath(name)
+    if path.is_absolute() or any(part in ("", ".", "..") for part in path.parts) or str(path) != name:
+        return None
+    return name
+
+
+def earlier_report_files(out: Path) -> frozenset[str] | None:
+    """The files an earlier rnnedge drift report in `out` wrote, or None if `out` holds no such report.
+
+    RnnedgeError for a report rnnedge cannot read safely (newer schema, damaged file list).
+    """
+    path = out / REPORT_JSON
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_REPORT_JSON_BYTES:
+            return None
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    schema = report.get("schema") if isinstance(report, dict) else None
+    if not isinstance(schema, str) or not schema.startswith(SCHEMA_PREFIX):
+        return None
+    if schema == SCHEMA_PREFIX + "1":
+        models = report.get("models")
+        return schema1_files(len(models) if isinstance(models, list) else 0)
+    files = report.get("files")
+    safe = [_safe_relative(f) for f in files] if isinstance(files, list) and schema == SCHEMA_PREFIX + "2" else None
+    if safe is None or None in safe:
+        raise RnnedgeError(
+            f"{out} holds a drift report ({schema}) whose file list this rnnedge cannot use; choose another --out"
+        )
+    return frozenset(f for f in safe if f is not None)
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_target(out: str | os.PathLike[str], files: Iterable[str]) -> ReportFolder:
+    """RnnedgeError (one line) unless a report with `files` can be written to `out` without losing anything.
+
+    Run it before the long work. `out` must be new, empty, or hold an earlier rnnedge drift report, and
+    none of `files` may be taken by something rnnedge did not write; the location must be writable.
+    """
+    out = Path(out)
+    ours: frozenset[str] = frozenset()
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise RnnedgeError(f"--out {out} exists and is not a folder; choose another --out")
+        if any(out.iterdir()):
+            earlier = earlier_report_files(out)
+            if earlier is None:
+                raise RnnedgeError(
+                    f"--out {out} is not empty and holds no rnnedge drift report; choose another (or an empty) folder"
+                )
+            ours = earlier
+    for name in files:
+        path, rel = out / name, PurePosixPath(name)
+        blocked = [out / p for p in reversed(rel.parents) if str(p) != "." and (out / p).exists()]
+        if any(not p.is_dir() for p in blocked) or path.is_dir() or (path.exists() and name not in ours):
+            raise RnnedgeError(f"{path} exists and was not written by rnnedge drift; move it or choose another --out")
+    try:
+        for base in {_nearest_existing(out.parent), *([out] if out.is_dir() else [])}:
+            if not base.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(base))
+            Path(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=base)).rmdir()
+    except OSError as exc:
+        raise RnnedgeError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    return ReportFolder(out, ours)
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """mkdir -p `folder`; the folders it created, deepest first."""
+    created: list[Path] = []
+    path = folder
+    while not path.exists():
+        created.append(path)
+        path = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _temp_folder(parent: Path, name: str) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a report is meant to be shared
+    return tmp
+
+
+def _commit_into(target: ReportFolder, tmp: Path, files: Mapping[str, bytes]) -> None:
+    out = target.path
+    stale = sorted(target.ours - set(files))  # ours, and not part of the new report
+    for rel in stale:
+        path = out / rel
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+    for rel in sorted(files, key=lambda f: f != REPORT_JSON):  # the manifest first
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / rel, out / rel)
+    shutil.rmtree(tmp)
+    for folder in {(out / rel).parent for rel in stale} - {out}:  # e.g. plots/, once nothing is left in it
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def write_files(target: ReportFolder, files: Mapping[str, bytes]) -> None:
+    """Write `files` ({relative path: bytes}, including report.json) into the checked target (see module doc)."""
+    out = target.path
+    created: list[Path] = []
+    tmp: Path | None = None
+    try:
+        created = _make_parents(out.parent)
+        tmp = _temp_folder(out.parent, out.name)
+        for rel, data in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(data)
+        if not out.exists():
+            os.rename(tmp, out)
+        else:
+            _commit_into(target, tmp, files)
+    except BaseException as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(exc, OSError):
+            raise RnnedgeError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+        raise

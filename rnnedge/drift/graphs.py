@@ -1,0 +1,134 @@
+"""Which two step graphs of an export folder a drift run compares, loaded and checked to belong together.
+
+Files come from the export contract (`graph_file`, `list_variants`): `step.onnx` is the variant "fp32",
+`step.<variant>.onnx` any precision variant (rnnedge 0.1's `step.int8.onnx` is simply "int8").
+Sessions come from `rnnedge.inference` (no ONNX Runtime set-up here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rnnedge.errors import GraphError
+from rnnedge.graphmeta import FP32, GraphInfo, StateInfo, check_variant_name, graph_file, list_variants
+from rnnedge.inference import GraphSession, open_graph
+
+FLOAT_DTYPES = ("float32", "float16")
+
+
+@dataclass(frozen=True, eq=False)
+class GraphPair:
+    """The baseline and the variant step graph of one export folder."""
+
+    folder: Path
+    baseline: GraphSession
+    variant: GraphSession
+
+    @property
+    def baseline_name(self) -> str:
+        return self.baseline.info.variant
+
+    @property
+    def variant_name(self) -> str:
+        return self.variant.info.variant
+
+
+def step_variants(folder: Path) -> list[str]:
+    """The variants of `folder` that have a step graph (fp32 first, then by name)."""
+    return [name for name, files in list_variants(folder).items() if "step" in files]
+
+
+def choose_variant(folder: Path, variant: str | None, baseline: str) -> str:
+    """`variant` if given, else the only step variant besides fp32 and `baseline`; GraphError otherwise."""
+    if variant is not None:
+        return check_variant_name(variant)
+    found = step_variants(folder)
+    candidates = [v for v in found if v not in (FP32, baseline)]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise GraphError(
+            f"{folder} has no precision variant of its step graph to compare with {baseline} "
+            f"(found: {', '.join(found) or 'none'}); run `rnnedge quantize {folder}` first"
+        )
+    raise GraphError(f"{folder} has several step variants ({', '.join(candidates)}); choose one with --variant NAME")
+
+
+def _graph_path(folder: Path, variant: str, role: str) -> Path:
+    path = folder / graph_file("step", variant)
+    if not path.is_file():
+        found = step_variants(folder)
+        hint = f"; run `rnnedge quantize {folder}` first" if variant != FP32 else "; export the model first"
+        raise GraphError(
+            f"{folder} has no {path.name} for the {role} {variant!r} (step variants found: "
+            f"{', '.join(found) or 'none'}){hint}"
+        )
+    return path
+
+
+def _open(path: Path, variant: str, threads: int) -> GraphSession:
+    graph = open_graph(path, kind="step", threads=threads)
+    if graph.info.variant != variant:
+        raise GraphError(f"{path} says it is variant {graph.info.variant!r}, but its file name says {variant!r}")
+    return graph
+
+
+def _float32_states(info: GraphInfo) -> GraphInfo:
+    """The same info with float16 states read as float32: a precision may change a state's float width."""
+
+    def widen(s: StateInfo) -> StateInfo:
+        return dataclasses.replace(s, dtype="float32") if s.dtype in FLOAT_DTYPES else s
+
+    return dataclasses.replace(info, states=tuple(widen(s) for s in info.states))
+
+
+def describe_difference(a: GraphInfo, b: GraphInfo) -> str:
+    """One phrase naming how two graphs' models differ (config, vocabulary or states)."""
+    if a.config != b.config:
+        keys = sorted(set(a.config) | set(b.config))
+        diffs = [f"{k} {a.config.get(k)!r} vs {b.config.get(k)!r}" for k in keys if a.config.get(k) != b.config.get(k)]
+        return "config differs: " + ", ".join(diffs)
+    if a.vocab != b.vocab:
+        return f"vocabularies differ ({len(a.vocab)} vs {len(b.vocab)} characters)"
+
+    def states(info: GraphInfo) -> str:
+        return json.dumps([[s.name, list(s.shape), s.dtype, s.kind] for s in info.states])
+
+    return f"state tensors differ: {states(a)} vs {states(b)}"
+
+
+def check_same_model(baseline: GraphSession, variant: GraphSession) -> None:
+    """GraphError unless both graphs come from the same model (the precision, float widths included, may differ)."""
+    a, b = _float32_states(baseline.info), _float32_states(variant.info)
+    if not a.same_model(b):
+        raise GraphError(
+            f"{variant.source} comes from a different model than {baseline.source} ({describe_difference(a, b)})"
+        )
+
+    def names_and_shapes(g: GraphSession) -> list[tuple[str, tuple[object, ...]]]:
+        return sorted((name, shape) for name, _, shape in g.signature())
+
+    if names_and_shapes(baseline) != names_and_shapes(variant):
+        raise GraphError(f"{variant.source} has different inputs/outputs (names or shapes) than {baseline.source}")
+
+
+def open_pair(folder: str | Path, variant: str | None = None, baseline: str = FP32, threads: int = 1) -> GraphPair:
+    """The `baseline` and `variant` step graphs of an export folder, checked to come from one model.
+
+    `variant=None` picks the only step variant besides fp32 (and `baseline`); several or none is an error
+    that lists what the folder holds.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GraphError(f"{folder} is not a folder (expected an exported model folder)")
+    base_path = _graph_path(folder, check_variant_name(baseline), "baseline")
+    chosen = choose_variant(folder, variant, baseline)
+    if chosen == baseline:
+        raise GraphError(f"variant and baseline are both {baseline!r}; drift compares two different variants")
+    variant_path = _graph_path(folder, chosen, "variant")
+    pair = GraphPair(folder, _open(base_path, baseline, threads), _open(variant_path, chosen, threads))
+    check_same_model(pair.baseline, pair.variant)
+    return pair
