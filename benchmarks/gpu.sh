@@ -5,23 +5,27 @@
 #   2. benchmarks/train_speed.py --device cuda  -> benchmarks/results/train_speed_cuda.json
 #   3. benchmarks/gpu_infer.py                  -> benchmarks/results/gpu_infer.json
 #
-#   bash benchmarks/gpu.sh [--install] [--quick]
+#   bash benchmarks/gpu.sh [--install] [--quick] [--data PATH]
 #
 # --install first runs `pip install -e ".[gpu,dev]"` and then swaps the CPU onnxruntime for
 # onnxruntime-gpu (both install the same `onnxruntime` package, so only one may stay). Needs a CUDA
 # build of torch already installed. --quick: short benchmark runs (smoke test of the scripts).
+# --data PATH: text for the fp16 variant's loss check (default: tiny-shakespeare, downloaded once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 install=0
 quick=0
-for arg in "$@"; do
-  case "$arg" in
+data=shakespeare
+while [ $# -gt 0 ]; do
+  case "$1" in
     --install) install=1 ;;
     --quick) quick=1 ;;
-    *) echo "gpu.sh: unknown option $arg (use --install, --quick)" >&2; exit 2 ;;
+    --data) data="${2:?gpu.sh: --data needs a path}"; shift ;;
+    *) echo "gpu.sh: unknown option $1 (use --install, --quick, --data PATH)" >&2; exit 2 ;;
   esac
+  shift
 done
 
 if [ "$install" = 1 ]; then
@@ -61,8 +65,8 @@ python -m pytest -q -rs -p no:cacheprovider tests/test_gpu.py tests/test_fused_s
 
 if [ "$quick" = 1 ]; then
   python benchmarks/train_speed.py --device cuda --quick --repeats 2
-  python benchmarks/gpu_infer.py --steps 200 --reps 2
+  python benchmarks/gpu_infer.py --steps 200 --reps 2 --data "$data"
 else
   python benchmarks/train_speed.py --device cuda
-  python benchmarks/gpu_infer.py
+  python benchmarks/gpu_infer.py --data "$data"
 fi

@@ -8,10 +8,10 @@ rnnedge.quantization has the `fp16` recipe its fp16 variant is made there too (i
 - parallel graph at B in {1, 16, 64}, T = --seq-len: tokens/s of ORT CUDA with ids, state and logits
   bound on the device, and fed host NumPy arrays as ParallelSession does; PyTorch eager on the same
   checkpoint with the doubling scan and (when fla-core imports) the fused scan; max |logit| difference
-  of ORT CUDA (TF32 off) and of eager against ORT on the CPU at B = 1.
+  of ORT CUDA (TF32 off; fp32 and fp16) and of eager against the fp32 graph on ORT's CPU EP at B = 1.
 - step graph at batch 1 and 256: tokens/s of StepSession on CUDA (state on the device), with and
   without CUDA graphs (or ORT's reason for refusing them), logits fetched every token and only at the
-  end; the same on the CPU; max |logit| difference CUDA vs CPU over 200 tokens.
+  end; the same on the CPU; max |logit| difference against the fp32 step graph on the CPU, 200 tokens.
 - Memcpy nodes ORT places for each graph on the CUDA EP.
 Writes benchmarks/results/gpu_infer.json with torch.cuda.get_device_name().
 """
@@ -73,7 +73,7 @@ def parallel_figures(folder: Path, variant: str, model: Any, seq_len: int, reps:
     provider = "cuda" if device == "cuda" else "cpu"
     path = folder / graph_file("parallel", variant)
     graph = open_graph(path, "parallel", provider)
-    cpu = open_graph(path, "parallel", "cpu")
+    cpu = open_graph(folder / graph_file("parallel", FP32), "parallel", "cpu")  # the reference: fp32 on the CPU
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     out: dict[str, Any] = {}
     for batch in BATCHES:
@@ -96,7 +96,7 @@ def parallel_figures(folder: Path, variant: str, model: Any, seq_len: int, reps:
             row["ort_device_bound_vs_eager_doubling"] = round(row["ort_device_bound"] / row["torch_eager_doubling"], 2)
         if batch == 1:
             ref = cpu.run(ids, cpu.zero_states(1))[0]  # (1, T, V)
-            row["max_abs_logit_diff_vs_cpu"] = float(np.abs(graph.run(ids, graph.zero_states(1))[0] - ref).max())
+            row["max_abs_logit_diff_vs_fp32_cpu"] = float(np.abs(graph.run(ids, graph.zero_states(1))[0] - ref).max())
             if model is not None:
                 with torch.inference_mode(), forced_scan("auto"):
                     eager = model(torch.from_numpy(ids).to(device))[0].float().cpu().numpy()
@@ -137,9 +137,9 @@ def step_figures(folder: Path, variant: str, steps: int, device: str) -> dict[st
             }
             out[f"{name}/batch{batch}"] = row
             print(f"step {variant} {name} batch={batch}: {row}", flush=True)
-    ref, gpu = StepSession(path, providers="cpu"), StepSession(path, providers=provider)
+    ref, gpu = StepSession(folder / graph_file("step", FP32), providers="cpu"), StepSession(path, providers=provider)
     ids = np.random.default_rng(1).integers(0, len(ref.vocab), size=200)
-    out["max_abs_logit_diff_vs_cpu"] = max(float(np.abs(gpu.feed(int(i)) - ref.feed(int(i))).max()) for i in ids)
+    out["max_abs_logit_diff_vs_fp32_cpu"] = max(float(np.abs(gpu.feed(int(i)) - ref.feed(int(i))).max()) for i in ids)
     return out
 
 
