@@ -112,8 +112,8 @@ def fused_decay_scan(
     """All h_t of h_t = σ(−k_t) ⊙ h_{t−1} + b_t through an HGRN kernel (default: fla's `chunk_hgrn`).
 
     k, b: (B, T, H); h0: (B, H) or None. The log-decay g = −softplus(k) is kept in at least fp32
-    under any autocast; x = b keeps its dtype, and so does the output. h0 goes to the kernel as its initial
-    state unless a gradient must reach it, then it is folded into x_0.
+    under any autocast; x = b keeps its dtype, and so does the output. h0 goes to the kernel as its
+    initial state unless a gradient must reach it, then it is folded into x_0.
     """
     run = kernel if kernel is not None else fla_kernel()
     if run is None:
