@@ -70,7 +70,7 @@ def time_variants(variants: dict[str, Callable[[], None]], repeats: int, budget_
 def bench(device: str, archs: list[str], lengths: list[int], args: argparse.Namespace) -> list[dict]:
     dev = torch.device(device)
     parallel = [a for a in archs if a in parallel_mixers()]
-    sequential_only = [a for a in archs if a not in parallel]
+    sequential_only = [a for a in archs if not mixer_spec(a).parallel_training]
     layers = {}
     for arch in archs:
         torch.manual_seed(0)
@@ -90,13 +90,15 @@ def bench(device: str, archs: list[str], lengths: list[int], args: argparse.Name
                 row["sequential_ms"] = round(med[f"{arch}/sequential"] * 1e3, 3)
                 row["speedup_vs_sequential"] = round(med[f"{arch}/sequential"] / med[arch], 2)
                 row["speedup_vs_sequential_only_mixers"] = {o: round(med[o] / med[arch], 2) for o in sequential_only}
+            elif mixer_spec(arch).parallel_training:
+                row["training_form"] = "parallel attention (no scan to compare with a loop)"
             else:
                 row["training_form"] = "sequential only"
             rows.append(row)
             extra = (
                 f"  sequential {row['sequential_ms']:9.2f} ms ({row['speedup_vs_sequential']:.2f}x)"
                 if arch in parallel
-                else "  (sequential only)"
+                else f"  ({row['training_form']})"
             )
             print(f"{device:4s} {arch:8s} T={t_len:5d}  {row['ms']:9.2f} ms{extra}", flush=True)
     return rows
@@ -142,7 +144,7 @@ def main() -> None:
             "what": "forward+backward time per batch of one mixer layer; median over interleaved rounds",
             "quick": args.quick,
             "parallel_mixers": parallel,
-            "sequential_only_mixers": [a for a in args.archs if a not in parallel],
+            "sequential_only_mixers": [a for a in args.archs if not mixer_spec(a).parallel_training],
             "sequential_only_note": "no parallel form (the recurrence is non-linear in h): timed as they train, "
             "with no scan-vs-sequential comparison; each parallel mixer's row lists its speed-up over them",
             "batch": args.batch,
