@@ -122,6 +122,12 @@ def eval_cmd(
     chunk_len: int = typer.Option(1024, "--chunk-len", help="Checkpoints only: characters per forward call."),
     device: str = typer.Option("cpu", "--device", help="Checkpoints only: cpu or cuda."),
     provider: str = typer.Option("cpu", "--provider", help="Exports only: execution provider cpu | cuda | tensorrt."),
+    tf32: bool = typer.Option(
+        False,
+        "--tf32",
+        help="Exports on CUDA only: allow TF32 MatMuls (faster on Ampere+ GPUs; MatMul inputs rounded to 10 "
+        "mantissa bits, so the loss differs slightly from fp32's). Off by default.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Mean loss (nats/char) and bits/char of a checkpoint or an exported model on a text."""
@@ -138,18 +144,21 @@ def eval_cmd(
         if device != "cpu":
             raise ConfigError("--device applies to checkpoints; for an export use --provider cuda (or tensorrt)")
         try:
-            from rnnedge.inference import resolve_providers
+            from rnnedge.inference import ProviderChoice, resolve_providers
             from rnnedge.runtime.evaluate import evaluate_export
         except ImportError as exc:
             raise DependencyError(f"evaluating an export needs onnxruntime ({exc})") from None
-        resolve_providers(provider)  # unknown or missing provider: one line before the text is read
-        result = evaluate_export(path, _text_arg(data), variant=variant, on_unknown=on_unknown, providers=provider)
+        choice = ProviderChoice(provider, tf32=tf32)
+        resolve_providers(choice)  # unknown or missing provider: one line before the text is read
+        result = evaluate_export(path, _text_arg(data), variant=variant, on_unknown=on_unknown, providers=choice)
         kind, label = "export", f"export, {result['graph']}"
     elif (path / "config.json").is_file() or (path / "model.safetensors").is_file():
         if variant != FP32:
             raise ConfigError("--variant applies to export folders only; export and quantize the checkpoint first")
         if provider != "cpu":
             raise ConfigError("--provider applies to exports; for a checkpoint use --device cuda")
+        if tf32:
+            raise ConfigError("--tf32 applies to exports run on --provider cuda")
         from rnnedge.training.device import resolve_device
         from rnnedge.training.evaluate import evaluate_checkpoint
 

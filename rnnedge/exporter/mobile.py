@@ -37,11 +37,11 @@ from rnnedge.errors import GraphError, RnnedgeError, VerificationError
 from rnnedge.exporter import verify as vfy
 from rnnedge.exporter.lean import LeanError, lean_step
 from rnnedge.exporter.mobile_ops import MobileError, fix_batch, to_mobile_ops
-from rnnedge.exporter.ortformat import CONFIG_NAME, convert_to_ort
 from rnnedge.exporter.peephole import PeepholeError
 from rnnedge.exporter.simplify import onnxsim_simplify
 from rnnedge.graphmeta import INPUT_IDS, MANIFEST, graph_file, list_variants
 from rnnedge.io import read_json, write_bytes, write_json
+from rnnedge.ortformat import CONFIG_NAME, convert_to_ort
 
 MOBILE_DIR = "mobile"
 TARGETS = ("default", "mobile")

@@ -5,7 +5,8 @@ own full shape and dtype from the graph's metadata (a (B, H) float32 recurrent s
 (B, heads, context, head_dim) KV cache, an int64 (B,) position counter, ...). Two ONNX Runtime
 IOBindings point at them, set A -> set B and set B -> set A, so each step reads the state the
 previous step wrote and writes into the other set (double buffering): no feed dict, no output
-allocation, no copy of the state.
+allocation, no copy of the state. On a CUDA (or TensorRT) session the same buffers live in device
+memory instead (runtime/cuda.py's DeviceStep), so the state never leaves the GPU between tokens.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rnnedge.errors import GraphError, InputError
 from rnnedge.graphmeta import FP32, INPUT_IDS, LOGITS
 from rnnedge.inference import bind_arrays, graph_path, open_graph, output_dtype
 from rnnedge.inference.providers import ProviderArg
+from rnnedge.runtime.cuda import device_step
 from rnnedge.runtime.states import state_arrays
 from rnnedge.vocab import CharVocab
 
@@ -33,8 +35,9 @@ class StepSession:
 
     `path` is a step .onnx file or an export folder (then `variant` picks `step.<variant>.onnx`;
     "fp32" is `step.onnx`). `batch` independent streams advance together: `feed(ids)` takes one id
-    per stream. `providers`: None/'cpu', 'cuda', 'tensorrt' or a list of ORT provider names;
-    `threads`: intra-op threads; `session_config`: extra ORT session config entries.
+    per stream. `providers`: None/'cpu', 'cuda', 'tensorrt', a list of ORT provider names, or a
+    ProviderChoice (TF32, CUDA graphs); on CUDA the state stays on the GPU. `threads`: intra-op
+    threads; `session_config`: extra ORT session config entries.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class StepSession:
             for _ in range(2)
         ]
         self._bindings = [self._bind(i) for i in range(2)]
+        self._device = device_step(self.graph, self.batch)  # state in GPU memory, or None (host buffers)
         self._cur = 0  # index of the buffer set holding the current state
         self.steps = 0
 
@@ -118,10 +122,19 @@ class StepSession:
         return self._run(copy)
 
     def _run(self, copy: bool) -> np.ndarray:
-        self.graph.session.run_with_iobinding(self._bindings[self._cur])
+        self._advance()
+        if self._device is not None:
+            return self._device.logits()  # (B, V), copied from the device
+        return self._logits.copy() if copy else self._logits
+
+    def _advance(self) -> None:
+        """One step for the ids in self._ids; the logits are not fetched from a device."""
+        if self._device is not None:
+            self._device.run(self._ids)
+        else:
+            self.graph.session.run_with_iobinding(self._bindings[self._cur])
         self._cur = 1 - self._cur
         self.steps += 1
-        return self._logits.copy() if copy else self._logits
 
     def feed_text(self, text: str, on_unknown: str = "error") -> np.ndarray:
         """Feed each character of `text` to every stream; returns the logits after the last one."""
@@ -132,9 +145,15 @@ class StepSession:
         arr = np.asarray(ids)
         if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
             raise InputError(f"need a non-empty 1-D integer sequence, got shape {arr.shape} dtype {arr.dtype}")
+        bad = (arr < 0) | (arr >= self._vsize)
+        if bad.any():  # checked before any token is fed
+            raise InputError(
+                f"token id(s) {sorted(set(arr[bad].tolist()))[:5]} out of range for a vocabulary of {self._vsize}"
+            )
         for i in arr.tolist():
-            self.feed(np.full(self.batch, i, dtype=np.int64), copy=False)
-        return self._logits.copy()
+            self._ids[:] = i
+            self._advance()
+        return self._device.logits() if self._device is not None else self._logits.copy()
 
     def reset(self, stream: int | None = None) -> None:
         """Zero the state of every stream, or of stream `stream` only (the others keep theirs)."""
@@ -142,6 +161,8 @@ class StepSession:
             isinstance(stream, bool) or not isinstance(stream, (int, np.integer)) or not 0 <= stream < self.batch
         ):
             raise InputError(f"stream {stream!r} out of range for batch {self.batch}")
+        if self._device is not None:
+            self._device.zero(None if stream is None else int(stream))
         for a in self._bufs[self._cur]:  # (B, *dims)
             if stream is None:
                 a.fill(0)
@@ -153,11 +174,14 @@ class StepSession:
     @property
     def state(self) -> dict[str, np.ndarray]:
         """A copy of the current state: {state name: (batch, *dims) array in the state's dtype}."""
-        return {s.name: a.copy() for s, a in zip(self.info.states, self._bufs[self._cur], strict=True)}
+        current = self._device.states() if self._device is not None else self._bufs[self._cur]
+        return {s.name: a.copy() for s, a in zip(self.info.states, current, strict=True)}
 
     @state.setter
     def state(self, value: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> None:
         arrays = state_arrays(value, self.info, self.batch)  # all checked before any is written
+        if self._device is not None:
+            self._device.set_states(arrays)
         for dst, src in zip(self._bufs[self._cur], arrays, strict=True):
             dst[...] = src
 
@@ -181,4 +205,6 @@ class StepSession:
             },
             "state_bytes_per_stream": self.state_bytes_per_stream,
             "providers": self.graph.session.get_providers(),
+            "state_on": "host" if self._device is None else self._device.device,
+            "cuda_graph": self.graph.cuda_graph,
         }
