@@ -37,6 +37,15 @@ def train_cmd(
     d_model: int | None = typer.Option(None, "--d-model", help="Model width. (default 128)"),
     expansion: float | None = typer.Option(None, "--expansion", help="Recurrent width / d_model. (default 2)"),
     mlp_ratio: float | None = typer.Option(None, "--mlp-ratio", help="MLP width / d_model. (default 4)"),
+    heads: int | None = typer.Option(
+        None, "--heads", help="Attention heads (transformer, aaren; must divide --d-model). (default 4)"
+    ),
+    window: int | None = typer.Option(
+        None,
+        "--window",
+        help="Transformer: tokens each token attends to = its KV cache per layer; at most --seq-len. "
+        "(default 128, or --seq-len if shorter)",
+    ),
     seq_len: int | None = typer.Option(None, "--seq-len", help="Training window length. (default 256)"),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Windows per step (per process). (default 32)"),
     steps: int | None = typer.Option(None, "--steps", help="Total optimiser steps. (default 2000)"),
@@ -60,7 +69,7 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Train a char LM (mixers with a parallel form train through it). Works under torchrun (DDP)."""
-    from rnnedge.training.config import TrainConfig
+    from rnnedge.training.config import TrainConfig, check_fields_apply
     from rnnedge.training.data import resume_source
     from rnnedge.training.device import resolve_device
     from rnnedge.training.train import resumed_config, train
@@ -74,6 +83,8 @@ def train_cmd(
         "d_model": d_model,
         "expansion": expansion,
         "mlp_ratio": mlp_ratio,
+        "n_heads": heads,
+        "window": window,
         "seq_len": seq_len,
         "batch_size": batch_size,
         "steps": steps,
@@ -102,6 +113,7 @@ def train_cmd(
         config = base.replace(**given)
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
+    check_fields_apply(config.arch, given)
     result = train(config, data, out, resume=resume, quiet=quiet, log_every=log_every, overwrite=overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
         val = "-" if result.val_loss is None else f"{result.val_loss:.4f}"
