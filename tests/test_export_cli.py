@@ -100,5 +100,5 @@ def test_build_engine_without_tensorrt(ckpt: Path, tmp_path: Path) -> None:
 
     export_model(ckpt, out, simplify=False, max_seq_len=64)
     _fails(["build-engine", str(out)], "tensorrt is not installed")
-    _fails(["build-engine", str(out), "--int8"], "run `rnnedge quantize` first")
+    _fails(["build-engine", str(out), "--variant", "int8-qdq"], "--method int8-qdq` first")
     assert not (out / "parallel.plan").exists()

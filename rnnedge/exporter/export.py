@@ -162,7 +162,7 @@ def _export(
     files = {paths[k]: recs[k].data for k in recs}
     ort_entry = None
     if ort_format:
-        from rnnedge.exporter.ortformat import convert_to_ort
+        from rnnedge.ortformat import convert_to_ort
 
         t0 = time.perf_counter()
         ort_files, ort_entry = convert_to_ort({k: r.data for k, r in recs.items()})
