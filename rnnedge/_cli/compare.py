@@ -40,7 +40,10 @@ def compare(
         ..., "--data", "-d", help="UTF-8 text (or 'shakespeare'); its last 10% is the held-out text scored."
     ),
     out: Path = typer.Option(
-        ..., "--out", "-o", help="Report folder (new, empty, or an earlier compare report: only its files are replaced)."
+        ...,
+        "--out",
+        "-o",
+        help="Report folder (new, empty, or an earlier compare report, whose files alone are replaced).",
     ),
     variant: str = typer.Option("int8-dynamic", "--variant", help="Precision variant compared with fp32 (a recipe)."),
     eval_chars: int | None = typer.Option(None, "--eval-chars", help="Score only the first N held-out characters."),
@@ -52,7 +55,7 @@ def compare(
     stream_tokens: int = typer.Option(4096, "--stream-tokens", help="Tokens streamed while peak memory is read."),
     max_seq_len: int = typer.Option(4096, "--max-seq-len", help="Checkpoints: the parallel graph's scan depth."),
     threads: int = typer.Option(1, "--threads", help="ONNX Runtime intra-op threads."),
-    on_unknown: str = typer.Option("error", "--on-unknown", help="Held-out characters outside the vocabulary: error | skip."),
+    on_unknown: str = typer.Option("error", "--on-unknown", help="Unknown held-out characters: error | skip."),
 ) -> None:
     """Loss, parameters, MACs/token, state memory, latency vs t, throughput and drift of every model,
     fp32 and a precision variant; writes REPORT/compare.{json,md,html} and plots (see docs/compare.md)."""

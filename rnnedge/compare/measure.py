@@ -44,7 +44,12 @@ class Measured:
 
 def _loss(folder: Path, text: str, variant: str, settings: CompareSettings) -> dict[str, Any]:
     r = evaluate_export(folder, text, variant=variant, on_unknown=settings.on_unknown, threads=settings.threads)
-    return {"nats_per_char": r["loss_nats"], "bits_per_char": r["bits_per_char"], "chars": r["chars"], "graph": r["graph"]}
+    return {
+        "nats_per_char": r["loss_nats"],
+        "bits_per_char": r["bits_per_char"],
+        "chars": r["chars"],
+        "graph": r["graph"],
+    }
 
 
 def _throughput(folder: Path, variant: str, lengths: Sequence[int], threads: int) -> dict[str, Any] | None:

@@ -23,6 +23,10 @@ def _color(i: int) -> str:
     return COLORS[i % len(COLORS)]
 
 
+def _colors(n: int) -> list[str]:
+    return [_color(i) for i in range(n)]
+
+
 def _names(report: dict[str, Any]) -> list[str]:
     return [m["name"] for m in report["models"]]
 
@@ -32,7 +36,7 @@ def _loss_bars(ax: Any, report: dict[str, Any]) -> None:
     x = np.arange(len(models))
     for k, (precision, hatch) in enumerate(((FP32, ""), (variant, "//"))):
         values = [m["loss"][precision]["nats_per_char"] for m in models]
-        ax.bar(x + (k - 0.5) * 0.38, values, 0.38, color=[_color(i) for i in x], hatch=hatch, alpha=0.85 - 0.3 * k)
+        ax.bar(x + (k - 0.5) * 0.38, values, 0.38, color=_colors(len(models)), hatch=hatch, alpha=0.85 - 0.3 * k)
     paper = [(i, m["paper_nats_per_char"]) for i, m in enumerate(models) if m["paper_nats_per_char"] is not None]
     if paper:
         ax.plot([i for i, _ in paper], [v for _, v in paper], "k*", ms=10, label="the paper's figure (its own models)")
@@ -52,7 +56,12 @@ def _state_lines(ax: Any, report: dict[str, Any]) -> None:
         ax.plot(ts, state["bytes_vs_t"], color=_color(i), lw=1.6, label=m["name"])
         if state["cache"] is not None:
             ax.plot(
-                ts, state["cache"]["growing_bytes_vs_t"], color=_color(i), lw=1.0, ls="--", label=f"{m['name']}: growing cache"
+                ts,
+                state["cache"]["growing_bytes_vs_t"],
+                color=_color(i),
+                lw=1.0,
+                ls="--",
+                label=f"{m['name']}: growing cache",
             )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -110,7 +119,9 @@ def throughput(report: dict[str, Any]) -> bytes:
         values = [
             (m["parallel_throughput"][precision] or {}).get(length, {}).get("tokens_per_s", np.nan) for m in models
         ]
-        ax.bar(x - 0.4 + (j + 0.5) * width, values, width, color=COLORS[j % len(COLORS)], label=f"{precision} T={length}")
+        ax.bar(
+            x - 0.4 + (j + 0.5) * width, values, width, color=COLORS[j % len(COLORS)], label=f"{precision} T={length}"
+        )
     ax.set_xticks(x, _names(report), rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("tokens/s (batch 1)")
     ax.set_title("parallel graph throughput")
@@ -125,21 +136,21 @@ def costs(report: dict[str, Any]) -> bytes:
     x = np.arange(len(models))
     fig = Figure(figsize=(15, 4.0))
     a, b, c = fig.subplots(1, 3)
-    a.bar(x, [m["costs"]["params"] / 1e6 for m in models], color=[_color(i) for i in x])
+    a.bar(x, [m["costs"]["params"] / 1e6 for m in models], color=_colors(len(models)))
     a.set_ylabel("parameters (millions)")
     a.set_title("parameters")
     weights = np.array([m["costs"]["macs_weights"] for m in models]) / 1e6
     cache = np.array([m["costs"]["macs_cache"] for m in models]) / 1e6
-    b.bar(x, weights, color=[_color(i) for i in x], label="weights")
+    b.bar(x, weights, color=_colors(len(models)), label="weights")
     b.bar(x, cache, bottom=weights, color="grey", label="KV cache reads")
     b.set_ylabel("MACs per token (millions)")
     b.set_title("compute per token")
     b.legend(fontsize=7)
     for k, precision in enumerate((FP32, variant)):
         peaks = [m["resident"][precision].get("peak_bytes", np.nan) / MIB for m in models]
-        c.bar(x + (k - 0.5) * 0.38, peaks, 0.38, color=[_color(i) for i in x], alpha=0.85 - 0.3 * k, hatch="//" * k)
+        c.bar(x + (k - 0.5) * 0.38, peaks, 0.38, color=_colors(len(models)), alpha=0.85 - 0.3 * k, hatch="//" * k)
     c.set_ylabel("peak resident MiB (whole process)")
-    c.set_title(f"streaming session: {FP32} (plain), {variant} (hatched)")
+    c.set_title(f"a streaming process: {FP32} plain, {variant} hatched")
     for ax in (a, b, c):
         ax.set_xticks(x, _names(report), rotation=30, ha="right", fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)

@@ -1,10 +1,12 @@
 """Peak resident memory of a streaming session, read in a fresh Python process (so nothing else this
 process did — torch, exports, other models — is in the figure).
 
-The child imports the runtime (onnxruntime + NumPy), reads its peak resident set size (ru_maxrss),
-opens a StepSession on the graph, streams `tokens` tokens through it one by one, and reads the peak
-again. It prints one JSON line: the peak after the imports, after opening the session and after the
-stream; `session_bytes` is the last minus the first (what the session and its stream added).
+The child imports the runtime (onnxruntime + NumPy) and reads its resident set (VmRSS), resets the
+kernel's peak mark (writing 5 to /proc/self/clear_refs resets VmHWM, Linux >= 4.0; ru_maxrss would
+still hold the parent's peak, which survives fork + exec), opens a StepSession on the graph, streams
+`tokens` tokens through it one by one, and reads the peak (VmHWM). It prints one JSON line:
+`peak_bytes` is the whole process's peak during the session, `session_bytes` that peak minus the
+resident set after the imports (what the session and its stream added).
 
     python -m rnnedge.compare.resident STEP_ONNX TOKENS THREADS
 """
@@ -21,32 +23,34 @@ from typing import Any
 from rnnedge.errors import RnnedgeError
 
 TIMEOUT_S = 1800.0
+STATUS = Path("/proc/self/status")
+CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
-def _peak_bytes() -> int:
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # bytes on macOS, KiB on Linux
+def _status_bytes(key: str) -> int:
+    """A `kB` line of /proc/self/status (VmRSS, VmHWM) in bytes."""
+    for line in STATUS.read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise RnnedgeError(f"{STATUS} has no {key} line")
 
 
 def stream(path: str, tokens: int, threads: int) -> dict[str, Any]:
-    """Run in the child: open the step graph, stream `tokens` tokens, report the peaks (bytes)."""
+    """Run in the child: open the step graph, stream `tokens` tokens, report the memory (bytes)."""
     import numpy as np
 
     from rnnedge.runtime import StepSession
 
-    after_import = _peak_bytes()
+    after_import = _status_bytes("VmRSS")
+    CLEAR_REFS.write_text("5")  # VmHWM := VmRSS: the peak from here on
     session = StepSession(path, threads=threads)
-    opened = _peak_bytes()
     ids = np.random.default_rng(0).integers(0, len(session.vocab), size=tokens)  # (tokens,)
     for token in ids.tolist():
         session.feed(token, copy=False)
-    peak = _peak_bytes()
+    peak = _status_bytes("VmHWM")
     return {
         "tokens": tokens,
         "after_import_bytes": after_import,
-        "after_open_bytes": opened,
         "peak_bytes": peak,
         "session_bytes": peak - after_import,
     }
@@ -55,12 +59,10 @@ def stream(path: str, tokens: int, threads: int) -> dict[str, Any]:
 def resident_memory(step_path: Path, tokens: int, threads: int) -> dict[str, Any]:
     """Peak resident memory of streaming `tokens` tokens through `step_path`, measured in a child process.
 
-    {"skipped": reason} where the platform cannot report it (no `resource` module, e.g. Windows).
+    {"skipped": reason} where the platform cannot report it (it needs Linux's /proc/self/clear_refs).
     """
-    try:
-        import resource  # noqa: F401
-    except ImportError:
-        return {"skipped": "this platform has no resource.getrusage (peak resident memory)"}
+    if not (STATUS.is_file() and CLEAR_REFS.exists()):
+        return {"skipped": "peak resident memory needs Linux (/proc/self/status and /proc/self/clear_refs)"}
     root = str(Path(__file__).resolve().parents[2])  # the folder holding the rnnedge package
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     cmd = [sys.executable, "-m", "rnnedge.compare.resident", str(step_path), str(tokens), str(threads)]

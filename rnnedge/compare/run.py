@@ -1,16 +1,17 @@
 """`run_compare`: check every argument, export and quantize checkpoints, measure each model, write the report.
 
-    1. settings, the target folder and every argument are checked first (one line each, nothing written);
-    2. checkpoints are exported (`exporter`, i.e. rnnedge.exporter.export_model) into a work folder
-       beside the report, then quantized to the variant (rnnedge.quantization.quantize_export; the
-       text's first 90% calibrates, the held-out 10% checks); export folders are measured as given;
-    3. each export is measured (measure.py) on the held-out text;
-    4. the report and the exports made here go into the report folder (REPORT/exports/<name>/) in one
-       atomic commit (rnnedge.drift.folder); the work folder is removed whatever happens.
+1. settings, the target folder and every argument are checked first (one line each, nothing written);
+2. checkpoints are exported (`exporter`, i.e. rnnedge.exporter.export_model) into a work folder
+   beside the report, then quantized to the variant (rnnedge.quantization.quantize_export; the
+   text's first 90% calibrates, the held-out 10% checks); export folders are measured as given;
+3. each export is measured (measure.py) on the held-out text;
+4. the report and the exports made here go into the report folder (REPORT/exports/<name>/) in one
+   atomic commit (rnnedge.drift.folder); the work folder is removed whatever happens.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import shutil
@@ -33,6 +34,7 @@ from rnnedge.compare.sources import (
 )
 from rnnedge.drift.folder import check_target
 from rnnedge.inference import encode_text, read_text
+from rnnedge.quantization.recipes import recipe
 
 # (checkpoint folder, export folder to write, parallel-graph max_seq_len) -> None
 Exporter = Callable[[Path, Path, int], None]
@@ -101,6 +103,8 @@ def run_compare(
     out = Path(out)
     names = unique_names(folders)
     sources = [read_source(p, n) for p, n in zip(folders, names, strict=True)]
+    if any(s.kind == CHECKPOINT for s in sources):  # quantized here: the variant must be a recipe (aliases resolved)
+        settings = dataclasses.replace(settings, variant=recipe(settings.variant).name)
     check_comparable(sources)
     for s in sources:
         check_variant(s, settings.variant)

@@ -37,6 +37,8 @@ def sides(results: Sequence[DriftResult]) -> tuple[str, str]:
 def _mark_if_empty(ax: Any) -> None:
     """An axes whose curves are all zero or undefined (identical graphs) still gets a range and says why."""
     curves = [ln for ln in ax.lines if ln.get_gid() != GUIDE]
+    if not curves:  # no line plot (bars, or nothing): nothing to mark
+        return
     if any(np.any(np.isfinite(y) & (y > 0)) for y in (np.asarray(ln.get_ydata(), float) for ln in curves)):
         return
     xs = [np.asarray(ln.get_xdata(), float) for ln in curves]

@@ -102,4 +102,3 @@ def config_costs(config: ModelConfig) -> ModelCosts:
     with torch.device("meta"):
         model = build_model(config)
     return count_costs(model)
-
