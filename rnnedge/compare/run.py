@@ -41,6 +41,9 @@ Exporter = Callable[[Path, Path, int], None]
 # the model config of an export's metadata -> its costs (rnnedge.models.costs.ModelCosts.to_dict())
 Costs = Callable[[dict[str, Any]], dict[str, Any]]
 MIN_HELD_OUT = 32  # characters of held-out text at least (rnnedge.inference.text.MIN_CHARS)
+# The quantizer's own check of a variant made here reads this many held-out characters (the comparison
+# scores the whole held-out text itself); more only slows it down (a transformer's step graph most).
+QUANTIZE_CHECK_CHARS = 16384
 
 
 def _nearest_folder(path: Path) -> Path:
@@ -118,9 +121,9 @@ def run_compare(
     ids = encode_text(held, sources[0].vocab, settings.on_unknown, what="the held-out text", min_chars=MIN_HELD_OUT)  # type: ignore[arg-type]
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.work-", dir=_nearest_folder(out.parent)))
     try:
-        texts = (work / "calib.txt", work / "held_out.txt")
+        texts = (work / "calib.txt", work / "quantize_check.txt")
         texts[0].write_text(calib, encoding="utf-8")
-        texts[1].write_text(held, encoding="utf-8")
+        texts[1].write_text(held[:QUANTIZE_CHECK_CHARS], encoding="utf-8")
         measured: list[Measured] = []
         for s in sources:
             folder = _prepare(s, work, texts, settings, exporter, log)
