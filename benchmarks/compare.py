@@ -121,7 +121,7 @@ def train_all(args: argparse.Namespace, shape: dict, data: Path, text: str, work
         row = {
             "arch": arch,
             "d_model": model.d_model,
-            "d_hidden": model.d_hidden,
+            "d_hidden": model.d_hidden if follows_hidden(arch) else None,  # attention mixers have none
             "n_heads": model.n_heads,
             "window": config.attention_window,
             "params": n_params,
@@ -133,7 +133,7 @@ def train_all(args: argparse.Namespace, shape: dict, data: Path, text: str, work
         }
         rows.append(row)
         print(
-            f"{arch:11s} d_model {model.d_model:4d} d_hidden {model.d_hidden:4d} params {n_params:,} "
+            f"{arch:11s} d_model {model.d_model:4d} d_hidden {row['d_hidden'] or '-':>4} params {n_params:,} "
             f"({row['params_vs_reference']:.3f}x): {res.steps_done} steps in {row['train_time_s']} s",
             flush=True,
         )
