@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -227,7 +228,15 @@ def test_bad_inputs_are_one_line_and_write_nothing(models, tmp_path: Path) -> No
     assert_one_line_error(res, "not a folder")
     res = run("compare", models["transformer"], "--data", models["text"], "--out", out, "--positions", "1,x")
     assert_one_line_error(res, "--positions")
+    unknown = tmp_path / "unknown.txt"
+    unknown.write_text(TEXT * 3 + "~ held out", encoding="utf-8")
+    res = run("compare", models["transformer"], "--data", unknown, "--out", out)
+    assert_one_line_error(res, "held-out text", "'~'")
     assert not out.exists()
+    inside = out / "transformer"
+    shutil.copytree(models["transformer"], inside)
+    assert_one_line_error(run("compare", inside, "--data", models["text"], "--out", out), "inside --out")
+    assert [p.name for p in out.iterdir()] == ["transformer"]
     full = tmp_path / "full"
     (full / "notes.txt").parent.mkdir()
     (full / "notes.txt").write_text("mine", encoding="utf-8")
