@@ -21,6 +21,7 @@ from rnnedge.inference import graph_path
 from rnnedge.inference.providers import ProviderArg
 from rnnedge.runtime.bench_report import ratios
 from rnnedge.runtime.floor import measure_floors
+from rnnedge.runtime.memory import measure_resident
 from rnnedge.runtime.parallel import ParallelSession
 from rnnedge.runtime.sampling import Sampler
 from rnnedge.runtime.step import StepSession
@@ -44,19 +45,31 @@ def step_latency(
     session_config: dict[str, str] | None = None,
     providers: ProviderArg = None,
 ) -> dict[str, Any]:
-    """Latency of StepSession.feed (the whole Python call) in µs, per call and per token (call / batch)."""
-    sess = StepSession(path, providers=providers, threads=threads, batch=batch, session_config=session_config)
-    rng = np.random.default_rng(0)
-    ids = rng.integers(0, len(sess.vocab), size=(steps + warmup, batch))  # (steps, B)
-    for t in range(warmup):
-        sess.feed(ids[t], copy=False)
+    """Latency of StepSession.feed (the whole Python call) in µs, per call and per token (call / batch),
+    and the process's resident memory around making the session and running its steps (`memory`)."""
+    ids = np.random.default_rng(0).integers(0, 2**31, size=(steps + warmup, batch))  # (steps, B), taken mod V
     samples = np.empty(steps, dtype=np.int64)
-    clock = time.perf_counter_ns
-    for t in range(steps):
-        t0 = clock()
-        sess.feed(ids[warmup + t], copy=False)
-        samples[t] = clock() - t0
-    return {"per_call_us": percentiles_us(samples), "per_token_us": percentiles_us(samples, batch), "steps": steps}
+
+    def make() -> StepSession:
+        return StepSession(path, providers=providers, threads=threads, batch=batch, session_config=session_config)
+
+    def run(sess: StepSession) -> None:
+        np.remainder(ids, len(sess.vocab), out=ids)
+        for t in range(warmup):
+            sess.feed(ids[t], copy=False)
+        clock = time.perf_counter_ns
+        for t in range(steps):
+            t0 = clock()
+            sess.feed(ids[warmup + t], copy=False)
+            samples[t] = clock() - t0
+
+    _, memory = measure_resident(make, run)
+    return {
+        "per_call_us": percentiles_us(samples),
+        "per_token_us": percentiles_us(samples, batch),
+        "steps": steps,
+        "memory": memory,
+    }
 
 
 def parallel_throughput(
