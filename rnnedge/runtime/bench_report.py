@@ -48,7 +48,7 @@ def _memory_lines(result: dict[str, Any], label_width: int) -> list[str]:
         return []
     if not all(m.get("available") for _, m in rows):
         return ["", f"memory: {next(m['note'] for _, m in rows if not m.get('available'))}"]
-    mib = 1024 * 1024
+    mib = 2**20
     lines = [
         "",
         f"{'process RSS, MiB':<{label_width}}{'before':>9}{'+session':>10}{'+steps':>9}{'peak':>9}",
@@ -94,7 +94,10 @@ def format_table(result: dict[str, Any]) -> str:
             )
     lines += _memory_lines(result, label_width)
     if result["parallel"]:
-        lines += ["", f"{'parallel graph':<{label_width}}{'tokens/s':>12}{'torch tok/s':>12}{'speed-up':>9}"]
+        lines += [
+            "",
+            f"{'parallel graph':<{label_width}}{'tokens/s':>12}{'torch tok/s':>12}{'speed-up':>9}{'peak MiB':>10}",
+        ]
         for variant, per_len in result["parallel"].items():
             for tkey, entry in per_len.items():
                 t_par = torch_res.get("parallel", {}).get(tkey)
@@ -103,7 +106,9 @@ def format_table(result: dict[str, Any]) -> str:
                     if t_par
                     else f"{'-':>12}{'-':>9}"
                 )
-                lines.append(f"{variant + ' ' + tkey:<{label_width}}{entry['tokens_per_s']:>12.0f}{cell}")
+                mem = entry.get("memory", {})
+                peak = f"{mem['peak'] / 2**20:>10.1f}" if mem.get("available") else f"{'-':>10}"
+                lines.append(f"{variant + ' ' + tkey:<{label_width}}{entry['tokens_per_s']:>12.0f}{cell}{peak}")
     for variant, per_batch in result["step"].items():
         for bkey in per_batch:
             r = result["ratios"].get(f"{variant}_over_fp32_{bkey}")
