@@ -52,7 +52,7 @@ def _bad_checkpoints(ckpt: Path, root: Path) -> dict[str, tuple[Path, str]]:
     for f in ckpt.iterdir():
         (badarch / f.name).write_bytes(f.read_bytes())
     cfg = json.loads((badarch / "config.json").read_text())
-    cfg["model"]["arch"] = "transformer"
+    cfg["model"]["arch"] = "mamba"
     (badarch / "config.json").write_text(json.dumps(cfg))
     garbage = root / "garbage"
     garbage.mkdir()
@@ -60,7 +60,7 @@ def _bad_checkpoints(ckpt: Path, root: Path) -> dict[str, tuple[Path, str]]:
     return {
         "missing": (root / "nope", "checkpoint folder not found"),
         "corrupt": (corrupt, "corrupt or replaced"),
-        "unknown arch": (badarch, "unknown arch 'transformer'"),
+        "unknown arch": (badarch, "unknown arch 'mamba'"),
         "garbage config": (garbage, "not valid JSON"),
     }
 
@@ -100,5 +100,5 @@ def test_build_engine_without_tensorrt(ckpt: Path, tmp_path: Path) -> None:
 
     export_model(ckpt, out, simplify=False, max_seq_len=64)
     _fails(["build-engine", str(out)], "tensorrt is not installed")
-    _fails(["build-engine", str(out), "--int8"], "run `rnnedge quantize` first")
+    _fails(["build-engine", str(out), "--variant", "int8-qdq"], "--method int8-qdq` first")
     assert not (out / "parallel.plan").exists()

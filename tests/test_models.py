@@ -89,7 +89,7 @@ def test_state_infos_and_param_counts():
     assert gru.weight_ih_l0.numel() + gru.weight_hh_l0.numel() == 3 * 32 * (16 + 32)
 
 
-@pytest.mark.parametrize("kwargs", [{"arch": "transformer"}, {"n_layers": 0}, {"d_model": -1}, {"expansion": 0}])
+@pytest.mark.parametrize("kwargs", [{"arch": "mamba"}, {"n_layers": 0}, {"d_model": -1}, {"expansion": 0}])
 def test_bad_config_is_a_clear_error(kwargs):
     with pytest.raises(ConfigError):
         ModelConfig(vocab_size=10, **kwargs)

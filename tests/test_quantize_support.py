@@ -21,6 +21,7 @@ def make_export(
     seed: int = 0,
     train_steps: int = 12,
     head_outlier: float = 0.0,
+    ort_format: bool = False,
 ) -> Path:
     """A tiny model (briefly fitted to TEXT so losses mean something) exported into `out`.
 
@@ -49,5 +50,5 @@ def make_export(
             model.head.weight[:, 0] += head_outlier * model.head.weight.abs().max()
     ckpt = out.parent / f"{out.name}-ckpt"
     save_checkpoint(ckpt, model, vocab)
-    export_model(ckpt, out, max_seq_len=128, verify=False)
+    export_model(ckpt, out, max_seq_len=128, verify=False, ort_format=ort_format)
     return out

@@ -65,20 +65,23 @@ def register(app: typer.Typer) -> None:
             ort_format=ort_format,
         )
         _summary(result.manifest)
-        echo(f"wrote {result.out_dir} (all {len(result.checks)} checks passed, tolerance 1e-4)")
+        tolerance = result.manifest["verification"]["tolerance"]
+        echo(f"wrote {result.out_dir} (all {len(result.checks)} checks passed, tolerance {tolerance:g})")
 
     @app.command("build-engine")
     @domain_errors
     def build_engine(
         export_dir: Path = typer.Argument(..., help="An export folder (holds parallel.onnx)."),
-        out: Path = typer.Option(None, "--out", "-o", help="Engine file (default: DIR/parallel.plan)."),
-        int8: bool = typer.Option(False, "--int8", help="Build from parallel.int8.onnx (QDQ) with INT8 enabled."),
-        fp16: bool = typer.Option(False, "--fp16", help="Allow FP16 kernels."),
+        variant: str = typer.Option(
+            "fp32", "--variant", help="Precision variant: fp32 (parallel.onnx) or a recipe name, e.g. int8-qdq."
+        ),
+        out: Path = typer.Option(None, "--out", "-o", help="Engine file (default: DIR/parallel.<variant>.plan)."),
+        fp16: bool = typer.Option(False, "--fp16", help="Allow FP16 kernels (on for an fp16 variant)."),
         max_seq_len: int = typer.Option(4096, "--max-seq-len", help="Largest T in the optimization profile."),
         max_batch: int = typer.Option(8, "--max-batch", help="Largest batch in the optimization profile."),
     ) -> None:
-        """Build a TensorRT engine from the parallel graph (needs the gpu extra and tensorrt, on CUDA)."""
+        """Build a TensorRT engine from a parallel graph; a QDQ variant enables INT8 (needs tensorrt, on CUDA)."""
         from rnnedge.exporter.engine import build_engine as build
 
-        path = build(export_dir, out=out, int8=int8, fp16=fp16, max_seq_len=max_seq_len, max_batch=max_batch)
+        path = build(export_dir, variant=variant, out=out, fp16=fp16, max_seq_len=max_seq_len, max_batch=max_batch)
         echo(f"wrote {path}")

@@ -1,8 +1,13 @@
-"""`rnnedge quantize`: int8 step and parallel graphs beside the fp32 ones (onnx/onnxruntime imported lazily)."""
+"""`rnnedge quantize DIR --method NAME`: a precision variant of an export folder (onnx/onnxruntime imported lazily).
+
+Options that change the recipe (`--per-channel`, `--calib-steps`, `--bits`, ...) are passed to it as
+recipe options: unset ones keep the preset's value, and one the recipe does not take is one clear error.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -13,54 +18,82 @@ def register(app: typer.Typer) -> None:
     app.command("quantize")(quantize)
 
 
+def _report_lines(result: Any) -> list[str]:
+    lines = []
+    for kind, r in result.graphs.items():
+        kept = ", ".join(r.get("kept_float_labels") or r["kept_float"]) or "none"
+        trt = "ok" if r["tensorrt"]["ok"] else "no"
+        lines.append(
+            f"{r['file']}: {r['format']}, {r['size_variant'] / 1e3:.0f} kB ({r['size_ratio']:.2f}x fp32), "
+            f"loss {r['loss_fp32']:.4f} -> {r['loss_variant']:.4f} nats/char ({r['loss_delta']:+.5f}), "
+            f"kept float: {kept}, TensorRT: {trt}"
+        )
+        for s in r.get("sensitivity", [])[:5]:
+            lines.append(f"  sensitivity {kind}: {s['group']}: kept float -> delta {s['delta_kept_float']:+.5f}")
+    return lines
+
+
 @domain_errors
 def quantize(
     folder: Path = typer.Argument(..., help="Export folder holding step.onnx and parallel.onnx."),
-    method: str = typer.Option("dynamic", "--method", help="Step graph: dynamic or static (QDQ)."),
-    calib: Path | None = typer.Option(None, "--calib", help="Calibration text (required for static)."),
-    calib_method: str = typer.Option("minmax", "--calib-method", help="minmax, entropy or percentile."),
-    per_channel: bool = typer.Option(False, "--per-channel", help="Per-channel weight scales."),
-    keep_float: list[str] = typer.Option([], "--keep-float", help="Node name or glob to keep fp32 (repeatable)."),
-    quantize_state: bool = typer.Option(
-        False, "--quantize-state", help="Also quantize the ops producing recurrent state (counter-example)."
+    method: str = typer.Option(
+        "int8-dynamic",
+        "--method",
+        help="Recipe: int8-dynamic, int8-qdq, fp16, int8-weight or int4-weight (aliases: dynamic, static).",
     ),
+    eval_text: Path | None = typer.Option(None, "--eval", help="Held-out text for the loss check."),
+    calib: Path | None = typer.Option(
+        None, "--calib", help="Calibration text (int8-qdq); alone, its last 10% is held out for the loss check."
+    ),
+    calib_method: str | None = typer.Option(None, "--calib-method", help="int8-qdq: minmax, entropy or percentile."),
+    calib_steps: int | None = typer.Option(None, "--calib-steps", help="int8-qdq: step-graph timesteps calibrated."),
+    per_channel: bool | None = typer.Option(
+        None, "--per-channel/--per-tensor", help="int8 recipes: per-channel weight scales."
+    ),
+    reduce_range: bool | None = typer.Option(None, "--reduce-range", help="int8-dynamic: 7-bit weights."),
+    quantize_state: bool | None = typer.Option(
+        None, "--quantize-state", help="int8-qdq: also quantize the ops producing the state (counter-example)."
+    ),
+    keep_io_types: bool | None = typer.Option(
+        None, "--keep-io-types/--fp16-io", help="fp16: keep inputs, outputs and state float32 (default) or not."
+    ),
+    bits: int | None = typer.Option(None, "--bits", help="Weight-only recipes: 4 or 8."),
+    block_size: int | None = typer.Option(None, "--block-size", help="Weight-only recipes: block size (16-256)."),
+    keep_float: list[str] = typer.Option([], "--keep-float", help="Node name or glob to keep fp32 (repeatable)."),
+    graphs: str | None = typer.Option(None, "--graphs", help="Which graphs (default both): step,parallel."),
     max_loss_delta: float | None = typer.Option(
         None, "--max-loss-delta", help="Keep the most sensitive nodes float until the loss delta holds."
     ),
-    eval_text: Path | None = typer.Option(
-        None, "--eval", help="Held-out text for the loss check (default: last 10% of --calib)."
-    ),
-    calib_steps: int = typer.Option(512, "--calib-steps", help="Step-graph timesteps run for calibration."),
-    graphs: str = typer.Option("step,parallel", "--graphs", help="Which graphs: step,parallel."),
     on_unknown: str = typer.Option("error", "--on-unknown", help="Unknown characters in text: error or skip."),
     sensitivity: bool = typer.Option(False, "--sensitivity", help="Rank nodes by leave-one-out loss delta."),
 ) -> None:
-    """Quantize an export folder to int8; each graph is checked on held-out text before it is written."""
+    """Write a precision variant (<graph>.<method>.onnx) of an export folder, checked on held-out text first."""
     from rnnedge.quantization import quantize_export
 
+    options = {
+        "calib_method": calib_method,
+        "calib_steps": calib_steps,
+        "per_channel": per_channel,
+        "reduce_range": reduce_range,
+        "quantize_state": quantize_state,
+        "keep_io_types": keep_io_types,
+        "bits": bits,
+        "block_size": block_size,
+        "keep_float": tuple(keep_float) or None,
+        "graphs": tuple(g.strip() for g in graphs.split(",") if g.strip()) if graphs is not None else None,
+    }
     result = quantize_export(
         folder,
-        method=method,
+        method,
         calib_text=calib,
-        calib_method=calib_method,
-        per_channel=per_channel,
-        keep_float=tuple(keep_float),
-        quantize_state=quantize_state,
-        max_loss_delta=max_loss_delta,
         eval_text=eval_text,
-        calib_steps=calib_steps,
-        graphs=tuple(g.strip() for g in graphs.split(",") if g),
-        on_unknown=on_unknown,
+        max_loss_delta=max_loss_delta,
         sensitivity=sensitivity,
+        on_unknown=on_unknown,
         log=echo,
+        **options,
     )
-    for g, r in result.graphs.items():
-        kept = ", ".join(r.get("kept_float_labels") or r["kept_float"]) or "none"
-        echo(
-            f"{r['file']}: {r['format']}, {r['size_int8'] / 1e3:.0f} kB ({r['size_ratio']:.2f}x fp32), "
-            f"loss {r['loss_fp32']:.4f} -> {r['loss_int8']:.4f} nats/char ({r['loss_delta']:+.5f}), "
-            f"kept float: {kept}, TensorRT: {'ok' if r['tensorrt']['ok'] else 'no'}"
-        )
-        for s in r.get("sensitivity", [])[:5]:
-            echo(f"  sensitivity {g}: {s['group']}: kept float -> delta {s['delta_kept_float']:+.5f}")
-    echo(f"wrote {', '.join(str(p) for p in result.paths.values())}; manifest int8 section updated")
+    for line in _report_lines(result):
+        echo(line)
+    written = [*result.paths.values(), *result.extra_files]
+    echo(f"wrote {', '.join(p.name for p in written)} in {folder}; manifest variants[{result.variant}] updated")

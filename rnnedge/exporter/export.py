@@ -145,7 +145,7 @@ def _export(
         recs[kind] = GraphRecord(kind, model, data, len(model.graph.node), time.perf_counter() - t0)
     timings = {"trace": sum(r.trace_seconds for r in recs.values())}
 
-    ref = vfy.Reference(lm)
+    ref = vfy.Reference(lm, max_seq_len)
     t0 = time.perf_counter()
     results = vfy.verify_graphs(ref, recs["parallel"].data, recs["step"].data, checks) if do_verify else []
     vfy.raise_if_failed(results, "exported")
@@ -162,7 +162,7 @@ def _export(
     files = {paths[k]: recs[k].data for k in recs}
     ort_entry = None
     if ort_format:
-        from rnnedge.exporter.ortformat import convert_to_ort
+        from rnnedge.ortformat import convert_to_ort
 
         t0 = time.perf_counter()
         ort_files, ort_entry = convert_to_ort({k: r.data for k, r in recs.items()})

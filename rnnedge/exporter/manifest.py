@@ -94,7 +94,7 @@ def build_manifest(
             "run": verified,
             "passed": verified and all(r.passed for r in results),
             "provider": "CPUExecutionProvider",
-            "tolerance": vfy.TOLERANCE,
+            "tolerance": vfy.tolerance(lm),
             "checks": [r.to_dict() for r in results],
         },
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},

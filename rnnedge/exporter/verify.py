@@ -17,9 +17,14 @@ import torch
 
 from rnnedge.errors import GraphError, VerificationError
 from rnnedge.inference import open_session
-from rnnedge.models import CharLM
+from rnnedge.models import CharLM, mixer_spec
 
-TOLERANCE = 1e-4
+TOLERANCE = 1e-4  # the default MixerSpec.atol; a mixer may declare its own
+
+
+def tolerance(model: CharLM) -> float:
+    """Max abs difference the checks allow for this model: its mixer's MixerSpec.atol."""
+    return mixer_spec(model.config.arch).atol
 
 
 @dataclass(frozen=True)
@@ -83,10 +88,17 @@ class Inputs:
 
 
 class Reference:
-    """The model plus an fp64 copy; fp64 forwards are cached so re-verification after simplify is cheap."""
+    """The model plus an fp64 copy; fp64 forwards are cached so re-verification after simplify is cheap.
 
-    def __init__(self, model: CharLM) -> None:
+    `max_seq_len`: the longest T one call of the parallel graph under test is exact for (its fixed scan
+    depth); checks call it on at most that many tokens and chunk longer texts with carried state, as the
+    runtime does. A decaying scan (minGRU) hides a call past it; attention (Aaren) does not.
+    """
+
+    def __init__(self, model: CharLM, max_seq_len: int | None = None) -> None:
         self.model = model
+        self.tolerance = tolerance(model)
+        self.max_seq_len = max_seq_len
         self._fp64: CharLM | None = None
         self._cache: dict[bytes, list[np.ndarray]] = {}
 
@@ -103,11 +115,34 @@ class Reference:
             torch.set_num_threads(1)  # small batch-2 forwards: extra threads only add sync overhead
             try:
                 with torch.no_grad():
-                    logits, new = self._fp64(torch.from_numpy(ids), tuple(torch.from_numpy(s).double() for s in state))
+                    fp64_state = tuple(_fp64(torch.from_numpy(s)) for s in state)  # positions stay integers
+                    logits, new = self._fp64(torch.from_numpy(ids), fp64_state)
             finally:
                 torch.set_num_threads(threads)
             self._cache[key] = [logits.numpy(), *(s.numpy() for s in new)]
         return self._cache[key]
+
+    def lengths(self, *lengths: int) -> tuple[int, ...]:
+        """The given lengths, each capped at max_seq_len (duplicates dropped, in order)."""
+        limit = self.max_seq_len or max(lengths)
+        return tuple(dict.fromkeys(min(t, limit) for t in lengths))
+
+
+def _fp64(x: torch.Tensor) -> torch.Tensor:
+    return x.double() if x.is_floating_point() else x
+
+
+def run_parallel(
+    ref: Reference, sess: ort.InferenceSession, ids: np.ndarray, state: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """The parallel graph over ids (B, T) in calls of at most ref.max_seq_len tokens, state carried."""
+    limit = ref.max_seq_len or ids.shape[1]
+    logits, state = [], list(state)
+    for start in range(0, ids.shape[1], limit):
+        out = run(sess, ids[:, start : start + limit], state)
+        logits.append(out[0])
+        state = out[1:]
+    return [np.concatenate(logits, axis=1), *state]
 
 
 def check_parallel_vs_torch(ref: Reference, par: ort.InferenceSession, lengths: Sequence[int]) -> CheckResult:
@@ -116,7 +151,7 @@ def check_parallel_vs_torch(ref: Reference, par: ort.InferenceSession, lengths: 
     for t in lengths:
         ids, st = gen.ids(2, t), gen.state(2)
         worst = max(worst, _diff(run(par, ids, st), ref.torch(ids, st)))
-    return CheckResult("parallel_vs_torch_fp64", "parallel", worst, TOLERANCE, f"T in {list(lengths)}, batch 2")
+    return CheckResult("parallel_vs_torch_fp64", "parallel", worst, ref.tolerance, f"T in {list(lengths)}, batch 2")
 
 
 def check_step_vs_parallel(
@@ -124,7 +159,7 @@ def check_step_vs_parallel(
 ) -> CheckResult:
     gen = Inputs(ref.model, seed=2)
     ids, st = gen.ids(1, n), gen.state(1)
-    want = run(par, ids, st)
+    want = run_parallel(ref, par, ids, st)
     logits = np.empty_like(want[0])
     state = st
     for t in range(n):
@@ -132,7 +167,7 @@ def check_step_vs_parallel(
         logits[:, t] = out[0]
         state = out[1:]
     return CheckResult(
-        "step_vs_parallel", "parallel+step", _diff([logits, *state], want), TOLERANCE, f"{n} tokens one by one"
+        "step_vs_parallel", "parallel+step", _diff([logits, *state], want), ref.tolerance, f"{n} tokens one by one"
     )
 
 
@@ -140,11 +175,11 @@ def check_carried_state(ref: Reference, par: ort.InferenceSession, n: int) -> Ch
     gen = Inputs(ref.model, seed=3)
     ids, st = gen.ids(2, n), gen.state(2)
     whole = run(par, ids, st)
-    cut = n // 3
+    cut = max(1, n // 3)
     first = run(par, ids[:, :cut], st)
     second = run(par, ids[:, cut:], first[1:])
     got = [np.concatenate([first[0], second[0]], axis=1), *second[1:]]
-    return CheckResult("carried_state", "parallel", _diff(got, whole), TOLERANCE, f"split {cut}+{n - cut} vs {n}")
+    return CheckResult("carried_state", "parallel", _diff(got, whole), ref.tolerance, f"split {cut}+{n - cut} vs {n}")
 
 
 def check_batch(ref: Reference, par: ort.InferenceSession, step: ort.InferenceSession, n: int) -> CheckResult:
@@ -156,7 +191,7 @@ def check_batch(ref: Reference, par: ort.InferenceSession, step: ort.InferenceSe
         for b in range(3):
             single = run(sess, x[b : b + 1], [s[b : b + 1] for s in st])
             worst = max(worst, _diff([o[b : b + 1] for o in batched], single))
-    return CheckResult("batch_vs_single", "parallel+step", worst, TOLERANCE, f"batch 3 vs 1, T={n}")
+    return CheckResult("batch_vs_single", "parallel+step", worst, ref.tolerance, f"batch 3 vs 1, T={n}")
 
 
 def check_step_vs_torch(ref: Reference, step: ort.InferenceSession) -> CheckResult:
@@ -164,7 +199,7 @@ def check_step_vs_torch(ref: Reference, step: ort.InferenceSession) -> CheckResu
     ids, st = gen.ids(2, 1), gen.state(2)
     want = ref.torch(ids, st)
     got = run(step, ids[:, 0], st)
-    return CheckResult("step_vs_torch_fp64", "step", _diff(got, [want[0][:, 0], *want[1:]]), TOLERANCE, "batch 2")
+    return CheckResult("step_vs_torch_fp64", "step", _diff(got, [want[0][:, 0], *want[1:]]), ref.tolerance, "batch 2")
 
 
 Check = Callable[[Reference, ort.InferenceSession, ort.InferenceSession], CheckResult]
@@ -174,7 +209,7 @@ def default_checks(step_tokens: int = 1000) -> list[Check]:
     """The checks every export runs (the T values avoid the trace's T=5 and straddle powers of two)."""
 
     def parallel_vs_torch_fp64(r: Reference, p: ort.InferenceSession, s: ort.InferenceSession) -> CheckResult:
-        return check_parallel_vs_torch(r, p, (1, 63, 65, 300))
+        return check_parallel_vs_torch(r, p, r.lengths(1, 63, 65, 300))
 
     def step_vs_torch_fp64(r: Reference, p: ort.InferenceSession, s: ort.InferenceSession) -> CheckResult:
         return check_step_vs_torch(r, s)
@@ -183,10 +218,10 @@ def default_checks(step_tokens: int = 1000) -> list[Check]:
         return check_step_vs_parallel(r, p, s, step_tokens)
 
     def carried_state(r: Reference, p: ort.InferenceSession, s: ort.InferenceSession) -> CheckResult:
-        return check_carried_state(r, p, 97)
+        return check_carried_state(r, p, *r.lengths(97))
 
     def batch_vs_single(r: Reference, p: ort.InferenceSession, s: ort.InferenceSession) -> CheckResult:
-        return check_batch(r, p, s, 41)
+        return check_batch(r, p, s, *r.lengths(41))
 
     return [parallel_vs_torch_fp64, step_vs_torch_fp64, step_vs_parallel, carried_state, batch_vs_single]
 
@@ -215,7 +250,7 @@ def verify_graphs(
             name = getattr(check, "__name__", f"check_{i}")
             detail = f"raised {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             results.append(
-                CheckResult(name if name != "<lambda>" else f"check_{i}", "?", float("inf"), TOLERANCE, detail)
+                CheckResult(name if name != "<lambda>" else f"check_{i}", "?", float("inf"), ref.tolerance, detail)
             )
     return results
 
@@ -244,7 +279,7 @@ def check_accelerated_providers(ref: Reference, parallel: bytes) -> dict[str, ob
     for name in (p for p in ACCELERATED if p in available):
         try:
             sess = session(parallel, (name, "CPUExecutionProvider"))
-            res = check_parallel_vs_torch(ref, sess, (63, 300))
+            res = check_parallel_vs_torch(ref, sess, ref.lengths(63, 300))
             out["checked"][name] = {  # type: ignore[index]
                 "session_providers": sess.get_providers(),
                 "max_abs_diff": res.max_abs_diff,

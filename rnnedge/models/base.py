@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rnnedge.errors import InputError
+
 State = tuple[torch.Tensor, ...]
 
 
@@ -32,4 +34,10 @@ class Mixer(nn.Module):
             return self.init_state(x.shape[0], x.device, x.dtype)
         if len(state) != len(self.state_shapes):
             raise ValueError(f"expected {len(self.state_shapes)} state tensors, got {len(state)}")
+        for i, (s, shape) in enumerate(zip(state, self.state_shapes, strict=True)):
+            if tuple(s.shape[1:]) != shape:
+                raise InputError(
+                    f"{type(self).__name__} state {i} has shape {list(s.shape)}, expected {['batch', *shape]} "
+                    "(a state from another architecture or size?)"
+                )
         return tuple(state)

@@ -10,6 +10,9 @@ from rnnedge.errors import ConfigError
 from rnnedge.graphmeta import StateInfo, make_state
 from rnnedge.models.registry import MIXER_NAMES, mixer_spec
 
+MAX_HEADS = 1024
+MAX_WINDOW = 1 << 16  # attention window (tokens): the KV cache holds this many per layer and stream
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -21,6 +24,8 @@ class ModelConfig:
     d_model: int = 128
     expansion: float = 2.0  # recurrent width d_hidden = round(expansion * d_model)
     mlp_ratio: float = 4.0  # MLP width = round(mlp_ratio * d_model)
+    n_heads: int = 4  # attention mixers (transformer, aaren): heads of d_model / n_heads each
+    window: int = 128  # transformer: tokens each token attends to (itself included) = KV cache length
 
     def __post_init__(self) -> None:
         if self.arch not in MIXER_NAMES:
@@ -28,6 +33,10 @@ class ModelConfig:
         for name in ("vocab_size", "n_layers", "d_model"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name, top in (("n_heads", MAX_HEADS), ("window", MAX_WINDOW)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+                raise ConfigError(f"{name} must be an integer from 1 to {top}, got {value!r}")
         for name in ("expansion", "mlp_ratio"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0 or round(value * self.d_model) < 1:
@@ -36,6 +45,14 @@ class ModelConfig:
     @property
     def d_hidden(self) -> int:
         return round(self.expansion * self.d_model)
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head; ConfigError when n_heads does not divide d_model (attention mixers
+        read it; the RNN mixers ignore n_heads)."""
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        return self.d_model // self.n_heads
 
     @property
     def d_mlp(self) -> int:

@@ -18,6 +18,8 @@ MIXER_MODULES: dict[str, str] = {
     "gru": "rnnedge.models.gru",
     "lstm": "rnnedge.models.lstm",
     "elman": "rnnedge.models.elman",
+    "transformer": "rnnedge.models.transformer",
+    "aaren": "rnnedge.models.aaren",
 }
 MIXER_NAMES: tuple[str, ...] = tuple(MIXER_MODULES)
 

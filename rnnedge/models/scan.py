@@ -9,6 +9,9 @@ exports with any ONNX exporter and runs on ONNX Runtime and TensorRT; the decay 
 shrink (a ∈ (0, 1)), so nothing overflows and a far contribution that underflows to 0 really is
 negligible. Its fp32 error stays ~1e-6 at T = 65,536.
 
+`attention_scan` runs the same doubling scan over Aaren's softmax-attention combine (running max,
+denominator, numerator; arXiv 2405.13956 §3); `sequential_attention` is its loop.
+
 The paper's log-space scan (Appendix B, after Heinsen 2023) is kept as `logspace_scan` for
 comparison: in fp32 it loses ~1e-3 at T = 2048 because exp(a* + logcumsumexp(log b − a*)) adds two
 large numbers of opposite sign, and ONNX has no LogCumSumExp. `sequential_scan` is the plain loop.
@@ -69,9 +72,12 @@ def sequential_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = 
 
 
 def logspace_scan(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
-    """The paper's log-space scan (Appendix B): h = exp(a* + logcumsumexp(log b − a*)), a* = cumsum(log a).
+    """`attention_scan` runs the same doubling scan over Aaren's softmax-attention combine (running max,
+    denominator, numerator; arXiv 2405.13956 §3); `sequential_attention` is its loop.
 
-    h0 must be positive (or None): it enters as log h0 at an extra leading step.
+    The paper's log-space scan (Appendix B): h = exp(a* + logcumsumexp(log b − a*)), a* = cumsum(log a).
+
+        h0 must be positive (or None): it enters as log h0 at an extra leading step.
     """
     if h0 is not None:
         log_a = torch.cat([torch.zeros_like(log_a[:, :1]), log_a], dim=1)  # (B, 1+T, H)
@@ -84,3 +90,61 @@ def logspace_scan(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor | N
 def g(x: torch.Tensor) -> torch.Tensor:
     """Paper's g: x + 0.5 for x >= 0, sigmoid(x) otherwise; keeps the candidate state positive."""
     return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+
+
+def attention_combine(
+    m_a: torch.Tensor, u_a: torch.Tensor, w_a: torch.Tensor, m_b: torch.Tensor, u_b: torch.Tensor, w_b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Aaren's associative combine (arXiv 2405.13956 §3): (m_a, u_a, w_a) ⊕ (m_b, u_b, w_b), a before b.
+
+    m: (..., H) running max of the scores, u: (..., H) Σ e^(s − m), w: (..., H, F) Σ e^(s − m)·v.
+    Both exponents are ≤ 0, so nothing overflows.
+    """
+    m = torch.maximum(m_a, m_b)  # (..., H)
+    scale_a, scale_b = torch.exp(m_a - m), torch.exp(m_b - m)  # (..., H) each
+    u = u_a * scale_a + u_b * scale_b  # (..., H)
+    w = w_a * scale_a.unsqueeze(-1) + w_b * scale_b.unsqueeze(-1)  # (..., H, F)
+    return m, u, w
+
+
+def attention_scan(
+    s: torch.Tensor, v: torch.Tensor, lse0: torch.Tensor, o0: torch.Tensor, levels: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention of every prefix, after a carried prefix (lse0, o0): the many-to-many Aaren output.
+
+    s: (B, T, H) scores, v: (B, T, H, F) values; the prefix enters as one more element before t = 0
+    with score lse0 (B, H) (its log-sum-exp) and value o0 (B, H, F) (its attention output). Returns
+    (o, lse): o_t (B, T, H, F) = Σ_{i≤t} e^{s_i} v_i / Σ_{i≤t} e^{s_i} and lse_t (B, T, H) = log Σ_{i≤t} e^{s_i},
+    both over the prefix too. Same doubling scan as `linear_scan` (Slice/Concat; `levels` passes, None
+    derives them from T); an element with no partner 2^k steps back is combined with (its own max, 0, 0),
+    which leaves it unchanged, so no -inf fill is needed.
+    """
+    m_first, u_first, w_first = attention_combine(
+        lse0, torch.ones_like(lse0), o0, s[:, 0], torch.ones_like(lse0), v[:, 0]
+    )
+    m = torch.cat([m_first.unsqueeze(1), s[:, 1:]], dim=1)  # (B, T, H)
+    u = torch.cat([u_first.unsqueeze(1), torch.ones_like(s[:, 1:])], dim=1)  # (B, T, H)
+    w = torch.cat([w_first.unsqueeze(1), v[:, 1:]], dim=1)  # (B, T, H, F)
+    if levels is None:
+        levels = scan_levels(s.shape[1])
+    for k in range(levels):
+        step = 1 << k
+        m_back = torch.cat([m[:, :step], m[:, :-step]], dim=1)  # (B, T, H): own max where none is 2^k back
+        m, u, w = attention_combine(m_back, _shift(u, step, 0.0), _shift(w, step, 0.0), m, u, w)
+    return w / u.unsqueeze(-1), m + torch.log(u)  # (B, T, H, F), (B, T, H)
+
+
+def sequential_attention(
+    s: torch.Tensor, v: torch.Tensor, lse0: torch.Tensor, o0: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference for `attention_scan`: the paper's many-to-one RNN (m, u, w) run over t, output at every t."""
+    m, u, w = lse0, torch.ones_like(lse0), o0  # (B, H), (B, H), (B, H, F)
+    outs, lses = [], []
+    for s_t, v_t in zip(s.unbind(1), v.unbind(1), strict=True):
+        m_t = torch.maximum(m, s_t)  # (B, H)
+        u = u * torch.exp(m - m_t) + torch.exp(s_t - m_t)  # (B, H)
+        w = w * torch.exp(m - m_t).unsqueeze(-1) + torch.exp(s_t - m_t).unsqueeze(-1) * v_t  # (B, H, F)
+        m = m_t
+        outs.append(w / u.unsqueeze(-1))
+        lses.append(m + torch.log(u))
+    return torch.stack(outs, dim=1), torch.stack(lses, dim=1)  # (B, T, H, F), (B, T, H)

@@ -1,51 +1,25 @@
 """Calibration data that respects the recurrence.
 
 The step graph is calibrated with the (input_ids, state) feeds it really sees: the fp32 step graph is
-run over real text in B streams (different offsets), and the feed of every k-th timestep is kept, so
-activations at t = 0 (zero state) and deep into the sequence are both represented. The parallel graph
-is calibrated with windows of real text of several lengths, from the zero state and from the state
-carried in by the text before the window.
+run over real text in B streams (different offsets) by `inference.StepRunner`, and a hook keeps the
+feed of every k-th timestep, so activations at t = 0 (zero state) and deep into the sequence are both
+represented. The parallel graph is calibrated with windows of real text of several lengths, from the
+zero state and from the state carried in by the text before the window.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from rnnedge.errors import RnnedgeError
-from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo
-from rnnedge.quantization.q_run import session, streams_of, zero_states
-from rnnedge.vocab import CharVocab, OnUnknown
+from rnnedge.graphmeta import INPUT_IDS
+from rnnedge.inference import GraphSession, StepRunner, streams_of
+from rnnedge.quantization.recipes import StaticQdqInt8
 
 Feed = dict[str, np.ndarray]
-
-
-def read_text(path: str | os.PathLike[str], what: str = "calibration text") -> str:
-    """Read a UTF-8 text file; one clear error if missing, unreadable or empty."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise RnnedgeError(f"{what} not found: {path}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RnnedgeError(f"cannot read {what} {path}: {exc}") from exc
-    if len(text) < 32:
-        raise RnnedgeError(f"{what} {path} is too short ({len(text)} characters; need at least 32)")
-    return text
-
-
-def encode_text(text: str, vocab: CharVocab, on_unknown: OnUnknown = "error", what: str = "text") -> np.ndarray:
-    """Text -> ids; unknown characters raise UnknownCharacterError (or are dropped with on_unknown='skip')."""
-    try:
-        ids = vocab.encode(text, on_unknown=on_unknown)
-    except RnnedgeError as exc:
-        raise type(exc)(f"{what}: {exc}") from exc
-    if len(ids) < 32:
-        raise RnnedgeError(f"{what} has only {len(ids)} usable characters (need at least 32)")
-    return ids
+STREAMS = 8
+MAX_STEP_FEEDS = 128
 
 
 class FeedReader(CalibrationDataReader):
@@ -70,16 +44,19 @@ class FeedReader(CalibrationDataReader):
         return len(self.feeds)
 
 
+def _feed(graph: GraphSession, ids: np.ndarray, states: list[np.ndarray]) -> Feed:
+    return {INPUT_IDS: np.ascontiguousarray(ids, dtype=np.int64), **dict(zip(graph.state_inputs, states, strict=True))}
+
+
 def step_feeds(
-    model: str | os.PathLike[str],
-    info: GraphInfo,
+    graph: GraphSession,
     ids: np.ndarray,
     *,
-    streams: int = 8,
+    streams: int = STREAMS,
     steps: int = 512,
-    max_feeds: int = 128,
+    max_feeds: int = MAX_STEP_FEEDS,
 ) -> list[Feed]:
-    """Feeds for the step graph: run the fp32 graph `steps` timesteps over `streams` slices of `ids`.
+    """Feeds for the step graph: run the fp32 graph `steps` timesteps over `streams` slices of `ids` (N,).
 
     Every k-th timestep's (input_ids, states) is kept (k = steps // max_feeds), t = 0 included, so the
     calibrated ranges cover the state as it evolves, not only the zero state.
@@ -88,22 +65,18 @@ def step_feeds(
     if batch.shape[1] < 2:
         raise RnnedgeError("calibration text too short for the step graph")
     every = max(1, (batch.shape[1] - 1) // max_feeds)
-    sess = session(model)
-    states = zero_states(info, batch.shape[0])
-    outs = [LOGITS] + [s.output for s in info.states]
     feeds: list[Feed] = []
-    for t in range(batch.shape[1] - 1):
-        feed = {INPUT_IDS: np.ascontiguousarray(batch[:, t]), **states}
+
+    def keep(t: int, x: np.ndarray, _logits: np.ndarray, states: list[np.ndarray]) -> None:
         if t % every == 0:
-            feeds.append(feed)
-        res = sess.run(outs, feed)
-        states = {s.input: v for s, v in zip(info.states, res[1:], strict=True)}
+            feeds.append(_feed(graph, x, states))
+
+    StepRunner(graph).run(batch, hook=keep)
     return feeds
 
 
 def parallel_feeds(
-    model: str | os.PathLike[str],
-    info: GraphInfo,
+    graph: GraphSession,
     ids: np.ndarray,
     *,
     lengths: tuple[int, ...] = (16, 64, 256),
@@ -111,20 +84,26 @@ def parallel_feeds(
     per_length: int = 4,
 ) -> list[Feed]:
     """Feeds for the parallel graph: real-text windows of several lengths, from zero and carried states."""
-    limit = info.max_seq_len or max(lengths)
-    sess = session(model)
-    outs = [s.output for s in info.states]
+    limit = graph.info.max_seq_len or max(lengths)
     feeds: list[Feed] = []
     rng = np.random.default_rng(0)
-    for length in lengths:
-        length = min(length, limit, max(2, len(ids) // (2 * batch)))
+    for wanted in lengths:
+        length = min(wanted, limit, max(2, len(ids) // (2 * batch)))
         for k in range(per_length):
             starts = rng.integers(0, max(1, len(ids) - 2 * length), size=batch)
             prefix = np.stack([ids[s : s + length] for s in starts])  # (B, T)
             window = np.stack([ids[s + length : s + 2 * length] for s in starts])  # (B, T)
-            if k % 2 == 0:  # zero state
-                feeds.append({INPUT_IDS: window, **zero_states(info, batch)})
-            else:  # the state carried in by the text before the window
-                res = sess.run(outs, {INPUT_IDS: prefix, **zero_states(info, batch)})
-                feeds.append({INPUT_IDS: window, **{s.input: v for s, v in zip(info.states, res, strict=True)}})
+            states = graph.zero_states(batch)
+            if k % 2 == 1:  # the state carried in by the text before the window
+                states = graph.run(prefix, states)[1]
+            feeds.append(_feed(graph, window, states))
     return feeds
+
+
+def calibration_feeds(recipe: StaticQdqInt8, graph: GraphSession, ids: np.ndarray) -> list[Feed]:
+    """The feeds `recipe` calibrates `graph` (fp32) with, from calibration ids (N,)."""
+    if graph.info.kind == "step":
+        return step_feeds(graph, ids, steps=recipe.calib_steps)
+    # Histogram calibrators (entropy, percentile) need every feed of one shape.
+    lengths = (16, 64, 256) if recipe.calib_method == "minmax" else (128,)
+    return parallel_feeds(graph, ids, lengths=lengths)

@@ -1,9 +1,10 @@
 """Precision recipes: one frozen config per method, a registry of named presets (onnx-free, torch-free).
 
-A recipe only describes; `rnnedge.quantization.apply` turns it into graph bytes with ONNX Runtime's
-own tools. Its name is the variant name: it names the files (`step.<name>.onnx`), the manifest's
-`variants` entry and the `--variant` the other commands take. Its `to_dict()` goes into the graph's
-metadata (`rnnedge.recipe`), so every variant file says how it was made.
+A recipe only describes; its handler (`rnnedge.quantization.methods`, registered by recipe type)
+turns it into graph bytes with ONNX Runtime's own tools. Its name is the variant name: it names the
+files (`step.<name>.onnx`), the manifest's `variants` entry and the `--variant` the other commands
+take. Its `to_dict()` goes into the graph's metadata (`rnnedge.recipe`), so every variant file says
+how it was made.
 
     int8-dynamic   weights int8, activations quantized per call (ORT quantize_dynamic); CPU EP
     int8-qdq       static QDQ int8, calibrated on real text timestep by timestep; TensorRT-style
@@ -147,16 +148,22 @@ def recipe(name: str, **options: Any) -> Recipe:
     key = ALIASES.get(name, name)
     if key not in PRESETS:
         raise ConfigError(f"unknown precision recipe {name!r}; choose one of {', '.join(PRESETS)}")
-    base = PRESETS[key]
+    return with_options(PRESETS[key], **options)
+
+
+def with_options(base: Recipe, **options: Any) -> Recipe:
+    """`base` with `options` replacing its fields (None: keep), validated; ConfigError naming an unknown option."""
     given = {k: v for k, v in options.items() if v is not None}
     fields = {f.name for f in dataclasses.fields(base)}
     unknown = sorted(set(given) - fields)
     if unknown:
-        raise ConfigError(f"recipe {key} has no option {', '.join(unknown)} (it takes: {', '.join(sorted(fields))})")
+        raise ConfigError(
+            f"recipe {base.name} has no option {', '.join(unknown)} (it takes: {', '.join(sorted(fields))})"
+        )
     for k, v in given.items():
         if isinstance(v, list):
             given[k] = tuple(v)
-    return dataclasses.replace(base, **given)
+    return dataclasses.replace(base, **given) if given else base
 
 
 def recipe_from_dict(data: Any) -> Recipe:
@@ -165,7 +172,7 @@ def recipe_from_dict(data: Any) -> Recipe:
         raise ConfigError(f"not a recipe description: {data!r}"[:200])
     cls = RECIPE_TYPES[data["type"]]
     fields = {f.name for f in dataclasses.fields(cls)}
-    body = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k != "type"}
+    body: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k != "type"}
     unknown = sorted(set(body) - fields)
     if unknown:
         raise ConfigError(f"recipe {data.get('name')!r}: unknown fields {', '.join(unknown)}")

@@ -1,7 +1,8 @@
 """Per-node sensitivity and the loss-delta budget.
 
-Leave-one-out: the loss delta of the int8 graph when only one node (or one layer's nodes) is kept in
-float; the gain is how much of the full int8 loss delta that removes. The budget loop keeps the most
+Leave-one-out: the loss delta of the variant when only one node (or one layer's nodes) is kept in
+float; the gain is how much of the full variant's loss delta that removes. Works for every recipe: it
+only asks the recipe's builder for variants with other nodes kept float. The budget loop keeps the most
 sensitive groups float, one at a time, until the measured delta is within `--max-loss-delta`.
 Evaluated on a short held-out slice with the graph run in batch streams, so it stays affordable.
 """
@@ -15,8 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from rnnedge.errors import VerificationError
-from rnnedge.quantization.q_build import GraphBuilder
-from rnnedge.quantization.q_run import graph_loss
+from rnnedge.quantization import loss
+from rnnedge.quantization.builder import VariantBuilder
 
 MAX_SINGLE_NODES = 16  # above this many quantizable nodes, sensitivity is measured per layer
 
@@ -25,8 +26,8 @@ MAX_SINGLE_NODES = 16  # above this many quantizable nodes, sensitivity is measu
 class Sensitivity:
     group: str
     nodes: tuple[str, ...]
-    delta_kept_float: float  # int8 loss delta with this group kept in fp32 (leave-one-out)
-    gain: float  # full int8 delta minus delta_kept_float: what keeping it float buys
+    delta_kept_float: float  # variant loss delta with this group kept in fp32 (leave-one-out)
+    gain: float  # full variant delta minus delta_kept_float: what keeping it float buys
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -44,14 +45,18 @@ def group_nodes(names: list[str], labels: dict[str, str]) -> dict[str, list[str]
 
 
 def rank_nodes(
-    builder: GraphBuilder, ids: np.ndarray, loss_fp32: float, base: list[str], log: Callable[[str], None] | None = None
+    builder: VariantBuilder,
+    ids: np.ndarray,
+    loss_fp32: float,
+    base: list[str],
+    log: Callable[[str], None] | None = None,
 ) -> tuple[float, list[Sensitivity]]:
     """(delta with only `base` kept float, leave-one-out sensitivities sorted by gain, largest first)."""
     info = builder.info
-    full = graph_loss(builder.build(base), info, ids) - loss_fp32
+    full = loss.held_out_loss(builder.build(base), ids) - loss_fp32
     ranked = []
     for group, nodes in group_nodes([c for c in builder.candidates if c not in base], builder.labels).items():
-        delta = graph_loss(builder.build(base + nodes), info, ids) - loss_fp32
+        delta = loss.held_out_loss(builder.build(base + nodes), ids) - loss_fp32
         ranked.append(Sensitivity(group, tuple(nodes), delta, full - delta))
         if log:
             log(f"  {info.kind}: keep {group} float -> delta {delta:+.5f}")
@@ -60,7 +65,7 @@ def rank_nodes(
 
 
 def fit_budget(
-    builder: GraphBuilder,
+    builder: VariantBuilder,
     eval_ids: np.ndarray,
     slice_ids: np.ndarray,
     loss_fp32: float,
@@ -80,12 +85,12 @@ def fit_budget(
     for s in ranked:
         kept += list(s.nodes)
         added.append(s.group)
-        delta = graph_loss(builder.build(kept), builder.info, eval_ids) - loss_fp32
+        delta = loss.held_out_loss(builder.build(kept), eval_ids) - loss_fp32
         if log:
             log(f"  {builder.info.kind}: + keep {s.group} float -> held-out delta {delta:+.5f}")
         if delta <= budget:
             return kept, added, delta, ranked
     raise VerificationError(
-        f"{builder.info.kind}: int8 loss delta stays above --max-loss-delta {budget} "
+        f"{builder.info.kind}: {builder.recipe.name} loss delta stays above --max-loss-delta {budget} "
         f"(best {delta:+.5f} nats/char with every quantizable node kept float); nothing written"
     )

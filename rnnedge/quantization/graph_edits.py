@@ -1,6 +1,8 @@
-"""Private helpers: load rnnedge graphs, run step/parallel graphs with carried state, measure loss.
+"""ONNX graph edits the precision recipes need before ONNX Runtime's tools run (onnx only; no sessions).
 
-torch-free and runtime-free on purpose: onnx + onnxruntime + numpy only.
+Loading and refusing graphs, naming nodes, finding the weight nodes a recipe may convert, labelling
+them with the model parameter they use, and two rewrites: `gemm_to_matmul` (the dynamic and
+weight-only quantizers take MatMul, not Gemm) and `isolate_outputs` (keeps state outputs float).
 """
 
 from __future__ import annotations
@@ -9,12 +11,10 @@ import fnmatch
 import os
 from pathlib import Path
 
-import numpy as np
 import onnx
-import onnxruntime as ort
 
-from rnnedge.errors import GraphError, RnnedgeError
-from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo, parse_metadata
+from rnnedge.errors import GraphError
+from rnnedge.graphmeta import FP32, GraphInfo, parse_metadata
 
 # Ops that only appear in a graph that has already been quantized.
 QUANT_OPS = frozenset(
@@ -30,6 +30,8 @@ QUANT_OPS = frozenset(
         "QGemm",
         "ConvInteger",
         "QLinearConv",
+        "MatMulNBits",
+        "GatherBlockQuantized",
     }
 )
 WEIGHT_OPS = ("MatMul", "Gemm")
@@ -47,14 +49,15 @@ def load_proto(path: str | os.PathLike[str]) -> onnx.ModelProto:
 
 
 def graph_info(proto: onnx.ModelProto, source: str) -> GraphInfo:
+    """The GraphInfo an rnnedge graph's metadata_props describe; GraphError if it has none."""
     return parse_metadata({p.key: p.value for p in proto.metadata_props}, source)
 
 
 def refuse_quantized(proto: onnx.ModelProto, info: GraphInfo, source: str) -> None:
-    """Raise if `proto` was already quantized (metadata or quantization ops)."""
+    """GraphError if `proto` is already a precision variant (metadata, or quantization ops in it)."""
     ops = sorted({n.op_type for n in proto.graph.node} & QUANT_OPS)
-    if info.quantization is not None or ops:
-        why = f"contains {', '.join(ops)}" if ops else "carries rnnedge.quantization metadata"
+    if info.variant != FP32 or info.quantization is not None or ops:
+        why = f"contains {', '.join(ops)}" if ops else f"its metadata names variant {info.variant!r}"
         raise GraphError(f"{source} is already quantized ({why}); quantize the fp32 export instead")
 
 
@@ -70,12 +73,20 @@ def name_nodes(proto: onnx.ModelProto) -> None:
             seen.add(name)
 
 
-def quantizable_nodes(proto: onnx.ModelProto) -> list[str]:
-    """MatMul/Gemm nodes with a constant weight, and Gather nodes reading a constant table (embeddings)."""
+def _constants(proto: onnx.ModelProto) -> set[str]:
     consts = {i.name for i in proto.graph.initializer}
     consts |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
+    return consts
+
+
+def quantizable_nodes(proto: onnx.ModelProto, op_types: tuple[str, ...] = (*WEIGHT_OPS, "Gather")) -> list[str]:
+    """Nodes of `op_types` that carry a weight: MatMul/Gemm with a constant operand, Gather reading a
+    constant table (the embedding). A Gather or MatMul on activations only is not one."""
+    consts = _constants(proto)
     names = []
     for node in proto.graph.node:
+        if node.op_type not in op_types:
+            continue
         weight = node.op_type in WEIGHT_OPS and any(i in consts for i in node.input[:2])
         if weight or (node.op_type == "Gather" and node.input[0] in consts):
             names.append(node.name)
@@ -93,87 +104,6 @@ def match_patterns(
         return name == pattern or fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(label, pattern)
 
     return {p: [n for n in names if hit(n, p)] for p in patterns}
-
-
-def session(model: str | os.PathLike[str] | bytes, threads: int = 1) -> ort.InferenceSession:
-    """A CPU InferenceSession; GraphError if ONNX Runtime cannot load the model."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    src = model if isinstance(model, bytes) else str(model)
-    try:
-        return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        what = "the graph" if isinstance(model, bytes) else str(model)
-        raise GraphError(f"ONNX Runtime cannot load {what}: {first}") from exc
-
-
-def zero_states(info: GraphInfo, batch: int) -> dict[str, np.ndarray]:
-    return {s.input: np.zeros((batch, s.width), np.float32) for s in info.states}
-
-
-def streams_of(ids: np.ndarray, streams: int) -> np.ndarray:
-    """(N,) ids -> (B, L): B contiguous slices at different offsets."""
-    streams = max(1, min(streams, len(ids) // 2))
-    length = len(ids) // streams
-    if length < 2:
-        raise RnnedgeError(f"text too short: {len(ids)} characters")
-    return ids[: streams * length].reshape(streams, length)  # (B, L)
-
-
-def _nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Per-position negative log-likelihood in nats. logits (..., V), targets (...)."""
-    logits = logits.astype(np.float64)
-    m = logits.max(axis=-1, keepdims=True)
-    lse = np.log(np.exp(logits - m).sum(axis=-1)) + m[..., 0]
-    return lse - np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-
-
-def run_step(sess: ort.InferenceSession, info: GraphInfo, ids: np.ndarray, record_every: int = 0) -> tuple:
-    """Run the step graph over ids (B, L) with carried state.
-
-    Returns (mean NLL of predicting ids[:, t+1], feeds recorded every `record_every` steps (0: none)).
-    """
-    batch, length = ids.shape
-    states = zero_states(info, batch)
-    outs = [LOGITS] + [s.output for s in info.states]
-    total, feeds = 0.0, []
-    for t in range(length - 1):
-        feed = {INPUT_IDS: np.ascontiguousarray(ids[:, t]), **states}
-        if record_every and t % record_every == 0:
-            feeds.append(feed)
-        res = sess.run(outs, feed)
-        total += float(_nll(res[0], ids[:, t + 1]).sum())  # res[0]: (B, V)
-        states = {s.input: v for s, v in zip(info.states, res[1:], strict=True)}
-    return total / (batch * (length - 1)), feeds
-
-
-def run_parallel(sess: ort.InferenceSession, info: GraphInfo, ids: np.ndarray, window: int = 256) -> float:
-    """Mean NLL of the parallel graph over ids (B, L), fed in windows with carried state."""
-    batch, length = ids.shape
-    window = min(window, info.max_seq_len or window)
-    states = zero_states(info, batch)
-    outs = [LOGITS] + [s.output for s in info.states]
-    total, count = 0.0, 0
-    for start in range(0, length - 1, window):
-        x = ids[:, start : min(start + window, length - 1)]  # (B, T)
-        y = ids[:, start + 1 : start + 1 + x.shape[1]]  # (B, T)
-        res = sess.run(outs, {INPUT_IDS: np.ascontiguousarray(x), **states})
-        total += float(_nll(res[0], y).sum())  # res[0]: (B, T, V)
-        count += y.size
-        states = {s.input: v for s, v in zip(info.states, res[1:], strict=True)}
-    return total / count
-
-
-def graph_loss(model: str | os.PathLike[str] | bytes, info: GraphInfo, ids: np.ndarray, streams: int = 8) -> float:
-    """Held-out loss (nats/char) of one graph (step or parallel) on ids (N,)."""
-    sess = session(model)
-    batch = streams_of(ids, streams)
-    if info.kind == "step":
-        return run_step(sess, info, batch)[0]
-    return run_parallel(sess, info, batch)
 
 
 def isolate_outputs(proto: onnx.ModelProto, names: list[str]) -> list[str]:
@@ -205,14 +135,14 @@ def isolate_outputs(proto: onnx.ModelProto, names: list[str]) -> list[str]:
 def gemm_to_matmul(proto: onnx.ModelProto) -> int:
     """Rewrite plain Gemm nodes (alpha = beta = 1, no transA, constant B) as MatMul (+ Add for the bias).
 
-    ONNX Runtime's dynamic quantizer handles MatMul but not Gemm, and the exporter's simplified graphs
-    use Gemm for every Linear. The MatMul keeps the Gemm's name, so node names stay the same.
+    ONNX Runtime's dynamic and weight-only quantizers handle MatMul but not Gemm, and the exporter's
+    simplified graphs use Gemm for every Linear. The MatMul keeps the Gemm's name, so node names stay
+    the same. Returns how many Gemm nodes were rewritten.
     """
     inits = {i.name: i for i in proto.graph.initializer}
-    nodes = list(proto.graph.node)
     rewritten = 0
     new_nodes = []
-    for node in nodes:
+    for node in proto.graph.node:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         plain = attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and not attrs.get("transA", 0)
         if node.op_type != "Gemm" or not plain or node.input[1] not in inits:
@@ -220,7 +150,7 @@ def gemm_to_matmul(proto: onnx.ModelProto) -> int:
             continue
         weight = node.input[1]
         if attrs.get("transB", 0):
-            arr = onnx.numpy_helper.to_array(inits[weight]).T.copy()
+            arr = onnx.numpy_helper.to_array(inits[weight]).T.copy()  # (N, K) -> (K, N)
             weight = f"{weight}.T"
             if weight not in inits:
                 inits[weight] = onnx.numpy_helper.from_array(arr, weight)

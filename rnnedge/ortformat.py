@@ -1,0 +1,102 @@
+"""ONNX Runtime's .ort format + the required-operators config for a minimal ORT build (torch-free).
+
+Converted with onnxruntime.tools.convert_onnx_models_to_ort (optimization style Fixed, level 'all',
+as ORT's mobile docs recommend for CPU targets), then each .ort file is run against its .onnx source.
+The config lists the operators of every graph converted here plus any existing .ort files passed as
+`also` (so one minimal runtime serves the fp32 graphs and every precision variant of an export).
+Build a minimal runtime with: build.sh --minimal_build --include_ops_by_config required_operators.config
+Used by `rnnedge export --ort-format` and by `rnnedge quantize` on such a folder.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from rnnedge.errors import RnnedgeError, VerificationError
+from rnnedge.inference import GraphSession, open_graph, open_session
+from rnnedge.tool_output import tool_output
+
+CONFIG_NAME = "required_operators.config"
+TOLERANCE = 1e-4
+
+
+def _parity(onnx_bytes: bytes, ort_bytes: bytes) -> float:
+    """Max abs difference between the .onnx and .ort graphs on random ids and states."""
+    a = open_graph(onnx_bytes, threads=1)
+    b = GraphSession(open_session(ort_bytes, threads=1), a.info, "<ort>")
+    rng = np.random.default_rng(7)
+    shape = (2, min(37, a.info.max_seq_len or 37)) if a.info.kind == "parallel" else (2,)  # within the scan depth
+    ids = rng.integers(0, len(a.info.vocab), size=shape, dtype=np.int64)
+    states = [
+        rng.standard_normal(z.shape).astype(z.dtype) if np.issubdtype(z.dtype, np.floating) else z
+        for z in a.zero_states(2)
+    ]
+    out_a, out_b = a.run(ids, states), b.run(ids, states)
+    worst = 0.0
+    for x, y in zip([out_a[0], *out_a[1]], [out_b[0], *out_b[1]], strict=True):
+        diff = np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))
+        worst = max(worst, float(diff.max()) if diff.size else 0.0)
+    return worst
+
+
+def _config(ort_files: Sequence[pathlib.Path], target: pathlib.Path) -> list[str]:
+    """Write the required-operators config of `ort_files` to `target`; its lines, paths reduced to names."""
+    from onnxruntime.tools.ort_format_model import create_config_from_models
+
+    with tool_output(target.parent):
+        create_config_from_models(list(ort_files), target, False)
+    lines = target.read_text().splitlines()
+    models = sorted(pathlib.Path(ln[4:]).name for ln in lines if ln.startswith("# - "))
+    return [lines[0], *(f"# - {m}" for m in models), *(ln for ln in lines[1:] if not ln.startswith("# - "))]
+
+
+def convert_to_ort(
+    graphs: dict[str, bytes], also: Sequence[pathlib.Path] = (), tolerance: float = TOLERANCE
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """{stem: onnx bytes} (stem e.g. "step" or "step.int8-dynamic") -> ({file name: bytes}, manifest entry).
+
+    The files are `<stem>.ort` per graph plus required_operators.config covering these graphs and the
+    .ort files in `also`. Raises VerificationError if a .ort graph disagrees with its .onnx source.
+    """
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    with tempfile.TemporaryDirectory(prefix="rnnedge-ort-") as tmp:
+        src, dst = pathlib.Path(tmp, "src"), pathlib.Path(tmp, "out")
+        src.mkdir()
+        for stem, data in graphs.items():
+            (src / f"{stem}.onnx").write_bytes(data)
+        try:
+            with tool_output(pathlib.Path(tmp)) as out:
+                convert_onnx_models_to_ort(src, dst, optimization_styles=[OptimizationStyle.Fixed])
+        except Exception as exc:  # ORT's tool raises plain Exceptions on conversion failures
+            raise RnnedgeError(
+                f"ONNX Runtime could not convert the graphs to .ort format: {exc} {out.last_line()}".strip()
+            ) from exc
+        files: dict[str, bytes] = {}
+        parity: dict[str, float] = {}
+        for stem, data in graphs.items():
+            ort_path = dst / f"{stem}.ort"
+            if not ort_path.is_file():
+                raise RnnedgeError(f"ONNX Runtime wrote no {ort_path.name} file")
+            files[ort_path.name] = ort_path.read_bytes()
+            parity[stem] = _parity(data, files[ort_path.name])
+        converted = [dst / name for name in files]
+        lines = _config([*converted, *(pathlib.Path(p) for p in also)], pathlib.Path(tmp, CONFIG_NAME))
+    bad = {k: v for k, v in parity.items() if not v <= tolerance}
+    if bad:
+        raise VerificationError(f".ort graphs disagree with their .onnx sources: {bad}")
+    files[CONFIG_NAME] = ("\n".join(lines) + "\n").encode()
+    entry = {
+        "files": sorted(files),
+        "optimization": "Fixed, level all",
+        "required_operators": [ln for ln in lines if ln and not ln.startswith("#")],
+        "config_covers": sorted([*files.keys() - {CONFIG_NAME}, *(pathlib.Path(p).name for p in also)]),
+        "max_abs_diff_vs_onnx": parity,
+        "sizes": {name: len(blob) for name, blob in sorted(files.items())},
+    }
+    return files, entry
