@@ -33,17 +33,17 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     head = "".join(f"{f'p50 µs {n}t':>12}{f'x floor {n}t':>12}" for n in threads)
     lines.append(f"{'model':<22}{'params':>12}  {'variant':<13}{head}{'floor µs':>10}{'step MB':>9}{'peak MiB':>10}")
     for m in result["models"]:
-        label = f"{m['preset']} {m['arch']}"
+        label, params = f"{m['preset']} {m['arch']}", f"{m['params']:,}"
         for variant, v in m["variants"].items():
             cells = ""
             for n in threads:
                 e = v["step"].get(f"threads{n}", {})
                 cells += f"{_fmt(e.get('p50_us'), '.1f'):>12}{_fmt(e.get('over_floor'), '.2f'):>12}"
             lines.append(
-                f"{label:<22}{m['params']:>12,}  {variant:<13}{cells}{v['floor_us']:>10.1f}"
+                f"{label:<22}{params:>12}  {variant:<13}{cells}{v['floor_us']:>10.1f}"
                 f"{v['step_bytes'] / 1e6:>9.2f}{_fmt(_peak(v['step']), '.1f'):>10}"
             )
-            label = ""
+            label = params = ""
         for recipe, why in m["quantize_failures"].items():
             lines.append(f"{'':<22}{'':>12}  {recipe:<13}failed: {why[:80]}")
     lines += ["", "parallel graph (fp32), tokens/s by T; exponent of time vs T"]
@@ -124,7 +124,7 @@ def _memory_figure(result: dict[str, Any]) -> Figure:
             pts = [(m["params"], value(m["variants"][variant])) for m in result["models"] if variant in m["variants"]]
             pts = sorted((p, y) for p, y in pts if y is not None)
             ax.plot([p for p, _ in pts], [y for _, y in pts], "o", color=COLORS[j % len(COLORS)], label=variant)
-        ax.set(xscale="log", yscale="log", xlabel="parameters", title=title)
+        ax.set(xscale="log", yscale="log" if k == 0 else "linear", xlabel="parameters", title=title)
         ax.legend(fontsize=7)
     return fig
 

@@ -7,6 +7,7 @@ dropped mid-way (and across steps it sits out); nothing is reallocated; bad use 
 # ruff: noqa: F811  (the `exports` fixture is imported from tests.test_runtime_graphs)
 from __future__ import annotations
 
+import shutil
 import tracemalloc
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from rnnedge.errors import InputError
 from rnnedge.runtime import StepSession
-from tests.conftest import ARCHS
+from tests.conftest import ARCHS, TEXT
 from tests.test_runtime_graphs import VARIANT, VOCAB, exports  # noqa: F401
 from tests.test_runtime_states import HEADS, synthetic_step_graph
 
@@ -85,6 +86,23 @@ def test_a_stream_is_bit_identical_alone_or_in_company(exports, arch) -> None:
     np.testing.assert_array_equal(late["logits"], late_alone)
     single = StepSession(export)  # a batch-1 session agrees too (to rounding: another kernel shape)
     np.testing.assert_allclose(np.stack([single.feed(int(t))[0] for t in tokens]), ref_logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("recipe", ["int8-qdq", "fp16", "int4-weight"])
+def test_row_wise_recipes_keep_streams_bit_identical(exports, recipe, tmp_path) -> None:
+    """Recipes whose math works row by row (fixed scales, float16, weight-only blocks) keep the guarantee."""
+    from rnnedge.quantization import quantize_export
+
+    export = tmp_path / "export"
+    export.mkdir()
+    shutil.copy(exports["mingru"] / "export" / "step.onnx", export / "step.onnx")
+    text = tmp_path / "text.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    quantize_export(export, recipe, calib_text=text, eval_text=text, graphs=("step",))
+    tokens = np.random.default_rng(3).integers(0, len(VOCAB), STEPS)
+    ref, _ = alone(export, tokens, recipe)
+    logits, _, _ = crowded(export, tokens, recipe)
+    np.testing.assert_array_equal(logits, ref)
 
 
 def test_dynamic_int8_streams_share_activation_scales(exports) -> None:
