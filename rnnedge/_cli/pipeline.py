@@ -21,15 +21,17 @@ def register(app: typer.Typer) -> None:
         ),
         arch: str = typer.Option("mingru", "--arch", help="Arch to train when --data is given without CKPT."),
         train_steps: int = typer.Option(300, "--train-steps", help="Training steps when training first."),
-        method: str = typer.Option("dynamic", "--method", help="int8 method for the step graph: dynamic|static."),
+        method: str = typer.Option(
+            "int8-dynamic", "--method", help="Precision recipe: int8-dynamic, int8-qdq, fp16, int8-weight, int4-weight."
+        ),
         drift_steps: int = typer.Option(2048, "--drift-steps", help="Timesteps in the drift analysis."),
         streams: int = typer.Option(8, "--streams", help="Parallel text streams in the drift analysis."),
-        prompt: str = typer.Option("ROMEO:", "--prompt", help="Prompt for the int8 sample."),
+        prompt: str = typer.Option("ROMEO:", "--prompt", help="Prompt for the sample from the variant."),
         tokens: int = typer.Option(300, "--tokens", help="Characters to generate."),
         seed: int = typer.Option(0, "--seed", help="Sampling / training seed."),
         threads: int = typer.Option(2, "--threads", help="CPU threads for ONNX Runtime and torch."),
     ) -> None:
-        """Train (optional) -> export -> quantize -> drift report -> stream a sample from the int8 graph."""
+        """Train (optional) -> export -> precision variant -> drift report -> a sample from the variant."""
         from rnnedge.pipeline import PipelineConfig, run_pipeline
 
         cfg = PipelineConfig(
@@ -43,17 +45,18 @@ def register(app: typer.Typer) -> None:
 def format_summary(s: dict) -> str:  # type: ignore[type-arg]
     """The closing table of `rnnedge pipeline`."""
     lat = s["step_us_per_token_p50"]
+    variant = s["variant"]
     lines = ["", "Summary", "-------"]
     for name, f in s["files"].items():
         lines.append(f"  {name:<20} {f['bytes'] / 1024:>9.1f} KiB  {f['path']}")
     lines.append(f"  held-out text          {s['heldout_text']['source']} ({s['heldout_text']['chars']:,} chars)")
     for kind, g in s["loss_nats"].items():
         lines.append(
-            f"  {kind + ' graph loss':<22} fp32 {g['loss_fp32']:.4f}  int8 {g['loss_int8']:.4f}  "
-            f"delta {g['loss_delta']:+.4f} nats/char  (int8 size {g['size_int8'] / g['size_fp32']:.2f}x)"
+            f"  {kind + ' graph loss':<22} fp32 {g['loss_fp32']:.4f}  {variant} {g['loss_variant']:.4f}  "
+            f"delta {g['loss_delta']:+.4f} nats/char  (size {g['size_variant'] / g['size_fp32']:.2f}x fp32)"
         )
     lines += [
-        f"  step latency (batch 1) fp32 {lat['fp32']:.0f} µs/token  int8 {lat['int8']:.0f} µs/token",
+        f"  step latency (batch 1) fp32 {lat['fp32']:.0f} µs/token  {variant} {lat[variant]:.0f} µs/token",
         f"  drift verdict          {s.get('drift_verdict') or '-'}",
         "  stages                 " + ", ".join(f"{k.split(' ')[0]} {v:.1f}s" for k, v in s["stage_seconds"].items()),
     ]

@@ -1,0 +1,187 @@
+"""The pipeline's stages: [train] -> export -> precision variant -> drift report -> sample + summary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rnnedge.io import write_json, write_text
+from rnnedge.pipeline.config import PipelineConfig, checkpoint_vocab, probe_writable
+from rnnedge.pipeline.outputs import CreatedFiles
+from rnnedge.pipeline.texts import PipelineTexts, check_vocabulary, real_text, sampled_text, split_text
+
+Log = Callable[[str], None]
+SUMMARY = "summary.json"
+LATENCY_STEPS = 500
+
+
+@contextmanager
+def _stage(log: Log, timings: dict[str, float], n: int, total: int, name: str) -> Iterator[None]:
+    log(f"[{n}/{total}] {name} …")
+    t0 = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - t0, 2)
+    log(f"      {name} done in {timings[name]:.1f} s")
+
+
+def _validate(cfg: PipelineConfig, log: Log) -> tuple[Path, Any, tuple[str, str] | None]:
+    """Everything that can be checked before a stage runs: recipe, checkpoint, arch, text, --out."""
+    from rnnedge.assets import default_model_path
+    from rnnedge.models.registry import check_mixer_name
+    from rnnedge.quantization.recipes import recipe
+
+    chosen = recipe(cfg.method)
+    probe_writable(Path(cfg.out))
+    training = cfg.ckpt is None and cfg.data is not None
+    if training:
+        check_mixer_name(cfg.arch)
+    ckpt = default_model_path() if cfg.ckpt in (None, "default") else Path(str(cfg.ckpt))
+    text = real_text(cfg.data, log)
+    if not training:
+        vocab = checkpoint_vocab(ckpt)
+        if text is not None:
+            check_vocabulary(text[0], vocab, text[1])
+        check_vocabulary(cfg.prompt, vocab, "--prompt")
+    return ckpt, chosen, text
+
+
+def run_pipeline(cfg: PipelineConfig, log: Log = print, write: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every stage and return (and write to OUT/summary.json) the summary.
+
+    A failure or Ctrl-C removes every file and folder this run created under OUT (nothing else)."""
+    ckpt, chosen, text = _validate(cfg, log)
+    out = Path(cfg.out)
+    created = CreatedFiles(out)
+    try:
+        return _run(cfg, ckpt, chosen, text, out, log, write)
+    except BaseException:
+        created.remove_new()
+        raise
+
+
+def _run(cfg, ckpt, chosen, text, out, log, write) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    timings: dict[str, float] = {}
+    training = cfg.ckpt is None and cfg.data is not None
+    total, n = (6 if training else 5), 0
+    if training:
+        from rnnedge.training.config import TrainConfig
+        from rnnedge.training.train import train
+
+        n += 1
+        with _stage(log, timings, n, total, f"train {cfg.arch} on {cfg.data} for {cfg.train_steps} steps"):
+            tc = TrainConfig(arch=cfg.arch, steps=cfg.train_steps, seed=cfg.seed, threads=cfg.threads)
+            ckpt = train(tc, cfg.data, out / "checkpoint").out_dir
+        check_vocabulary(cfg.prompt, checkpoint_vocab(ckpt), "--prompt")
+    elif cfg.ckpt in (None, "default"):
+        log(f"      using the bundled default model: {ckpt}")
+    export_dir = out / "export"
+
+    n += 1
+    with _stage(log, timings, n, total, "export parallel + step graphs (verified in ONNX Runtime)"):
+        from rnnedge.exporter import export_model
+
+        exported = export_model(ckpt, export_dir)
+    texts = split_text(*text) if text is not None else sampled_text(export_dir, cfg.seed)
+    check_vocabulary(texts.heldout, exported_vocab(export_dir), texts.source)
+    heldout_path, calib_path = _write_texts(out, texts, chosen.needs_calibration, log)
+    n += 1
+    with _stage(log, timings, n, total, f"precision variant {chosen.name} (checked on the held-out text)"):
+        from rnnedge.quantization import quantize_export
+
+        quant = quantize_export(export_dir, chosen, eval_text=heldout_path, calib_text=calib_path, log=log)
+    n += 1
+    with _stage(log, timings, n, total, f"drift: fp32 vs {chosen.name}, {cfg.drift_steps} steps x {cfg.drift_streams}"):
+        from rnnedge.drift import run_drift, write_report
+
+        drift = run_drift(
+            export_dir, texts.heldout, variant=chosen.name, steps=cfg.drift_steps, streams=cfg.drift_streams,
+            threads=cfg.threads,
+        )  # fmt: skip
+        settings = {"data": texts.source, "steps": cfg.drift_steps, "streams": cfg.drift_streams}
+        report = write_report([drift], out / "report", {**settings, "on_unknown": "error"})
+    n += 1
+    with _stage(log, timings, n, total, f"generate {cfg.tokens} characters from the {chosen.name} step graph"):
+        sample = _sample(cfg, export_dir, chosen.name, write)
+        write_text(out / "sample.txt", sample + "\n")
+        latency = _latency(cfg, export_dir, chosen.name)
+    summary = _summary(cfg, ckpt, exported, quant, report, drift, latency, timings, out)
+    summary["heldout_text"] = {"path": str(heldout_path), "source": texts.source, "chars": len(texts.heldout)}
+    if calib_path is not None:
+        summary["calibration_text"] = {"path": str(calib_path), "chars": len(texts.calibration)}
+    write_json(out / SUMMARY, summary)
+    return summary
+
+
+def exported_vocab(export_dir: Path):  # type: ignore[no-untyped-def]
+    from rnnedge.runtime import StepSession
+
+    return StepSession(export_dir).vocab
+
+
+def _write_texts(out: Path, texts: PipelineTexts, calibrates: bool, log: Log) -> tuple[Path, Path | None]:
+    heldout = out / "data" / "heldout.txt"
+    write_text(heldout, texts.heldout)
+    log(f"      held-out text: last 10% of {texts.source}: {len(texts.heldout):,} characters")
+    if not calibrates:
+        return heldout, None
+    calib = out / "data" / "calibration.txt"
+    write_text(calib, texts.calibration)
+    log(f"      calibration text: the {len(texts.calibration):,} characters before it (disjoint)")
+    return heldout, calib
+
+
+def _sample(cfg: PipelineConfig, export_dir: Path, variant: str, write: Callable[[str], None] | None) -> str:
+    from rnnedge.runtime import StepSession, generate
+
+    session = StepSession(export_dir, variant=variant, threads=cfg.threads)
+    emit = write or (lambda s: print(s, end="", flush=True))
+    emit(cfg.prompt)
+    sample = cfg.prompt
+    for ch in generate(session, cfg.prompt, cfg.tokens, temperature=cfg.temperature, seed=cfg.seed):
+        emit(ch)
+        sample += ch
+    emit("\n")
+    return sample
+
+
+def _latency(cfg: PipelineConfig, export_dir: Path, variant: str) -> dict[str, float]:
+    """A short p50 per token at batch 1 (`rnnedge bench` is the real measurement)."""
+    from rnnedge.graphmeta import FP32, graph_file
+    from rnnedge.runtime.bench import step_latency
+
+    out = {}
+    for v in (FP32, variant):
+        timed = step_latency(export_dir / graph_file("step", v), 1, cfg.threads, steps=LATENCY_STEPS, warmup=50)
+        out[v] = timed["per_token_us"]["p50"]
+    return out
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
+def _summary(cfg, ckpt, exported, quant, report, drift, latency, timings, out) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    paths = {p.name: p for p in (*exported.paths.values(), *quant.paths.values())}
+    paths.update({"report.html": out / "report" / "report.html", "sample.txt": out / "sample.txt"})
+    model = report["models"][0] if report.get("models") else {}
+    return {
+        "config": asdict(cfg),
+        "checkpoint": str(ckpt),
+        "variant": quant.variant,
+        "recipe": quant.recipe.to_dict(),
+        "files": {name: {"path": str(p), "bytes": _size(p)} for name, p in paths.items()},
+        # The variant check's figures: the whole held-out text, scored by each graph (nats/char).
+        "loss_nats": {
+            kind: {k: g[k] for k in ("loss_fp32", "loss_variant", "loss_delta", "size_fp32", "size_variant")}
+            for kind, g in quant.graphs.items()
+        },
+        "drift_nll_nats": {"baseline": drift.loss_baseline, "variant": drift.loss_variant, "steps": drift.steps},
+        "variant_check": quant.manifest,
+        "drift_verdict": model.get("verdict"),
+        "step_us_per_token_p50": latency,
+        "stage_seconds": timings,
+    }
