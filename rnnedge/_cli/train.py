@@ -12,6 +12,7 @@ import typer
 from rnnedge._cli.common import domain_errors, echo
 from rnnedge.errors import ConfigError, DependencyError, RnnedgeError
 from rnnedge.models.registry import MIXER_NAMES
+from rnnedge.training.presets import PRESET_HELP, size_preset
 
 _ARCH_HELP = "Mixer: " + ", ".join(MIXER_NAMES) + " (rnnedge.models.registry)."
 
@@ -33,6 +34,12 @@ def train_cmd(
         "Needed on --resume unless the run used 'shakespeare'.",
     ),
     arch: str | None = typer.Option(None, "--arch", help=_ARCH_HELP + " (default mingru)"),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help=f"Model size: {PRESET_HELP} params for minGRU (other mixers differ); sets the shape, "
+        "--seq-len, --batch-size, --lr and --warmup. Options given explicitly override it.",
+    ),
     layers: int | None = typer.Option(None, "--layers", help="Number of blocks. (default 3)"),
     d_model: int | None = typer.Option(None, "--d-model", help="Model width. (default 128)"),
     expansion: float | None = typer.Option(None, "--expansion", help="Recurrent width / d_model. (default 2)"),
@@ -67,6 +74,7 @@ def train_cmd(
 
     if device is not None:
         resolve_device(device)  # before any work: no CUDA, or an unknown device, is one line
+    sized = size_preset(preset).fields() if preset is not None else {}
 
     given: dict[str, Any] = {
         "arch": arch,
@@ -99,7 +107,7 @@ def train_cmd(
     if not data:
         raise ConfigError("--data is required (a text file, or 'shakespeare')")
     try:
-        config = base.replace(**given)
+        config = base.replace(**{**sized, **given})
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
     result = train(config, data, out, resume=resume, quiet=quiet, log_every=log_every, overwrite=overwrite)
