@@ -41,7 +41,7 @@ def _load(model_or_path: onnx.ModelProto | str | os.PathLike[str]) -> onnx.Model
         return model_or_path
     try:
         return onnx.load(os.fspath(model_or_path))
-    except (OSError, onnx.onnx_cpp2py_export.checker.ValidationError, ValueError) as exc:  # type: ignore[attr-defined]
+    except (OSError, onnx.onnx_cpp2py_export.checker.ValidationError, ValueError) as exc:
         raise GraphError(f"cannot read ONNX file {model_or_path}: {exc}") from exc
     except Exception as exc:  # protobuf DecodeError has no stable import path
         raise GraphError(f"{model_or_path} is not a valid ONNX file: {exc}") from exc

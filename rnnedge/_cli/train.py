@@ -12,6 +12,7 @@ import typer
 from rnnedge._cli.common import domain_errors, echo
 from rnnedge.errors import ConfigError, DependencyError, RnnedgeError
 from rnnedge.models.registry import MIXER_NAMES
+from rnnedge.training.presets import PRESET_HELP, size_preset
 
 _ARCH_HELP = "Mixer: " + ", ".join(MIXER_NAMES) + " (rnnedge.models.registry)."
 
@@ -33,6 +34,12 @@ def train_cmd(
         "Needed on --resume unless the run used 'shakespeare'.",
     ),
     arch: str | None = typer.Option(None, "--arch", help=_ARCH_HELP + " (default mingru)"),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help=f"Model size: {PRESET_HELP} params for minGRU (other mixers differ); sets the shape, "
+        "--seq-len, --batch-size, --lr and --warmup. Options given explicitly override it.",
+    ),
     layers: int | None = typer.Option(None, "--layers", help="Number of blocks. (default 3)"),
     d_model: int | None = typer.Option(None, "--d-model", help="Model width. (default 128)"),
     expansion: float | None = typer.Option(None, "--expansion", help="Recurrent width / d_model. (default 2)"),
@@ -76,6 +83,7 @@ def train_cmd(
 
     if device is not None:
         resolve_device(device)  # before any work: no CUDA, or an unknown device, is one line
+    sized = size_preset(preset).fields() if preset is not None else {}
 
     given: dict[str, Any] = {
         "arch": arch,
@@ -110,7 +118,7 @@ def train_cmd(
     if not data:
         raise ConfigError("--data is required (a text file, or 'shakespeare')")
     try:
-        config = base.replace(**given)
+        config = base.replace(**{**sized, **given})
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
     check_fields_apply(config.arch, given)
@@ -134,6 +142,12 @@ def eval_cmd(
     chunk_len: int = typer.Option(1024, "--chunk-len", help="Checkpoints only: characters per forward call."),
     device: str = typer.Option("cpu", "--device", help="Checkpoints only: cpu or cuda."),
     provider: str = typer.Option("cpu", "--provider", help="Exports only: execution provider cpu | cuda | tensorrt."),
+    tf32: bool = typer.Option(
+        False,
+        "--tf32",
+        help="Exports on CUDA only: allow TF32 MatMuls (faster on Ampere+ GPUs; MatMul inputs rounded to 10 "
+        "mantissa bits, so the loss differs slightly from fp32's). Off by default.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Mean loss (nats/char) and bits/char of a checkpoint or an exported model on a text."""
@@ -150,18 +164,21 @@ def eval_cmd(
         if device != "cpu":
             raise ConfigError("--device applies to checkpoints; for an export use --provider cuda (or tensorrt)")
         try:
-            from rnnedge.inference import resolve_providers
+            from rnnedge.inference import ProviderChoice, resolve_providers
             from rnnedge.runtime.evaluate import evaluate_export
         except ImportError as exc:
             raise DependencyError(f"evaluating an export needs onnxruntime ({exc})") from None
-        resolve_providers(provider)  # unknown or missing provider: one line before the text is read
-        result = evaluate_export(path, _text_arg(data), variant=variant, on_unknown=on_unknown, providers=provider)
+        choice = ProviderChoice(provider, tf32=tf32)
+        resolve_providers(choice)  # unknown or missing provider: one line before the text is read
+        result = evaluate_export(path, _text_arg(data), variant=variant, on_unknown=on_unknown, providers=choice)
         kind, label = "export", f"export, {result['graph']}"
     elif (path / "config.json").is_file() or (path / "model.safetensors").is_file():
         if variant != FP32:
             raise ConfigError("--variant applies to export folders only; export and quantize the checkpoint first")
         if provider != "cpu":
             raise ConfigError("--provider applies to exports; for a checkpoint use --device cuda")
+        if tf32:
+            raise ConfigError("--tf32 applies to exports run on --provider cuda")
         from rnnedge.training.device import resolve_device
         from rnnedge.training.evaluate import evaluate_checkpoint
 
