@@ -12,6 +12,7 @@ import typer
 from rnnedge._cli.common import domain_errors, echo
 from rnnedge.errors import ConfigError, DependencyError, RnnedgeError
 from rnnedge.models.registry import MIXER_NAMES
+from rnnedge.training.presets import PRESET_HELP, size_preset
 
 _ARCH_HELP = "Mixer: " + ", ".join(MIXER_NAMES) + " (rnnedge.models.registry)."
 
@@ -33,10 +34,25 @@ def train_cmd(
         "Needed on --resume unless the run used 'shakespeare'.",
     ),
     arch: str | None = typer.Option(None, "--arch", help=_ARCH_HELP + " (default mingru)"),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help=f"Model size: {PRESET_HELP} params for minGRU (other mixers differ); sets the shape, "
+        "--seq-len, --batch-size, --lr and --warmup. Options given explicitly override it.",
+    ),
     layers: int | None = typer.Option(None, "--layers", help="Number of blocks. (default 3)"),
     d_model: int | None = typer.Option(None, "--d-model", help="Model width. (default 128)"),
     expansion: float | None = typer.Option(None, "--expansion", help="Recurrent width / d_model. (default 2)"),
     mlp_ratio: float | None = typer.Option(None, "--mlp-ratio", help="MLP width / d_model. (default 4)"),
+    heads: int | None = typer.Option(
+        None, "--heads", help="Attention heads (transformer, aaren; must divide --d-model). (default 4)"
+    ),
+    window: int | None = typer.Option(
+        None,
+        "--window",
+        help="Transformer: tokens each token attends to = its KV cache per layer; at most --seq-len. "
+        "(default 128, or --seq-len if shorter)",
+    ),
     seq_len: int | None = typer.Option(None, "--seq-len", help="Training window length. (default 256)"),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Windows per step (per process). (default 32)"),
     steps: int | None = typer.Option(None, "--steps", help="Total optimiser steps. (default 2000)"),
@@ -60,13 +76,14 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Train a char LM (mixers with a parallel form train through it). Works under torchrun (DDP)."""
-    from rnnedge.training.config import TrainConfig
+    from rnnedge.training.config import TrainConfig, check_fields_apply
     from rnnedge.training.data import resume_source
     from rnnedge.training.device import resolve_device
     from rnnedge.training.train import resumed_config, train
 
     if device is not None:
         resolve_device(device)  # before any work: no CUDA, or an unknown device, is one line
+    sized = size_preset(preset).fields() if preset is not None else {}
 
     given: dict[str, Any] = {
         "arch": arch,
@@ -74,6 +91,8 @@ def train_cmd(
         "d_model": d_model,
         "expansion": expansion,
         "mlp_ratio": mlp_ratio,
+        "n_heads": heads,
+        "window": window,
         "seq_len": seq_len,
         "batch_size": batch_size,
         "steps": steps,
@@ -99,9 +118,10 @@ def train_cmd(
     if not data:
         raise ConfigError("--data is required (a text file, or 'shakespeare')")
     try:
-        config = base.replace(**given)
+        config = base.replace(**{**sized, **given})
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
+    check_fields_apply(config.arch, given)
     result = train(config, data, out, resume=resume, quiet=quiet, log_every=log_every, overwrite=overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
         val = "-" if result.val_loss is None else f"{result.val_loss:.4f}"
