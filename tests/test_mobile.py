@@ -204,3 +204,15 @@ def test_unknown_target_is_one_clear_error(tmp_path) -> None:
     assert not (tmp_path / "out").exists()
     res = CliRunner().invoke(app, ["export", str(ckpt), "--out", str(tmp_path / "o2"), "--target", "tpu"])
     assert res.exit_code == 1 and res.output.strip().startswith("rnnedge: error: unknown export target")
+
+
+def test_step_session_streams_the_mobile_graph(exports: dict) -> None:
+    """The runtime feeds a mobile graph's int32 ids itself: same text, same logits as step.onnx."""
+    from rnnedge.runtime import StepSession
+
+    result = exports[MOBILE_ARCHS[0]]
+    full = StepSession(result.paths["step"])
+    mobile = StepSession(result.out_dir / "mobile" / "step.onnx")
+    for token in [3, 1, 4, 1, 5, 9, 2, 6]:
+        want, got = full.feed(token), mobile.feed(token)
+        assert np.abs(want - got).max() <= 1e-4

@@ -72,7 +72,7 @@ class StepSession:
             raise GraphError(f"{self.path} holds variant {self.info.variant!r}, not {variant!r}")
         self.batch = int(batch)
         self._vsize = len(self.info.vocab)
-        self._ids = np.zeros(self.batch, dtype=np.int64)  # (B,)
+        self._ids = np.zeros(self.batch, dtype=self.graph.ids_dtype)  # (B,) int64, or int32 in a mobile graph
         logits_dtype = output_dtype(self.graph.session, LOGITS)
         self._logits = np.zeros((self.batch, self._vsize), dtype=logits_dtype)  # (B, V)
         self._bufs = [  # 2 sets x S states, each (B, *dims) in its own dtype
