@@ -11,6 +11,8 @@ row gives its speed-up over each of them too. Paper (T4 GPU, T = 512): minGRU 17
 
     python benchmarks/train_speed.py            # full run -> benchmarks/results/train_speed.json
     python benchmarks/train_speed.py --quick    # smoke run (small T, 1 repeat)
+    python benchmarks/train_speed.py --device cuda   # GPU suite (train_speed_cuda.py): doubling vs
+        # fla-core fused vs log-space vs sequential vs cuDNN, fp32 and bf16 -> results/train_speed_cuda.json
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from rnnedge.io import write_json
 from rnnedge.models import MIXER_NAMES, ModelConfig, mixer_spec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_speed.json"
+CUDA_RESULTS = RESULTS.with_name("train_speed_cuda.json")
 
 
 def fwd_bwd(layer: torch.nn.Module, x: torch.Tensor, sequential: bool) -> Callable[[], None]:
@@ -67,7 +70,7 @@ def time_variants(variants: dict[str, Callable[[], None]], repeats: int, budget_
 def bench(device: str, archs: list[str], lengths: list[int], args: argparse.Namespace) -> list[dict]:
     dev = torch.device(device)
     parallel = [a for a in archs if a in parallel_mixers()]
-    sequential_only = [a for a in archs if a not in parallel]
+    sequential_only = [a for a in archs if not mixer_spec(a).parallel_training]
     layers = {}
     for arch in archs:
         torch.manual_seed(0)
@@ -87,13 +90,15 @@ def bench(device: str, archs: list[str], lengths: list[int], args: argparse.Name
                 row["sequential_ms"] = round(med[f"{arch}/sequential"] * 1e3, 3)
                 row["speedup_vs_sequential"] = round(med[f"{arch}/sequential"] / med[arch], 2)
                 row["speedup_vs_sequential_only_mixers"] = {o: round(med[o] / med[arch], 2) for o in sequential_only}
+            elif mixer_spec(arch).parallel_training:
+                row["training_form"] = "parallel attention (no scan to compare with a loop)"
             else:
                 row["training_form"] = "sequential only"
             rows.append(row)
             extra = (
                 f"  sequential {row['sequential_ms']:9.2f} ms ({row['speedup_vs_sequential']:.2f}x)"
                 if arch in parallel
-                else "  (sequential only)"
+                else f"  ({row['training_form']})"
             )
             print(f"{device:4s} {arch:8s} T={t_len:5d}  {row['ms']:9.2f} ms{extra}", flush=True)
     return rows
@@ -111,8 +116,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core box).")
     ap.add_argument("--devices", nargs="+", default=None, help="Default: cpu, plus cuda when available.")
     ap.add_argument("--quick", action="store_true", help="Smoke run: T in {64, 256}, 1 repeat.")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--device", choices=["cuda"], help="cuda: the GPU suite of train_speed_cuda.py instead.")
+    ap.add_argument("--sequential-max-t", type=int, default=4096, help="GPU suite: longest T timed as a loop.")
+    ap.add_argument("--out", type=Path, default=None, help=f"Default {RESULTS} ({CUDA_RESULTS.name} for cuda).")
     args = ap.parse_args()
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("train_speed.py --device cuda: torch sees no CUDA device here; nothing measured")
+        from train_speed_cuda import run_cuda_suite
+
+        write_json(args.out or CUDA_RESULTS, run_cuda_suite(args))
+        print(f"wrote {args.out or CUDA_RESULTS}")
+        return
+    args.out = args.out or RESULTS
     if args.quick:
         args.lengths, args.repeats = [64, 256], 1
     torch.set_num_threads(args.threads)
@@ -128,7 +144,7 @@ def main() -> None:
             "what": "forward+backward time per batch of one mixer layer; median over interleaved rounds",
             "quick": args.quick,
             "parallel_mixers": parallel,
-            "sequential_only_mixers": [a for a in args.archs if a not in parallel],
+            "sequential_only_mixers": [a for a in args.archs if not mixer_spec(a).parallel_training],
             "sequential_only_note": "no parallel form (the recurrence is non-linear in h): timed as they train, "
             "with no scan-vs-sequential comparison; each parallel mixer's row lists its speed-up over them",
             "batch": args.batch,

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from rnnedge.cli import app
 from rnnedge.exporter.eager_baseline import make_eager_baseline
 from rnnedge.inference import open_graph
-from rnnedge.runtime import floor
+from rnnedge.runtime import floor, memory
 from rnnedge.runtime.bench import long_stream, run_bench
 from tests.conftest import ARCHS
 from tests.test_runtime_graphs import VARIANT, exports  # noqa: F401
@@ -117,7 +117,13 @@ def test_bench_cli_prints_table_and_json(exports, tmp_path) -> None:
     assert res.exit_code == 0, res.output
     assert "lstm" in res.stdout and "speed-up" in res.stdout and "T4096" in res.stdout
     assert "state per stream: fp32 512 bytes" in res.stdout
+    assert "process RSS, MiB" in res.stdout and "+session" in res.stdout
     data = json.loads(out.read_text())
+    mem = data["step"]["fp32"]["batch1"]["memory"]
+    assert mem["available"] and mem["peak"] >= mem["rss_used"] > 0
+    assert (
+        mem["made_bytes"] == mem["rss_made"] - mem["rss_before"] and data["variants"]["fp32"]["state_bytes_per_stream"]
+    )
     assert set(data["step"]) == {"fp32"} and "batch8" in data["step"]["fp32"] and data["torch"]["step"]
     bad = runner.invoke(app, ["bench", str(tmp_path / "nope")])
     assert bad.exit_code == 1 and "not found" in bad.stderr
@@ -136,3 +142,20 @@ def test_bench_cli_named_variants(exports, tmp_path) -> None:
     bad = runner.invoke(app, ["bench", export, "--variant", "int4-weight", "--steps", "10"])
     assert bad.exit_code == 1 and f"its step variants: fp32, {VARIANT}" in bad.stderr
     assert bad.stderr.count("\n") == 1
+
+
+def test_resident_memory_from_proc_status(tmp_path) -> None:
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nThreads:\t3\n")
+    assert memory.resident(status) == {"rss": 1024 * 1024, "peak": 2048 * 1024}
+    status.write_text("Name:\tpython\nVmRSS:\t  1024 kB\n")  # no high-water mark: unknown, not a guess
+    assert memory.resident(status) is None and memory.resident(tmp_path / "missing") is None
+    assert memory.reset_peak(tmp_path / "no" / "clear_refs") is False
+    if memory.resident() is None:
+        pytest.skip("no /proc/self/status on this system")
+    block, figures = memory.measure_resident(
+        lambda: bytearray(16 << 20), lambda b: b.__setitem__(slice(None), b"x" * len(b))
+    )
+    assert len(block) == 16 << 20 and figures["available"]
+    assert figures["made_bytes"] + figures["used_bytes"] > 8 << 20  # 16 MiB touched: RSS grew by most of it
+    assert figures["peak"] >= figures["rss_used"]

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
 _VARIANT_HELP = "Precision variant: fp32 (step.onnx) or a recipe name, e.g. int8-dynamic (step.int8-dynamic.onnx)."
 _PROVIDER_HELP = "Execution provider: cpu | cuda | tensorrt."
+_TF32_HELP = (
+    "CUDA only: allow TF32 MatMuls (faster on Ampere+ GPUs; inputs rounded to 10 mantissa bits, ~5e-4 relative "
+    "error per product instead of fp32's ~6e-8, so logits drift from the CPU's). Off by default."
+)
 
 
 def _resolve_model(model: Path, variant: str) -> Path:
@@ -71,13 +75,16 @@ def register(app: typer.Typer) -> None:
             "error", "--on-unknown", help="Prompt characters outside the vocab: error|skip."
         ),
         provider: str = typer.Option("cpu", "--provider", help=_PROVIDER_HELP),
+        tf32: bool = typer.Option(False, "--tf32", help=_TF32_HELP),
         threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: ORT's)."),
         no_prompt: bool = typer.Option(False, "--no-echo-prompt", help="Print only the generated characters."),
     ) -> None:
         """Stream characters from the step graph to stdout as they are sampled (prompt first)."""
+        from rnnedge.inference import ProviderChoice
         from rnnedge.runtime import StepSession, generate
 
-        session = StepSession(_resolve_model(model, variant), providers=provider, threads=threads, variant=variant)
+        choice = ProviderChoice(provider, tf32=tf32)
+        session = StepSession(_resolve_model(model, variant), providers=choice, threads=threads, variant=variant)
         chars = generate(
             session,
             prompt,
@@ -112,14 +119,16 @@ def register(app: typer.Typer) -> None:
             0, "--stream", help="Also sample this many tokens and check the state stays finite (0 = off)."
         ),
         provider: str = typer.Option("cpu", "--provider", help=_PROVIDER_HELP),
+        tf32: bool = typer.Option(False, "--tf32", help=_TF32_HELP),
         no_torch: bool = typer.Option(False, "--no-torch", help="Skip the PyTorch eager baseline."),
     ) -> None:
         """Step latency (p50/p99 µs) at batch 1 and 8 per variant; parallel tokens/s; floor; state bytes; vs PyTorch."""
         from rnnedge.errors import RnnedgeError
-        from rnnedge.inference import resolve_providers
+        from rnnedge.inference import ProviderChoice, resolve_providers
         from rnnedge.io import write_json
-        from rnnedge.runtime.bench import run_bench
+        from rnnedge.runtime.bench import bench_variants, run_bench
         from rnnedge.runtime.bench_report import format_table
+        from rnnedge.runtime.cuda import memcpy_report
 
         if not export_dir.is_dir():
             raise RnnedgeError(f"export folder not found: {export_dir}")
@@ -129,18 +138,25 @@ def register(app: typer.Typer) -> None:
             raise RnnedgeError(f"--stream must be a number of tokens >= 1 (0 = off), got {stream}")
         if threads < 1:
             raise RnnedgeError(f"--threads must be a positive integer, got {threads}")
-        resolve_providers(provider)  # one line now if the provider is unknown or missing
+        choice = ProviderChoice(provider, tf32=tf32)
+        resolve_providers(choice)  # one line now if the provider is unknown or missing
         baseline = "--no-torch" if no_torch else _eager_baseline(export_dir, steps, provider)
         result = run_bench(
             export_dir,
             threads=threads,
             steps=steps,
             variants=variant or None,
-            providers=provider,
+            providers=choice,
             torch_baseline=baseline,
             stream_tokens=stream,
         )
+        result["tf32"] = tf32
         echo(format_table(result))
+        if choice.name != "cpu":  # copies ORT inserts between the CPU and the GPU, per graph
+            result["memcpy_nodes"] = memcpy_report(bench_variants(export_dir, variant or None), choice)
+            for v, kinds in result["memcpy_nodes"].items():
+                counts = ", ".join(f"{k} {c.get('total', c.get('error'))}" for k, c in kinds.items())
+                echo(f"Memcpy nodes on {provider} ({v}): {counts}")
         if json_out is not None:
             write_json(json_out, result)
             echo(f"wrote {json_out}")

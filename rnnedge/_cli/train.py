@@ -12,6 +12,7 @@ import typer
 from rnnedge._cli.common import domain_errors, echo
 from rnnedge.errors import ConfigError, DependencyError, RnnedgeError
 from rnnedge.models.registry import MIXER_NAMES
+from rnnedge.training.presets import PRESET_HELP, size_preset
 
 _ARCH_HELP = "Mixer: " + ", ".join(MIXER_NAMES) + " (rnnedge.models.registry)."
 
@@ -33,10 +34,25 @@ def train_cmd(
         "Needed on --resume unless the run used 'shakespeare'.",
     ),
     arch: str | None = typer.Option(None, "--arch", help=_ARCH_HELP + " (default mingru)"),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help=f"Model size: {PRESET_HELP} params for minGRU (other mixers differ); sets the shape, "
+        "--seq-len, --batch-size, --lr and --warmup. Options given explicitly override it.",
+    ),
     layers: int | None = typer.Option(None, "--layers", help="Number of blocks. (default 3)"),
     d_model: int | None = typer.Option(None, "--d-model", help="Model width. (default 128)"),
     expansion: float | None = typer.Option(None, "--expansion", help="Recurrent width / d_model. (default 2)"),
     mlp_ratio: float | None = typer.Option(None, "--mlp-ratio", help="MLP width / d_model. (default 4)"),
+    heads: int | None = typer.Option(
+        None, "--heads", help="Attention heads (transformer, aaren; must divide --d-model). (default 4)"
+    ),
+    window: int | None = typer.Option(
+        None,
+        "--window",
+        help="Transformer: tokens each token attends to = its KV cache per layer; at most --seq-len. "
+        "(default 128, or --seq-len if shorter)",
+    ),
     seq_len: int | None = typer.Option(None, "--seq-len", help="Training window length. (default 256)"),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Windows per step (per process). (default 32)"),
     steps: int | None = typer.Option(None, "--steps", help="Total optimiser steps. (default 2000)"),
@@ -60,13 +76,14 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Train a char LM (mixers with a parallel form train through it). Works under torchrun (DDP)."""
-    from rnnedge.training.config import TrainConfig
+    from rnnedge.training.config import TrainConfig, check_fields_apply
     from rnnedge.training.data import resume_source
     from rnnedge.training.device import resolve_device
     from rnnedge.training.train import resumed_config, train
 
     if device is not None:
         resolve_device(device)  # before any work: no CUDA, or an unknown device, is one line
+    sized = size_preset(preset).fields() if preset is not None else {}
 
     given: dict[str, Any] = {
         "arch": arch,
@@ -74,6 +91,8 @@ def train_cmd(
         "d_model": d_model,
         "expansion": expansion,
         "mlp_ratio": mlp_ratio,
+        "n_heads": heads,
+        "window": window,
         "seq_len": seq_len,
         "batch_size": batch_size,
         "steps": steps,
@@ -99,9 +118,10 @@ def train_cmd(
     if not data:
         raise ConfigError("--data is required (a text file, or 'shakespeare')")
     try:
-        config = base.replace(**given)
+        config = base.replace(**{**sized, **given})
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
+    check_fields_apply(config.arch, given)
     result = train(config, data, out, resume=resume, quiet=quiet, log_every=log_every, overwrite=overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
         val = "-" if result.val_loss is None else f"{result.val_loss:.4f}"
@@ -122,6 +142,12 @@ def eval_cmd(
     chunk_len: int = typer.Option(1024, "--chunk-len", help="Checkpoints only: characters per forward call."),
     device: str = typer.Option("cpu", "--device", help="Checkpoints only: cpu or cuda."),
     provider: str = typer.Option("cpu", "--provider", help="Exports only: execution provider cpu | cuda | tensorrt."),
+    tf32: bool = typer.Option(
+        False,
+        "--tf32",
+        help="Exports on CUDA only: allow TF32 MatMuls (faster on Ampere+ GPUs; MatMul inputs rounded to 10 "
+        "mantissa bits, so the loss differs slightly from fp32's). Off by default.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Mean loss (nats/char) and bits/char of a checkpoint or an exported model on a text."""
@@ -138,18 +164,21 @@ def eval_cmd(
         if device != "cpu":
             raise ConfigError("--device applies to checkpoints; for an export use --provider cuda (or tensorrt)")
         try:
-            from rnnedge.inference import resolve_providers
+            from rnnedge.inference import ProviderChoice, resolve_providers
             from rnnedge.runtime.evaluate import evaluate_export
         except ImportError as exc:
             raise DependencyError(f"evaluating an export needs onnxruntime ({exc})") from None
-        resolve_providers(provider)  # unknown or missing provider: one line before the text is read
-        result = evaluate_export(path, _text_arg(data), variant=variant, on_unknown=on_unknown, providers=provider)
+        choice = ProviderChoice(provider, tf32=tf32)
+        resolve_providers(choice)  # unknown or missing provider: one line before the text is read
+        result = evaluate_export(path, _text_arg(data), variant=variant, on_unknown=on_unknown, providers=choice)
         kind, label = "export", f"export, {result['graph']}"
     elif (path / "config.json").is_file() or (path / "model.safetensors").is_file():
         if variant != FP32:
             raise ConfigError("--variant applies to export folders only; export and quantize the checkpoint first")
         if provider != "cpu":
             raise ConfigError("--provider applies to exports; for a checkpoint use --device cuda")
+        if tf32:
+            raise ConfigError("--tf32 applies to exports run on --provider cuda")
         from rnnedge.training.device import resolve_device
         from rnnedge.training.evaluate import evaluate_checkpoint
 

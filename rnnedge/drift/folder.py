@@ -1,16 +1,17 @@
 """The report folder: rnnedge replaces only the files it wrote there, never what a user added.
 
-A report's `report.json` lists every file the report wrote (`files`, relative to the folder; reports
-of schema /1 had a fixed layout instead). Writing a new report:
+A report's manifest (`report.json` for drift, `compare.json` for `rnnedge compare`: a `ReportKind`)
+lists every file the report wrote (`files`, relative to the folder; drift reports of schema /1 had a
+fixed layout instead). Writing a new report:
 
 1. check the target before any long run: a new folder, an empty one, or one holding an earlier
-   rnnedge drift report. A folder that is not empty and holds no such report is refused, and so is a
-   new report file whose name is already taken by a file rnnedge did not write;
+   rnnedge report of the same kind. A folder that is not empty and holds no such report is refused,
+   and so is a new report file whose name is already taken by a file rnnedge did not write;
 2. write every file into a temp folder beside the target (a full disk or Ctrl-C here leaves the
    target exactly as it was and removes the temp folder);
 3. a new target: rename the temp folder into place (atomic). An existing one: delete the earlier
-   report's files the new one no longer has, move `report.json` (the new manifest) into place, then
-   each other file, each by an atomic rename. Nothing else in the folder is touched.
+   report's files the new one no longer has, move the new manifest into place, then each other file,
+   each by an atomic rename. Nothing else in the folder is touched.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from rnnedge.errors import RnnedgeError
@@ -32,18 +33,37 @@ SCHEMA_PREFIX = "rnnedge-drift-report/"
 MAX_REPORT_JSON_BYTES = 64 << 20  # an earlier report.json larger than this is not read
 
 
+def schema1_files(n_models: int) -> frozenset[str]:
+    """The fixed file layout of reports with schema rnnedge-drift-report/1 (they list no files)."""
+    fixed = ("report.json", "report.md", "report.html", "drift.png", "plots/logits.png", "plots/accumulation.png")
+    return frozenset(fixed) | {f"plots/layers_{i}.png" for i in range(n_models)}
+
+
+@dataclass(frozen=True)
+class ReportKind:
+    """Which rnnedge report a folder holds: its manifest file, its schema (the version that lists its
+    files), the command that writes it (for messages), and the file layout of older unlisted schemas."""
+
+    manifest: str
+    schema: str  # e.g. "rnnedge-drift-report/2"
+    command: str  # e.g. "rnnedge drift"
+    legacy_files: dict[str, Callable[[int], frozenset[str]]] = field(default_factory=dict)  # schema -> layout
+
+    @property
+    def schema_prefix(self) -> str:
+        return self.schema.rsplit("/", 1)[0] + "/"
+
+
+DRIFT = ReportKind(REPORT_JSON, SCHEMA_PREFIX + "2", "rnnedge drift", {SCHEMA_PREFIX + "1": schema1_files})
+
+
 @dataclass(frozen=True)
 class ReportFolder:
     """Where a report goes and which files in it an earlier rnnedge report wrote (relative paths)."""
 
     path: Path
     ours: frozenset[str]
-
-
-def schema1_files(n_models: int) -> frozenset[str]:
-    """The fixed file layout of reports with schema rnnedge-drift-report/1 (they list no files)."""
-    fixed = ("report.json", "report.md", "report.html", "drift.png", "plots/logits.png", "plots/accumulation.png")
-    return frozenset(fixed) | {f"plots/layers_{i}.png" for i in range(n_models)}
+    kind: ReportKind = DRIFT
 
 
 def _safe_relative(name: object) -> str | None:
@@ -56,12 +76,12 @@ def _safe_relative(name: object) -> str | None:
     return name
 
 
-def earlier_report_files(out: Path) -> frozenset[str] | None:
-    """The files an earlier rnnedge drift report in `out` wrote, or None if `out` holds no such report.
+def earlier_report_files(out: Path, kind: ReportKind = DRIFT) -> frozenset[str] | None:
+    """The files an earlier rnnedge report of `kind` in `out` wrote, or None if `out` holds no such report.
 
     RnnedgeError for a report rnnedge cannot read safely (newer schema, damaged file list).
     """
-    path = out / REPORT_JSON
+    path = out / kind.manifest
     try:
         if not path.is_file() or path.stat().st_size > MAX_REPORT_JSON_BYTES:
             return None
@@ -69,16 +89,17 @@ def earlier_report_files(out: Path) -> frozenset[str] | None:
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
     schema = report.get("schema") if isinstance(report, dict) else None
-    if not isinstance(schema, str) or not schema.startswith(SCHEMA_PREFIX):
+    if not isinstance(schema, str) or not schema.startswith(kind.schema_prefix):
         return None
-    if schema == SCHEMA_PREFIX + "1":
+    if schema in kind.legacy_files:
         models = report.get("models")
-        return schema1_files(len(models) if isinstance(models, list) else 0)
+        return kind.legacy_files[schema](len(models) if isinstance(models, list) else 0)
     files = report.get("files")
-    safe = [_safe_relative(f) for f in files] if isinstance(files, list) and schema == SCHEMA_PREFIX + "2" else None
+    safe = [_safe_relative(f) for f in files] if isinstance(files, list) and schema == kind.schema else None
     if safe is None or None in safe:
         raise RnnedgeError(
-            f"{out} holds a drift report ({schema}) whose file list this rnnedge cannot use; choose another --out"
+            f"{out} holds a {kind.command} report ({schema}) whose file list this rnnedge cannot use; "
+            "choose another --out"
         )
     return frozenset(f for f in safe if f is not None)
 
@@ -90,11 +111,11 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def check_target(out: str | os.PathLike[str], files: Iterable[str]) -> ReportFolder:
+def check_target(out: str | os.PathLike[str], files: Iterable[str], kind: ReportKind = DRIFT) -> ReportFolder:
     """RnnedgeError (one line) unless a report with `files` can be written to `out` without losing anything.
 
-    Run it before the long work. `out` must be new, empty, or hold an earlier rnnedge drift report, and
-    none of `files` may be taken by something rnnedge did not write; the location must be writable.
+    Run it before the long work. `out` must be new, empty, or hold an earlier rnnedge report of `kind`,
+    and none of `files` may be taken by something rnnedge did not write; the location must be writable.
     """
     out = Path(out)
     ours: frozenset[str] = frozenset()
@@ -102,17 +123,17 @@ def check_target(out: str | os.PathLike[str], files: Iterable[str]) -> ReportFol
         if not out.is_dir():
             raise RnnedgeError(f"--out {out} exists and is not a folder; choose another --out")
         if any(out.iterdir()):
-            earlier = earlier_report_files(out)
+            earlier = earlier_report_files(out, kind)
             if earlier is None:
                 raise RnnedgeError(
-                    f"--out {out} is not empty and holds no rnnedge drift report; choose another (or an empty) folder"
+                    f"--out {out} is not empty and holds no {kind.command} report; choose another (or an empty) folder"
                 )
             ours = earlier
     for name in files:
         path, rel = out / name, PurePosixPath(name)
         blocked = [out / p for p in reversed(rel.parents) if str(p) != "." and (out / p).exists()]
         if any(not p.is_dir() for p in blocked) or path.is_dir() or (path.exists() and name not in ours):
-            raise RnnedgeError(f"{path} exists and was not written by rnnedge drift; move it or choose another --out")
+            raise RnnedgeError(f"{path} exists and was not written by {kind.command}; move it or choose another --out")
     try:
         for base in {_nearest_existing(out.parent), *([out] if out.is_dir() else [])}:
             if not base.is_dir():
@@ -120,7 +141,7 @@ def check_target(out: str | os.PathLike[str], files: Iterable[str]) -> ReportFol
             Path(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=base)).rmdir()
     except OSError as exc:
         raise RnnedgeError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
-    return ReportFolder(out, ours)
+    return ReportFolder(out, ours, kind)
 
 
 def _make_parents(folder: Path) -> list[Path]:
@@ -142,24 +163,26 @@ def _temp_folder(parent: Path, name: str) -> Path:
     return tmp
 
 
-def _commit_into(target: ReportFolder, tmp: Path, files: Mapping[str, bytes]) -> None:
+def _commit_into(target: ReportFolder, tmp: Path, files: Mapping[str, bytes | Path]) -> None:
     out = target.path
     stale = sorted(target.ours - set(files))  # ours, and not part of the new report
     for rel in stale:
         path = out / rel
         if path.is_file() or path.is_symlink():
             path.unlink()
-    for rel in sorted(files, key=lambda f: f != REPORT_JSON):  # the manifest first
+    for rel in sorted(files, key=lambda f: f != target.kind.manifest):  # the manifest first
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / rel, out / rel)
     shutil.rmtree(tmp)
-    for folder in {(out / rel).parent for rel in stale} - {out}:  # e.g. plots/, once nothing is left in it
+    emptied = {p for rel in stale for p in (out / rel).parents if out in p.parents}  # e.g. plots/, exports/a/
+    for folder in sorted(emptied, key=lambda p: -len(p.parts)):  # deepest first, once nothing is left in it
         with contextlib.suppress(OSError):
             folder.rmdir()
 
 
-def write_files(target: ReportFolder, files: Mapping[str, bytes]) -> None:
-    """Write `files` ({relative path: bytes}, including report.json) into the checked target (see module doc)."""
+def write_files(target: ReportFolder, files: Mapping[str, bytes | Path]) -> None:
+    """Write `files` into the checked target (see module doc): {relative path: bytes, or a file to move
+    there (on the same filesystem, e.g. staged beside the target)}, the report's manifest included."""
     out = target.path
     created: list[Path] = []
     tmp: Path | None = None
@@ -168,7 +191,10 @@ def write_files(target: ReportFolder, files: Mapping[str, bytes]) -> None:
         tmp = _temp_folder(out.parent, out.name)
         for rel, data in files.items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_bytes(data)
+            if isinstance(data, Path):
+                os.replace(data, tmp / rel)
+            else:
+                (tmp / rel).write_bytes(data)
         if not out.exists():
             os.rename(tmp, out)
         else:

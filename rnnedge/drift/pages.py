@@ -35,6 +35,13 @@ COLUMN_NOTES = {
 }
 
 
+def figure_html(caption: str, png: bytes) -> str:
+    """One <figure> with the PNG inline as a data URI (the page stays self-contained)."""
+    data = base64.b64encode(png).decode("ascii")
+    cap = html.escape(caption)
+    return f"<figure><img alt='{cap}' src='data:image/png;base64,{data}'><figcaption>{cap}</figcaption></figure>"
+
+
 def _fmt(x: Any, spec: str = ".2e") -> str:
     return "–" if x is None else format(x, spec)
 
@@ -139,9 +146,5 @@ def html_page(report: dict[str, Any], figs: list[Figure]) -> str:
         parts.append("<pre>" + "\n".join(f"{e(k + ':'):<{width}} {e(repr(v))}" for k, v in greedy) + "</pre>")
         parts += [f"<p>note: {e(n)}</p>" for n in m["notes"]]
     parts.append("<h2>Plots</h2>")
-    for _, cap, png in figs:
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(
-            f"<figure><img alt='{e(cap)}' src='data:image/png;base64,{data}'><figcaption>{e(cap)}</figcaption></figure>"
-        )
+    parts += [figure_html(cap, png) for _, cap, png in figs]
     return "\n".join(parts) + "</body></html>\n"

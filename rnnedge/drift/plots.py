@@ -37,6 +37,8 @@ def sides(results: Sequence[DriftResult]) -> tuple[str, str]:
 def _mark_if_empty(ax: Any) -> None:
     """An axes whose curves are all zero or undefined (identical graphs) still gets a range and says why."""
     curves = [ln for ln in ax.lines if ln.get_gid() != GUIDE]
+    if not curves:  # no line plot (bars, or nothing): nothing to mark
+        return
     if any(np.any(np.isfinite(y) & (y > 0)) for y in (np.asarray(ln.get_ydata(), float) for ln in curves)):
         return
     xs = [np.asarray(ln.get_xdata(), float) for ln in curves]
@@ -45,7 +47,9 @@ def _mark_if_empty(ax: Any) -> None:
     ax.text(0.5, 0.5, "all zero (identical to the baseline)", transform=ax.transAxes, ha="center", color="grey")
 
 
-def _png(fig: Figure) -> bytes:
+def figure_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (tight layout, 72 dpi, a 256-colour palette when Pillow is there); an axes
+    whose curves are all zero or undefined gets a range and says so."""
     for ax in fig.axes:
         _mark_if_empty(ax)
     FigureCanvasAgg(fig)
@@ -121,7 +125,7 @@ def headline(results: Sequence[DriftResult]) -> bytes:
     a.set_title(f"{variant} vs {baseline}: state error")
     _per_model(b, results, "kl", f"KL({baseline} ‖ {variant}) nats")
     b.set_title("next-char distribution: KL vs t")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def state_layers(result: DriftResult) -> bytes:
@@ -145,7 +149,7 @@ def state_layers(result: DriftResult) -> bytes:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     axes[0].set_ylabel("relative L2 state error")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def logits(results: Sequence[DriftResult]) -> bytes:
@@ -165,7 +169,7 @@ def logits(results: Sequence[DriftResult]) -> bytes:
     b.set_title(f"top-1 agreement, {variant} vs {baseline}")
     b.grid(True, which="both", alpha=0.3)
     b.legend(fontsize=7)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def accumulation(results: Sequence[DriftResult]) -> bytes:
@@ -193,4 +197,4 @@ def accumulation(results: Sequence[DriftResult]) -> bytes:
     ax.set_title(f"does the recurrence compound the error? ({variant} vs {baseline})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    return _png(fig)
+    return figure_png(fig)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import onnxruntime as ort
 
 from rnnedge.errors import GraphError, RnnedgeError
 from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo, parse_metadata
-from rnnedge.inference.providers import ProviderArg, provider_entries, resolve_providers
+from rnnedge.inference.providers import ProviderArg, choice_entries, cuda_graph_enabled
 
 # ORT's type strings for the dtypes a state may have (graphmeta.STATE_DTYPES).
 ORT_TYPES = {
@@ -29,11 +30,13 @@ def session_options(
     config: dict[str, str] | None = None,
     spinning: bool = True,
     optimization: str = "all",
+    optimized_model: str | os.PathLike[str] | None = None,
 ) -> ort.SessionOptions:
     """Sequential execution, `threads` intra-op threads (None: ORT's default), quiet logging.
 
     `config`: extra ORT session config entries; `spinning=False` stops idle threads from spinning
-    (many tiny runs on a shared machine); `optimization`: 'all' | 'extended' | 'basic' | 'none'.
+    (many tiny runs on a shared machine); `optimization`: 'all' | 'extended' | 'basic' | 'none';
+    `optimized_model`: ORT writes the graph it will run there (after optimization and placement).
     """
     levels = {
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
@@ -56,6 +59,8 @@ def session_options(
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     for key, value in (config or {}).items():
         opts.add_session_config_entry(key, value)
+    if optimized_model is not None:
+        opts.optimized_model_filepath = str(optimized_model)
     return opts
 
 
@@ -72,17 +77,22 @@ def open_session(
     spinning: bool = True,
     tf32: bool = False,
     optimization: str = "all",
+    optimized_model: str | os.PathLike[str] | None = None,
 ) -> ort.InferenceSession:
-    """An InferenceSession for a file or serialized model; GraphError if ONNX Runtime cannot load it."""
+    """An InferenceSession for a file or serialized model; GraphError if ONNX Runtime cannot load it.
+
+    `providers`: a name, a list of ORT provider names or a ProviderChoice (its options apply; `tf32`
+    here turns TF32 on as well). `optimized_model`: see session_options.
+    """
     if not isinstance(source, bytes):
         path = Path(source)
         if not path.is_file():
             raise GraphError(f"graph not found: {path}")
         source = str(path)
-    names = resolve_providers(providers)
-    opts = session_options(threads, config, spinning, optimization)
+    entries = choice_entries(providers, tf32)
+    opts = session_options(threads, config, spinning, optimization, optimized_model)
     try:
-        return ort.InferenceSession(source, sess_options=opts, providers=provider_entries(names, tf32))
+        return ort.InferenceSession(source, sess_options=opts, providers=entries)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types for corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GraphError(f"ONNX Runtime cannot load {_describe(source)}: {first[:300]}") from exc
@@ -95,6 +105,11 @@ class GraphSession:
     session: ort.InferenceSession
     info: GraphInfo
     source: str  # path, or "<bytes>"
+
+    @functools.cached_property
+    def cuda_graph(self) -> bool:
+        """Whether the session captures and replays CUDA graphs (ProviderChoice(cuda_graph=True))."""
+        return cuda_graph_enabled(self.session)
 
     @property
     def state_inputs(self) -> list[str]:
@@ -115,6 +130,11 @@ class GraphSession:
 
     def run(self, ids: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """One call: (logits, new states) for ids ((B,) step or (B, T) parallel) and states in metadata order."""
+        if self.cuda_graph:
+            raise RnnedgeError(
+                f"{self.source} was opened with CUDA graphs, which replay fixed device buffers; "
+                "host arrays cannot be fed to it (StepSession binds device buffers)"
+            )
         feed = dict(zip(self.state_inputs, states, strict=True))
         feed[INPUT_IDS] = np.ascontiguousarray(ids, dtype=np.int64)
         out = self.session.run(self.outputs, feed)

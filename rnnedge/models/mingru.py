@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from rnnedge.models.base import Mixer, State
+from rnnedge.models.fused_scan import FUSED, choose_scan, fused_decay_scan
 from rnnedge.models.scan import g, linear_scan
 from rnnedge.models.spec import MixerSpec, StateSpec
 
@@ -23,9 +24,11 @@ class MinGRU(Mixer):
         (h0,) = self._state_or_zeros(x, state)  # (B, H)
         k_z, k_h = self.to_zh(x).chunk(2, dim=-1)  # (B, T, H) each
         # 1 − z = σ(−k) and z = σ(k): the linear-space form of Appendix B's −softplus(±k).
-        a = torch.sigmoid(-k_z)  # (B, T, H)
         b = torch.sigmoid(k_z) * g(k_h)  # (B, T, H)
-        h = linear_scan(a, b, h0, self.scan_levels)  # (B, T, H)
+        if choose_scan(k_z, self.scan_levels) == FUSED:  # CUDA training: fla-core's kernel (models/fused_scan.py)
+            h = fused_decay_scan(k_z, b, h0)  # a = σ(−k_z), as log a = −softplus(k_z)   (B, T, H)
+        else:
+            h = linear_scan(torch.sigmoid(-k_z), b, h0, self.scan_levels)  # a = σ(−k_z)   (B, T, H)
         return self.out(h), (h[:, -1],)
 
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnedge.models.base import Mixer, State
+from rnnedge.models.fused_scan import FUSED, choose_scan, fused_decay_scan
 from rnnedge.models.scan import g, linear_scan
 from rnnedge.models.spec import MixerSpec, StateSpec
 
@@ -27,9 +28,11 @@ class MinLSTM(Mixer):
         # Appendix B: diff = softplus(−k_f) − softplus(−k_i) = log i − log f, so
         # f' = σ(−diff) and i' = σ(diff) without ever dividing by f + i.
         diff = F.softplus(-k_f) - F.softplus(-k_i)  # (B, T, H)
-        a = torch.sigmoid(-diff)  # f'   (B, T, H)
         b = torch.sigmoid(diff) * g(k_h)  # i' ⊙ h̃   (B, T, H)
-        h = linear_scan(a, b, h0, self.scan_levels)  # (B, T, H)
+        if choose_scan(diff, self.scan_levels) == FUSED:  # CUDA training: fla-core's kernel (models/fused_scan.py)
+            h = fused_decay_scan(diff, b, h0)  # f' = σ(−diff), as log f' = −softplus(diff)   (B, T, H)
+        else:
+            h = linear_scan(torch.sigmoid(-diff), b, h0, self.scan_levels)  # f' = σ(−diff)   (B, T, H)
         return self.out(h), (h[:, -1],)
 
 

@@ -21,12 +21,14 @@ from rnnedge.inference import graph_path
 from rnnedge.inference.providers import ProviderArg
 from rnnedge.runtime.bench_report import ratios
 from rnnedge.runtime.floor import measure_floors
+from rnnedge.runtime.memory import measure_resident
 from rnnedge.runtime.parallel import ParallelSession
 from rnnedge.runtime.sampling import Sampler
 from rnnedge.runtime.step import StepSession
 
 # (batches, seq_lens, threads) -> {"step": {"batch1": {"p50", "p99"}}, "parallel": {"T512": {"tokens_per_s"}}}
 TorchBaseline = Callable[[list[int], list[int], int], dict[str, Any]]
+MIN_STEPS = 50  # timed steps step_latency takes at least, whatever its time budget
 STREAM_CHECK_EVERY = 1000  # tokens between state checks in long_stream (and always at the last token)
 
 
@@ -43,42 +45,76 @@ def step_latency(
     warmup: int = 200,
     session_config: dict[str, str] | None = None,
     providers: ProviderArg = None,
+    seconds: float | None = None,
 ) -> dict[str, Any]:
-    """Latency of StepSession.feed (the whole Python call) in µs, per call and per token (call / batch)."""
-    sess = StepSession(path, providers=providers, threads=threads, batch=batch, session_config=session_config)
-    rng = np.random.default_rng(0)
-    ids = rng.integers(0, len(sess.vocab), size=(steps + warmup, batch))  # (steps, B)
-    for t in range(warmup):
-        sess.feed(ids[t], copy=False)
+    """Latency of StepSession.feed (the whole Python call) in µs, per call and per token (call / batch),
+    and the process's resident memory around making the session and running its steps (`memory`).
+
+    `seconds`: stop timing once the timed steps have taken this long (after at least MIN_STEPS);
+    `steps` then is how many were timed.
+    """
+    ids = np.random.default_rng(0).integers(0, 2**31, size=(steps + warmup, batch))  # (steps, B), taken mod V
     samples = np.empty(steps, dtype=np.int64)
-    clock = time.perf_counter_ns
-    for t in range(steps):
-        t0 = clock()
-        sess.feed(ids[warmup + t], copy=False)
-        samples[t] = clock() - t0
-    return {"per_call_us": percentiles_us(samples), "per_token_us": percentiles_us(samples, batch), "steps": steps}
+    budget_ns = None if seconds is None else int(seconds * 1e9)
+    timed = [steps]
+
+    def make() -> StepSession:
+        return StepSession(path, providers=providers, threads=threads, batch=batch, session_config=session_config)
+
+    def run(sess: StepSession) -> None:
+        np.remainder(ids, len(sess.vocab), out=ids)
+        for t in range(warmup):
+            sess.feed(ids[t], copy=False)
+        clock = time.perf_counter_ns
+        start = clock()
+        for t in range(steps):
+            t0 = clock()
+            sess.feed(ids[warmup + t], copy=False)
+            samples[t] = clock() - t0
+            if budget_ns is not None and t + 1 >= MIN_STEPS and samples[t] + t0 - start >= budget_ns:
+                timed[0] = t + 1
+                break
+
+    _, memory = measure_resident(make, run)
+    done = samples[: timed[0]]
+    return {
+        "per_call_us": percentiles_us(done),
+        "per_token_us": percentiles_us(done, batch),
+        "steps": timed[0],
+        "memory": memory,
+    }
 
 
 def parallel_throughput(
     path: Path, seq_len: int, threads: int | None, reps: int = 3, providers: ProviderArg = None
 ) -> dict[str, Any]:
-    """Tokens/s of the parallel graph over one sequence of seq_len tokens (batch 1; chunked to max_seq_len)."""
-    sess = ParallelSession(path, providers=providers, threads=threads)
-    chunk = min(seq_len, sess.info.max_seq_len or seq_len)
-    ids = np.random.default_rng(0).integers(0, len(sess.vocab), size=(1, seq_len))  # (1, T)
+    """Tokens/s of the parallel graph over one sequence of seq_len tokens (batch 1; chunked to max_seq_len),
+    best of `reps` runs after a warm-up run, and the process's resident memory around it (`memory`)."""
+    ids = np.random.default_rng(0).integers(0, 2**31, size=(1, seq_len))  # (1, T), taken mod V
+    timing: dict[str, Any] = {}
 
-    def once() -> None:
-        state = None
-        for start in range(0, seq_len, chunk):
-            _, state = sess.run(ids[:, start : start + chunk], state)
+    def make() -> ParallelSession:
+        return ParallelSession(path, providers=providers, threads=threads)
 
-    once()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
+    def run(sess: ParallelSession) -> None:
+        np.remainder(ids, len(sess.vocab), out=ids)
+        chunk = min(seq_len, sess.info.max_seq_len or seq_len)
+
+        def once() -> None:
+            state = None
+            for start in range(0, seq_len, chunk):
+                _, state = sess.run(ids[:, start : start + chunk], state)
+
         once()
-        best = min(best, time.perf_counter() - t0)
-    return {"tokens_per_s": seq_len / best, "seconds": best, "chunk": chunk}
+        best = float("inf")
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            once()
+            best = min(best, time.perf_counter() - t0)
+        timing.update(tokens_per_s=seq_len / best, seconds=best, chunk=chunk)
+
+    _, memory = measure_resident(make, run)
+    return {**timing, "memory": memory}
 
 
 def long_stream(

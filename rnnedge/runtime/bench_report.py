@@ -41,6 +41,26 @@ def _floor_lines(floor: dict[str, Any]) -> list[str]:
     ]
 
 
+def _memory_lines(result: dict[str, Any], label_width: int) -> list[str]:
+    """Process RSS before each timed session, what making it and running its steps added, and the peak."""
+    rows = [(f"{v} {b}", e["memory"]) for v, per in result["step"].items() for b, e in per.items() if "memory" in e]
+    if not rows:
+        return []
+    if not all(m.get("available") for _, m in rows):
+        return ["", f"memory: {next(m['note'] for _, m in rows if not m.get('available'))}"]
+    mib = 2**20
+    lines = [
+        "",
+        f"{'process RSS, MiB':<{label_width}}{'before':>9}{'+session':>10}{'+steps':>9}{'peak':>9}",
+    ]
+    for label, m in rows:
+        lines.append(
+            f"{label:<{label_width}}{m['rss_before'] / mib:>9.1f}{m['made_bytes'] / mib:>+10.2f}"
+            f"{m['used_bytes'] / mib:>+9.2f}{m['peak'] / mib:>9.1f}"
+        )
+    return lines
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The readable summary `rnnedge bench` prints."""
     floor = result["floor"]
@@ -72,8 +92,12 @@ def format_table(result: dict[str, Any]) -> str:
                 f"{variant + ' ' + bkey:<{label_width}}{p50:>12.1f}{entry['per_call_us']['p99']:>12.1f}"
                 f"{entry['per_token_us']['p50']:>11.1f}{floor_cell}{torch_cell}"
             )
+    lines += _memory_lines(result, label_width)
     if result["parallel"]:
-        lines += ["", f"{'parallel graph':<{label_width}}{'tokens/s':>12}{'torch tok/s':>12}{'speed-up':>9}"]
+        lines += [
+            "",
+            f"{'parallel graph':<{label_width}}{'tokens/s':>12}{'torch tok/s':>12}{'speed-up':>9}{'peak MiB':>10}",
+        ]
         for variant, per_len in result["parallel"].items():
             for tkey, entry in per_len.items():
                 t_par = torch_res.get("parallel", {}).get(tkey)
@@ -82,7 +106,9 @@ def format_table(result: dict[str, Any]) -> str:
                     if t_par
                     else f"{'-':>12}{'-':>9}"
                 )
-                lines.append(f"{variant + ' ' + tkey:<{label_width}}{entry['tokens_per_s']:>12.0f}{cell}")
+                mem = entry.get("memory", {})
+                peak = f"{mem['peak'] / 2**20:>10.1f}" if mem.get("available") else f"{'-':>10}"
+                lines.append(f"{variant + ' ' + tkey:<{label_width}}{entry['tokens_per_s']:>12.0f}{cell}{peak}")
     for variant, per_batch in result["step"].items():
         for bkey in per_batch:
             r = result["ratios"].get(f"{variant}_over_fp32_{bkey}")

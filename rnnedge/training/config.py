@@ -5,17 +5,22 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from rnnedge.errors import ConfigError
-from rnnedge.models import MIXER_NAMES, ModelConfig
+from rnnedge.models import MIXER_NAMES, ModelConfig, mixer_spec
 
 # Fields a resumed run may change; every other field must match the checkpoint's run.
 RESUMABLE_CHANGES = frozenset({"steps", "eval_every", "eval_batches", "save_every", "device", "max_time", "threads"})
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d{1,3})?)$")
 # The `rnnedge train` option of each field whose name is not simply --field-name.
-_OPTIONS = {"n_layers": "--layers"}
+_OPTIONS = {"n_layers": "--layers", "n_heads": "--heads"}
+# Model fields only some mixers read (attention heads, the attention window); see `mixer_reads`.
+MIXER_OPTIONAL_FIELDS = ("n_heads", "window")
+DEFAULT_WINDOW = 128
 
 
 def option(field: str) -> str:
@@ -43,6 +48,10 @@ class TrainConfig:
     d_model: int = 128
     expansion: float = 2.0
     mlp_ratio: float = 4.0
+    n_heads: int = 4  # attention mixers: heads of d_model / n_heads each
+    # transformer: tokens each token attends to (= its KV cache length), at most seq_len; None = the
+    # smaller of DEFAULT_WINDOW and seq_len
+    window: int | None = None
     seq_len: int = 256
     batch_size: int = 32
     steps: int = 2000
@@ -64,10 +73,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.arch not in MIXER_NAMES:
             raise ConfigError(f"unknown arch {self.arch!r}; choose one of {', '.join(MIXER_NAMES)}")
-        positive = ("n_layers", "d_model", "seq_len", "batch_size", "steps", "eval_every", "eval_batches")
+        positive = ("n_layers", "d_model", "n_heads", "seq_len", "batch_size", "steps", "eval_every", "eval_batches")
         for name in positive:
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise ConfigError(f"{option(name)} must be a positive integer, got {getattr(self, name)!r}")
+        if self.window is not None and (not _is_int(self.window) or self.window < 1):
+            raise ConfigError(f"--window must be a positive integer, got {self.window!r}")
         for name in ("warmup", "save_every", "seed"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
                 raise ConfigError(f"{option(name)} must be a non-negative integer, got {getattr(self, name)!r}")
@@ -85,7 +96,15 @@ class TrainConfig:
             raise ConfigError(f"--max-time must be positive, got {self.max_time!r}")
         if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
             raise ConfigError(f"--threads must be a positive integer (torch CPU threads), got {self.threads!r}")
-        self.model_config(vocab_size=1)  # validates expansion and mlp_ratio
+        model = self.model_config(vocab_size=1)  # validates expansion, mlp_ratio, n_heads and window
+        if mixer_reads(self.arch, "n_heads") and self.d_model % self.n_heads:
+            raise ConfigError(f"--d-model {self.d_model} is not divisible by --heads {self.n_heads} ({self.arch})")
+        if mixer_reads(self.arch, "window") and model.window > self.seq_len:
+            raise ConfigError(
+                f"--window {model.window} exceeds --seq-len {self.seq_len}: {self.arch} would attend up to "
+                f"{model.window} tokens back at inference but never more than {self.seq_len} in training; "
+                f"pass --window {self.seq_len} or less (or a longer --seq-len)"
+            )
 
     @property
     def final_lr(self) -> float:
@@ -99,7 +118,14 @@ class TrainConfig:
             d_model=self.d_model,
             expansion=self.expansion,
             mlp_ratio=self.mlp_ratio,
+            n_heads=self.n_heads,
+            window=self.attention_window,
         )
+
+    @property
+    def attention_window(self) -> int:
+        """The window the model gets: `window`, or the smaller of DEFAULT_WINDOW and seq_len."""
+        return min(DEFAULT_WINDOW, self.seq_len) if self.window is None else self.window
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,6 +142,31 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+@cache
+def mixer_reads(arch: str, field: str) -> bool:
+    """Whether mixer `arch` reads ModelConfig field `field` (one of MIXER_OPTIONAL_FIELDS).
+
+    Derived from its MixerSpec, not from a list of names: a mixer reads a field iff its state shapes
+    or its weight products change when the field does (the transformer reads n_heads and window,
+    Aaren n_heads, the RNN mixers neither). Imports the mixer's module (torch).
+    """
+    if field not in MIXER_OPTIONAL_FIELDS:
+        raise ConfigError(f"{field!r} is not one of {', '.join(MIXER_OPTIONAL_FIELDS)}")
+    spec = mixer_spec(arch)
+    a, b = (ModelConfig(vocab_size=1, arch=arch, d_model=8, **{field: value}) for value in (1, 2))
+    return spec.states(a) != spec.states(b) or spec.weight_products(a) != spec.weight_products(b)
+
+
+def check_fields_apply(arch: str, given: Iterable[str]) -> None:
+    """ConfigError (one line) when an option the mixer does not read was given, e.g. --heads for an LSTM."""
+    for field in MIXER_OPTIONAL_FIELDS:
+        if field in given and not mixer_reads(arch, field):
+            users = [name for name in MIXER_NAMES if mixer_reads(name, field)]
+            raise ConfigError(
+                f"{option(field)} does not apply to {arch}: only {', '.join(users)} read it; leave it out"
+            )
 
 
 def check_resume(saved: TrainConfig, requested: TrainConfig) -> None:
