@@ -6,8 +6,8 @@ Two loops over one step graph, one stream each (batch 1), --tokens tokens each:
   drift     the inference layer's StepRunner.step over the text of --data, cycled, as `rnnedge drift`
             runs a graph: state arrays carried step to step, NLL of the next character summed.
 Each loop checks the logits are finite at every token and the floating-point states (finite, largest
-|value|) every --check-every tokens, and reads the process's resident memory (VmRSS, Linux
-/proc/self/status) after a warm-up and at the end: the growth per 1,000 tokens says whether memory is
+|value|) every --check-every tokens, and reads the process's resident memory (VmRSS, from
+rnnedge.runtime.memory) after a warm-up and at the end: the growth per 1,000 tokens says whether memory is
 constant. The memory probe is a parameter, so tests run the same loops under tracemalloc.
 
     python benchmarks/long_stream.py [--tokens 1000000] [--export DIR] [--variant fp32] [--data PATH]
@@ -36,24 +36,19 @@ from rnnedge.graphmeta import FP32
 from rnnedge.inference import StepRunner, graph_path, nll, open_graph
 from rnnedge.io import write_json
 from rnnedge.runtime import StepSession
+from rnnedge.runtime.memory import resident
 from rnnedge.runtime.sampling import Sampler
 
 RESULTS = Path(__file__).resolve().parent / "results" / "long_stream.json"
-STATUS = Path("/proc/self/status")
 WARMUP = 1000  # tokens before the starting memory reading: allocator pools and ORT arenas settle first
 FLAT_BYTES = 4 << 20  # memory growth below this over the whole run counts as constant (RSS is page-grained)
 Probe = Callable[[], int | None]
 
 
 def rss_bytes() -> int | None:
-    """This process's resident set (VmRSS) in bytes, or None where /proc/self/status is missing."""
-    try:
-        for line in STATUS.read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024  # "VmRSS:   12345 kB"
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    """This process's resident set (VmRSS) in bytes, or None where Linux's /proc is missing."""
+    now = resident()
+    return None if now is None else now["rss"]
 
 
 class Checks:

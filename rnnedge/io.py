@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -43,6 +44,24 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
             reason = exc.strerror or str(exc)
             raise WriteError(f"cannot write {target}: {reason}", reason) from exc
         raise
+
+
+def check_writable(target: str | os.PathLike[str], what: str = "output") -> None:
+    """WriteError unless a file can be written at `target`: a temp file is made and removed in its folder,
+    or in the nearest existing folder above it (which atomic_path would create). Creates nothing lasting."""
+    target = Path(target)
+    folder = target.parent.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(target))
+        fd, probe = tempfile.mkstemp(prefix=".rnnedge-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise WriteError(f"cannot write {what} {target}: {reason}", reason) from None
 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:

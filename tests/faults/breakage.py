@@ -199,10 +199,10 @@ def _drop_last_char(meta: dict[str, str]) -> None:
     meta["rnnedge.vocab"] = meta["rnnedge.vocab"][:-1]
 
 
-ALL_GRAPH = frozenset({"eval-export", "quantize", "drift", "generate", "bench", "build-engine"})
+ALL_GRAPH = frozenset({"eval-export", "quantize", "drift", "generate", "bench", "build-engine", "compare"})
 RUNS_GRAPH = ALL_GRAPH - {"build-engine"}  # build-engine without tensorrt stops after the static checks
-PARALLEL = frozenset({"eval-export", "quantize", "bench", "build-engine"})  # read parallel.onnx
-STEP = frozenset({"quantize", "drift", "generate", "bench"})  # read step.onnx
+PARALLEL = frozenset({"eval-export", "quantize", "bench", "build-engine", "compare"})  # read parallel.onnx
+STEP = frozenset({"quantize", "drift", "generate", "bench", "compare"})  # read step.onnx
 
 # {case: (damage, needle, the commands that read what it damages)}
 GRAPH_FAULTS: dict[str, tuple[Damage, str, frozenset[str]]] = {
@@ -270,8 +270,9 @@ def _write(name: str, data: bytes) -> Callable[[Path, str], Path]:
 
 
 def _unknown(root: Path, text: str) -> Path:
+    """Unknown characters near the start and near the end (whichever part a command reads)."""
     path = root / "unknown.txt"
-    path.write_text(text[:200] + "€ and 😀" + text[200:], encoding="utf-8")
+    path.write_text(text[:200] + "€ and 😀" + text[200:-100] + "€" + text[-100:], encoding="utf-8")
     return path
 
 

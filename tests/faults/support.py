@@ -35,6 +35,18 @@ EXPORT = ["--max-seq-len", "64", "--no-simplify"]
 DRIFT = ["--steps", "16", "--streams", "1", "--gen-steps", "4"]
 GENERATE = ["--tokens", "4", "--seed", "0"]
 BENCH = ["--steps", "10", "--no-torch", "--threads", "1"]
+COMPARE = [
+    "--positions",
+    "1",
+    "--latency-samples",
+    "10",
+    "--lengths",
+    "64",
+    "--drift-steps",
+    "16",
+    "--drift-streams",
+    "1",
+]
 PIPELINE = ["--drift-steps", "16", "--streams", "1", "--tokens", "4", "--prompt", "All:", "--threads", "1"]
 
 # Every command, run the cheapest way that still does its real work on the tiny model.
@@ -49,9 +61,9 @@ COMMANDS: dict[str, Command] = {
     "bench": lambda p: ["bench", p.export, *BENCH, "--json", p.out / "b.json"],
     "pipeline": lambda p: ["pipeline", p.ckpt, "--out", p.out, "--data", p.text, *PIPELINE],
     "build-engine": lambda p: ["build-engine", p.export],
+    "compare": lambda p: ["compare", p.export, "--data", p.text, "--out", p.out, *COMPARE, "--stream-tokens", "64"],
 }
 CKPT_COMMANDS = ("train", "eval", "export", "pipeline")  # read a checkpoint folder
-GRAPH_COMMANDS = ("eval-export", "quantize", "drift", "generate", "bench", "build-engine")  # read an export
 
 
 def cli(*args: Any) -> Result:

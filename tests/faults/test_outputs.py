@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from tests.faults.support import COMMANDS, Inputs, assert_refused, cli, snapshot
+from tests.faults.support import BENCH, COMMANDS, Inputs, assert_refused, cli, snapshot
 
-WRITERS = ("train", "export", "drift", "pipeline", "bench")  # commands that take an output location
+WRITERS = ("train", "export", "drift", "pipeline", "bench", "compare")  # commands that take an output location
 
 
 def _proc(root: Path) -> Path:
@@ -48,6 +48,17 @@ def test_unwritable_output(where: str, command: str, inputs: Inputs, world: dict
     before, shared = snapshot(inputs.ckpt.parent), snapshot(world["root"])
     assert_refused(cli(*COMMANDS[command](bad)), needle)
     assert snapshot(inputs.ckpt.parent) == before and snapshot(world["root"]) == shared
+
+
+def test_unwritable_bench_json_is_refused_before_measuring(inputs: Inputs, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rnnedge.runtime.bench
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("measured before checking where the JSON goes")
+
+    monkeypatch.setattr(rnnedge.runtime.bench, "run_bench", never)
+    for target in (_proc(inputs.ckpt.parent), _under_a_file(inputs.ckpt.parent), inputs.export):  # a folder last
+        assert_refused(cli("bench", inputs.export, *BENCH, "--json", target), f"cannot write --json {target}")
 
 
 def full_disk(monkeypatch: pytest.MonkeyPatch, root: Path, first: str | None) -> list[Path]:
@@ -108,6 +119,7 @@ DISK_CASES: dict[str, tuple[Callable[[Inputs], list[Any]], str | None, str | Non
     "pipeline-new": (COMMANDS["pipeline"], None, None),
     "pipeline-new@summary": (COMMANDS["pipeline"], "summary.json", None),
     "bench-json": (COMMANDS["bench"], None, "folder"),
+    "compare-new": (COMMANDS["compare"], None, None),
 }
 
 
