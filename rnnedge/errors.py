@@ -29,5 +29,15 @@ class InputError(RnnedgeError):
     """Inputs of the wrong shape, dtype or range were passed to a session."""
 
 
+class WriteError(RnnedgeError):
+    """A file could not be written (full disk, no permission); the file it was to replace is unchanged.
+
+    `reason` is the operating system's word for it (e.g. "No space left on device")."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class DependencyError(RnnedgeError):
     """An optional dependency (tensorrt, an execution provider, torch) is not available."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnnedge.errors import GraphError
+from rnnedge.errors import ConfigError, GraphError
 from rnnedge.vocab import CharVocab
 
 FORMAT_VERSION = 2
@@ -47,7 +47,9 @@ STATE_DTYPES = ("float32", "float16", "int64", "int32")
 STATE_KINDS = ("recurrent", "kv", "position")
 VARIANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 MAX_STATE_ELEMENTS = 1 << 28  # per stream: a state larger than 1 GiB of fp32 is a damaged file
+MAX_TOTAL_ELEMENTS = 1 << 30  # all states of a stream, and all weights of rnnedge.matmuls, together
 MAX_METADATA_CHARS = 1 << 20  # per entry: refuse absurd strings before parsing them
+MAX_SEQ_LEN = 1 << 24  # the longest scan an exported parallel graph may claim (rnnedge.max_seq_len)
 
 
 def state_input_name(state: str) -> str:
@@ -219,6 +221,28 @@ def _state(entry: Any) -> StateInfo:
     )
 
 
+def _max_seq_len(raw: str | None, source: str) -> int | None:
+    if raw is None:
+        return None
+    value = int(raw)
+    if not 1 <= value <= MAX_SEQ_LEN:
+        raise GraphError(f"{source}: rnnedge.max_seq_len {value} is not between 1 and {MAX_SEQ_LEN}")
+    return value
+
+
+def _matmuls(raw: str | None, source: str) -> tuple[tuple[str, int, int], ...]:
+    """rnnedge.matmuls: [name, k, n] entries of positive sizes whose weights fit MAX_TOTAL_ELEMENTS together."""
+    if not raw:
+        return ()
+    entries = json.loads(raw)
+    if not isinstance(entries, list) or len(entries) > 4096:
+        raise GraphError(f"{source}: rnnedge.matmuls is not a list of at most 4096 products")
+    products = tuple((str(n), int(k), int(m)) for n, k, m in entries)
+    if any(k < 1 or m < 1 for _, k, m in products) or sum(k * m for _, k, m in products) > MAX_TOTAL_ELEMENTS:
+        raise GraphError(f"{source}: rnnedge.matmuls names implausible weight shapes; refusing the file")
+    return products
+
+
 def parse_metadata(meta: Mapping[str, str], source: str = "graph") -> GraphInfo:
     """GraphInfo from metadata_props (onnx) or ORT's custom_metadata_map; GraphError if not rnnedge's.
 
@@ -244,11 +268,13 @@ def parse_metadata(meta: Mapping[str, str], source: str = "graph") -> GraphInfo:
         if not isinstance(raw_states, list) or len(raw_states) > 4096:
             raise GraphError(f"{source}: rnnedge.states is not a list of at most 4096 states")
         states = tuple(_state(s) for s in raw_states)
+        if sum(s.elements_per_stream for s in states) > MAX_TOTAL_ELEMENTS:
+            raise GraphError(f"{source}: its {len(states)} states are implausibly large together; refusing the file")
         quant = meta.get(PREFIX + "quantization")
         recipe = meta.get(PREFIX + "recipe")
         max_len = meta.get(PREFIX + "max_seq_len")
         matmuls = meta.get(PREFIX + "matmuls")
-        variant = meta.get(PREFIX + "variant") or ("int8" if quant else FP32)  # format 1: step.int8.onnx
+        variant = check_variant_name(meta.get(PREFIX + "variant") or ("int8" if quant else FP32))  # format 1: int8
         config = json.loads(meta[PREFIX + "config"])
         if not isinstance(config, dict):
             raise GraphError(f"{source}: rnnedge.config is not a JSON object")
@@ -258,14 +284,18 @@ def parse_metadata(meta: Mapping[str, str], source: str = "graph") -> GraphInfo:
             config=config,
             states=states,
             version=meta.get(PREFIX + "version", "?"),
-            max_seq_len=int(max_len) if max_len is not None else None,
+            max_seq_len=_max_seq_len(max_len, source),
             quantization=json.loads(quant) if quant else None,
             variant=variant,
             recipe=json.loads(recipe) if recipe else None,
-            matmuls=tuple((str(n), int(k), int(m)) for n, k, m in json.loads(matmuls)) if matmuls else (),
+            matmuls=_matmuls(matmuls, source),
             format=fmt,
         )
-    except GraphError:
-        raise
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
+    except GraphError as exc:  # a state's own check does not know the file: name it
+        if source in str(exc):
+            raise
+        raise GraphError(f"{source}: {exc}") from exc
+    except ConfigError as exc:  # the vocabulary: empty, repeated characters
+        raise GraphError(f"{source}: rnnedge.vocab: {exc}") from exc
+    except (KeyError, ValueError, TypeError, IndexError, RecursionError) as exc:
         raise GraphError(f"{source} has damaged rnnedge metadata: {exc!r}") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -10,18 +11,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rnnedge.errors import RnnedgeError
+from rnnedge.errors import RnnedgeError, WriteError
+
+MAX_JSON_BYTES = 16 << 20  # a config or manifest rnnedge writes is a few kB; larger is not one of ours
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temp path in the target's folder; on success rename it onto `target`, else delete it."""
+    """Yield a temp path in the target's folder; on success rename it onto `target`, else delete it.
+
+    An OSError while the temp file is made, written or renamed (a full disk, no permission) becomes
+    one WriteError naming `target`; `target` itself is then as it was.
+    """
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
-        raise RnnedgeError(f"cannot write to {target.parent}: {exc.strerror or exc}") from exc
+        reason = exc.strerror or str(exc)
+        raise WriteError(f"cannot write to {target.parent}: {reason}", reason) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     umask = os.umask(0)
@@ -30,9 +38,30 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            reason = exc.strerror or str(exc)
+            raise WriteError(f"cannot write {target}: {reason}", reason) from exc
         raise
+
+
+def check_writable(target: str | os.PathLike[str], what: str = "output") -> None:
+    """WriteError unless a file can be written at `target`: a temp file is made and removed in its folder,
+    or in the nearest existing folder above it (which atomic_path would create). Creates nothing lasting."""
+    target = Path(target)
+    folder = target.parent.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(target))
+        fd, probe = tempfile.mkstemp(prefix=".rnnedge-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise WriteError(f"cannot write {what} {target}: {reason}", reason) from None
 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
@@ -46,17 +75,27 @@ def write_text(target: str | os.PathLike[str], text: str) -> None:
     write_bytes(target, text.encode("utf-8"))
 
 
+def json_text(obj: Any) -> str:
+    """`obj` as the indented JSON rnnedge writes (manifests, configs, summaries)."""
+    return json.dumps(obj, indent=2, sort_keys=False) + "\n"
+
+
 def write_json(target: str | os.PathLike[str], obj: Any) -> None:
     """Atomically write `obj` as indented JSON."""
-    write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    write_text(target, json_text(obj))
 
 
 def read_json(path: str | os.PathLike[str], what: str = "file") -> Any:
-    """Read a JSON file, turning a missing or corrupt file into one clear RnnedgeError."""
+    """Read a JSON file, turning a missing, corrupt, absurdly large or absurdly nested file into one
+    clear RnnedgeError."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise RnnedgeError(f"{what} {path} is too large ({path.stat().st_size:,} bytes) to be rnnedge's")
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise RnnedgeError(f"{what} not found: {path}") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RnnedgeError(f"{what} {path} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise RnnedgeError(f"{what} {path} is not valid JSON: nested too deeply") from None

@@ -21,6 +21,8 @@ class CharVocab:
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.chars, str):
+            raise ConfigError(f"vocabulary must be a string of characters, not {type(self.chars).__name__}")
         if not self.chars:
             raise ConfigError("vocabulary is empty")
         if len(set(self.chars)) != len(self.chars):

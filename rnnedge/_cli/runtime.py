@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
         """Step latency (p50/p99 µs) at batch 1 and 8 per variant; parallel tokens/s; floor; state bytes; vs PyTorch."""
         from rnnedge.errors import RnnedgeError
         from rnnedge.inference import ProviderChoice, resolve_providers
-        from rnnedge.io import write_json
+        from rnnedge.io import check_writable, write_json
         from rnnedge.runtime.bench import bench_variants, run_bench
         from rnnedge.runtime.bench_report import format_table
         from rnnedge.runtime.cuda import memcpy_report
@@ -140,6 +140,8 @@ def register(app: typer.Typer) -> None:
             raise RnnedgeError(f"--threads must be a positive integer, got {threads}")
         choice = ProviderChoice(provider, tf32=tf32)
         resolve_providers(choice)  # one line now if the provider is unknown or missing
+        if json_out is not None:
+            check_writable(json_out, "--json")  # before minutes of measuring, not after
         baseline = "--no-torch" if no_torch else _eager_baseline(export_dir, steps, provider)
         result = run_bench(
             export_dir,

@@ -34,6 +34,7 @@ from rnnedge.compare.sources import (
 )
 from rnnedge.drift.folder import check_target
 from rnnedge.inference import encode_text, read_text
+from rnnedge.io import write_text
 from rnnedge.quantization.recipes import recipe
 
 # (checkpoint folder, export folder to write, parallel-graph max_seq_len) -> None
@@ -122,8 +123,8 @@ def run_compare(
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.work-", dir=_nearest_folder(out.parent)))
     try:
         texts = (work / "calib.txt", work / "quantize_check.txt")
-        texts[0].write_text(calib, encoding="utf-8")
-        texts[1].write_text(held[:QUANTIZE_CHECK_CHARS], encoding="utf-8")
+        write_text(texts[0], calib)  # a full disk here: one line (rnnedge.io), the work folder removed
+        write_text(texts[1], held[:QUANTIZE_CHECK_CHARS])
         measured: list[Measured] = []
         for s in sources:
             folder = _prepare(s, work, texts, settings, exporter, log)

@@ -86,7 +86,7 @@ def earlier_report_files(out: Path, kind: ReportKind = DRIFT) -> frozenset[str] 
         if not path.is_file() or path.stat().st_size > MAX_REPORT_JSON_BYTES:
             return None
         report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
     schema = report.get("schema") if isinstance(report, dict) else None
     if not isinstance(schema, str) or not schema.startswith(kind.schema_prefix):

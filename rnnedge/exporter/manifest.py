@@ -16,7 +16,7 @@ from rnnedge import __version__
 from rnnedge.exporter import mobile
 from rnnedge.exporter import verify as vfy
 from rnnedge.graphmeta import FP32, MANIFEST, graph_file, list_variants
-from rnnedge.io import atomic_path, write_json
+from rnnedge.io import atomic_path, json_text
 from rnnedge.tensorrt_rules import check_tensorrt
 from rnnedge.training.checkpoint import Checkpoint
 
@@ -118,16 +118,18 @@ def stale_files(out_dir: Path) -> list[Path]:
 
 
 def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, Any]) -> None:
-    """Write every file to a temp name, rename all into place, drop stale derived files, manifest last."""
-    with contextlib.ExitStack() as stack:
-        for target, blob in files.items():
-            tmp = stack.enter_context(atomic_path(target))
-            tmp.write_bytes(blob)
+    """Write every file and the manifest to temp names; only when all are complete, rename them into
+    place (the manifest last) and drop the stale derived files. A failed write (a full disk) leaves
+    out_dir as it was."""
     stale = [p for p in stale_files(out_dir) if p not in files]
+    if stale:
+        manifest["removed_stale"] = [p.relative_to(out_dir).as_posix() for p in stale]
+    with contextlib.ExitStack() as stack:  # renames run in reverse: the graphs, then the manifest
+        manifest_tmp = stack.enter_context(atomic_path(out_dir / MANIFEST))
+        for target, blob in files.items():
+            stack.enter_context(atomic_path(target)).write_bytes(blob)
+        manifest_tmp.write_text(json_text(manifest), encoding="utf-8")
     for path in stale:
         path.unlink()
     with contextlib.suppress(OSError):
         (out_dir / mobile.MOBILE_DIR).rmdir()  # only when a re-export without --target mobile emptied it
-    if stale:
-        manifest["removed_stale"] = [p.relative_to(out_dir).as_posix() for p in stale]
-    write_json(out_dir / MANIFEST, manifest)

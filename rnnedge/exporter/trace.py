@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from rnnedge.errors import ConfigError, GraphError
-from rnnedge.graphmeta import INPUT_IDS, LOGITS
+from rnnedge.graphmeta import INPUT_IDS, LOGITS, MAX_SEQ_LEN
 from rnnedge.models import CharLM, fixed_scan_levels
 
 # LayerNormalization (opset 17) is the newest op the graphs need; the TorchScript exporter stops at 20.
@@ -25,8 +25,8 @@ MIN_OPSET = 17
 MAX_OPSET = 20
 # Which op forces the lower bound, for the error message.
 OPSET_NEEDS = {"LayerNormalization": 17}
-# 24 doubling passes: beyond this the fixed-depth graph only gets slower; chunk longer inputs with carried state.
-MAX_SEQ_LEN = 1 << 24
+# MAX_SEQ_LEN (graphmeta, 2**24): 24 doubling passes; beyond this the fixed-depth graph only gets slower, so
+# longer inputs are chunked with carried state (and a file claiming more is refused as damaged).
 
 
 def check_opset(opset: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,12 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be an integer from 1 to {top}, got {value!r}")
         for name in ("expansion", "mlp_ratio"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value <= 0 or round(value * self.d_model) < 1:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 < value < math.inf
+                or round(value * self.d_model) < 1
+            ):
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
 
     @property

@@ -63,11 +63,11 @@ def checkpoint_vocab(ckpt: Path) -> CharVocab:
         raise CheckpointError(f"checkpoint folder not found: {ckpt}")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-        return CharVocab(str(meta["vocab"]))
+        return CharVocab(meta["vocab"])
     except FileNotFoundError as exc:
         raise CheckpointError(f"{ckpt} is not a checkpoint folder (no config.json)") from exc
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path} is not a readable rnnedge checkpoint config: {exc}") from exc
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise CheckpointError(f"{path} is not a readable rnnedge checkpoint config: {str(exc)[:200]}") from exc
 
 
 def probe_writable(out: Path) -> None:

@@ -29,7 +29,7 @@ from rnnedge.quantization.methods import builder_for
 from rnnedge.quantization.recipes import Recipe, StaticQdqInt8, with_options
 from rnnedge.quantization.recipes import recipe as preset
 from rnnedge.quantization.texts import TextPath, Texts, read_texts
-from rnnedge.quantization.variant_files import ort_outputs, write_variant
+from rnnedge.quantization.variant_files import ort_outputs, read_manifest, write_variant
 from rnnedge.quantization.variant_graph import BuiltGraph, build_graph
 from rnnedge.vocab import OnUnknown
 
@@ -153,6 +153,7 @@ def quantize_export(
     policy = _unknown_policy(on_unknown)
     say = log or (lambda _m: None)
     root = Path(folder)
+    manifest = read_manifest(root) if root.is_dir() else {}  # untrusted: refused before any graph is loaded
     graphs = load_fp32_graphs(root, chosen.graphs)
     vocab = next(iter(graphs.values())).session.info.vocab
     texts = read_texts(chosen, vocab, calib_text, eval_text, policy)
@@ -173,6 +174,6 @@ def quantize_export(
                 say=say,
             )
     ort = ort_outputs(root, built)
-    paths, entry = write_variant(root, chosen, built, ort)
+    paths, entry = write_variant(root, chosen, built, ort, manifest)
     extra = tuple(root / name for name in sorted(ort[0])) if ort else ()
     return QuantizeResult(chosen.name, chosen, paths, {k: b.report for k, b in built.items()}, entry, extra)

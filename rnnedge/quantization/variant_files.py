@@ -1,6 +1,7 @@
 """Writing a variant into its export folder: graph files, .ort files when the folder has them, manifest last.
 
-Every file goes through a temp name and a rename (rnnedge.io), and only after every graph passed. In
+Every file is written to a temp name first (rnnedge.io), and only after every graph passed; the renames
+follow once all are complete (a full disk leaves the folder as it was), the manifest last. In
 a folder made by `rnnedge export --ort-format` the variant also gets `<graph>.<variant>.ort`, and
 required_operators.config is rewritten to cover every .ort graph there (fp32 and all variants).
 The manifest gets `variants[<name>] = {"recipe": ..., "graphs": {kind: report}, "ort_format": ...}`;
@@ -9,17 +10,20 @@ a graph not rebuilt this time keeps its entry (with its own recipe, when that di
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rnnedge.errors import RnnedgeError
 from rnnedge.graphmeta import MANIFEST, split_graph_file
-from rnnedge.io import read_json, write_bytes, write_json
+from rnnedge.io import atomic_path, json_text, read_json
 from rnnedge.ortformat import CONFIG_NAME, convert_to_ort
 from rnnedge.quantization.recipes import Recipe
 from rnnedge.quantization.variant_graph import BuiltGraph
 
 ORT_MARKERS = ("parallel.ort", "step.ort", CONFIG_NAME)  # what `rnnedge export --ort-format` leaves
+FILE_KEYS = ("file", "files", "config_covers", "removed_stale")  # manifest keys whose values are file names
 
 
 def ort_outputs(folder: Path, built: dict[str, BuiltGraph]) -> tuple[dict[str, bytes], dict[str, Any]] | None:
@@ -31,13 +35,31 @@ def ort_outputs(folder: Path, built: dict[str, BuiltGraph]) -> tuple[dict[str, b
     return convert_to_ort(stems, also=others)
 
 
-def _manifest(folder: Path) -> dict[str, Any]:
+def _named_files(obj: Any) -> Iterator[Any]:
+    """Every value a manifest gives as a file of its folder (under FILE_KEYS, at any depth)."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key in FILE_KEYS:
+                yield from value if isinstance(value, list) else [value]
+            else:
+                yield from _named_files(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _named_files(value)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The export folder's manifest.json ({} if there is none), refused in one line when damaged or when
+    it names a file that is not a plain name inside the folder (`../x`, `/etc/x`, `sub/x`)."""
     path = folder / MANIFEST
     manifest = read_json(path, "manifest") if path.is_file() else {}
     if not isinstance(manifest, dict):
         raise RnnedgeError(f"{path} is not a JSON object")
     if not isinstance(manifest.get("variants", {}), dict):
         raise RnnedgeError(f"{path}: 'variants' is not a JSON object")
+    for name in _named_files(manifest):
+        if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+            raise RnnedgeError(f"{path} names a file outside its folder ({str(name)[:100]!r}); refusing it")
     return manifest
 
 
@@ -67,18 +89,20 @@ def write_variant(
     recipe: Recipe,
     built: dict[str, BuiltGraph],
     ort: tuple[dict[str, bytes], dict[str, Any]] | None,
+    manifest: dict[str, Any],
 ) -> tuple[dict[str, Path], dict[str, Any]]:
-    """Write the checked graphs (and .ort files), then the manifest; returns ({kind: path}, variant entry)."""
-    manifest = _manifest(folder)  # read (and refused if damaged) before anything is written
-    paths = {}
-    for kind, b in built.items():
-        paths[kind] = folder / b.file
-        write_bytes(paths[kind], b.data)
+    """Write the checked graphs (and .ort files), then `manifest` (read_manifest's, before anything was
+    loaded) with the variant's entry; returns ({kind: path}, variant entry)."""
+    paths = {kind: folder / b.file for kind, b in built.items()}
+    blobs = {paths[kind]: b.data for kind, b in built.items()}
     if ort is not None:
-        for name, blob in ort[0].items():
-            write_bytes(folder / name, blob)
+        blobs.update({folder / name: blob for name, blob in ort[0].items()})
     variants = manifest.setdefault("variants", {})
     entry = _variant_entry(folder, variants.get(recipe.name), recipe, built, ort[1] if ort else None)
     variants[recipe.name] = entry
-    write_json(folder / MANIFEST, manifest)
+    with contextlib.ExitStack() as stack:  # all written first, then renamed: the graphs, the manifest last
+        manifest_tmp = stack.enter_context(atomic_path(folder / MANIFEST))
+        for target, blob in blobs.items():
+            stack.enter_context(atomic_path(target)).write_bytes(blob)
+        manifest_tmp.write_text(json_text(manifest), encoding="utf-8")
     return paths, entry

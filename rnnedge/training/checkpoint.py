@@ -23,7 +23,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from rnnedge import __version__
-from rnnedge.errors import CheckpointError, ConfigError, RnnedgeError
+from rnnedge.errors import CheckpointError, ConfigError, RnnedgeError, WriteError
 from rnnedge.io import atomic_path, read_json
 from rnnedge.models import CharLM, ModelConfig, build_model
 from rnnedge.training.weights import check_weights_header, parse_weights_header
@@ -82,9 +82,8 @@ def save_checkpoint(
             if optimizer is not None:
                 stack.enter_context(atomic_path(out / OPTIMIZER)).write_bytes(optimizer)
             config_tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise CheckpointError(f"cannot write the checkpoint to {out}: {reason} (no partial file left)") from None
+    except WriteError as exc:
+        raise CheckpointError(f"cannot write the checkpoint to {out}: {exc.reason} (no partial file left)") from None
     return out
 
 

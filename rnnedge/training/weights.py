@@ -36,8 +36,8 @@ def parse_weights_header(data: bytes, where: str | os.PathLike[str]) -> dict[str
     n = _header_length(data[:8], size, where)
     try:
         header = json.loads(data[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{where} is corrupt: its safetensors header is not JSON ({exc})") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{where} is corrupt: its safetensors header is not JSON ({str(exc)[:200]})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{where} is corrupt: its safetensors header is not a JSON object")
     data_bytes = size - 8 - n

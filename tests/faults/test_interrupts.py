@@ -1,0 +1,109 @@
+"""Ctrl-C (SIGINT) and SIGTERM sent to `python -m rnnedge.cli ...` while it runs or writes a file.
+
+Mid-write: tests/faults/slow_cli.py stops the command's first write half-way and says so (a marker
+file), so the signal lands inside a half-written file every time. Mid-run: the signal is sent once the
+command has printed its first output. Either way: exit 130, one stderr line, and every folder as it was
+(an interrupted re-run keeps the earlier output; a new output folder is not left behind).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import TEXT
+from tests.faults.support import COMMANDS, Inputs, snapshot
+
+REPO = Path(__file__).resolve().parents[2]
+WAIT_S = 120  # the longest a command may take to reach the point the signal is meant for
+
+
+def _drift_again(p: Inputs, world: dict[str, Path]) -> list[Any]:
+    """drift into a folder holding an earlier report and a file of the user's."""
+    shutil.copytree(world["report"], p.out)
+    (p.out / "notes.txt").write_text("the user's own notes")
+    return COMMANDS["drift"](p)
+
+
+def _drift_long(p: Inputs, world: dict[str, Path]) -> list[Any]:
+    long_text = p.text.with_name("long.txt")
+    long_text.write_text(TEXT * 100, encoding="utf-8")
+    return ["drift", p.export, "--data", long_text, "--out", p.out, "--steps", 300_000, "--streams", 1]
+
+
+# {case: (signal, args, how: "write" = mid-write, else the stdout text that says the command is running)}
+Args = Callable[[Inputs, dict[str, Path]], list[Any]]
+CASES: dict[str, tuple[signal.Signals, Args, str]] = {
+    "train-in-place-sigterm-mid-write": (
+        signal.SIGTERM,
+        lambda p, w: COMMANDS["train"](replace(p, out=p.ckpt)),
+        "write",
+    ),
+    "export-again-sigint-mid-write": (
+        signal.SIGINT,
+        lambda p, w: COMMANDS["export"](replace(p, out=p.export)),
+        "write",
+    ),
+    "quantize-sigterm-mid-write": (signal.SIGTERM, lambda p, w: COMMANDS["quantize"](p), "write"),
+    "drift-again-sigint-mid-write": (signal.SIGINT, _drift_again, "write"),
+    "pipeline-sigterm-mid-write": (signal.SIGTERM, lambda p, w: COMMANDS["pipeline"](p), "write"),
+    "drift-sigterm-mid-run": (signal.SIGTERM, _drift_long, "drift export"),
+    "generate-sigint-mid-run": (
+        signal.SIGINT,
+        lambda p, w: ["generate", p.export, "--tokens", 10**8, "--prompt", "All:"],
+        "All:",
+    ),
+}
+
+
+def _wait_for(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not ready():
+        assert proc.poll() is None, f"the command ended (exit {proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no {what} within {WAIT_S} s"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_interrupted_run_leaves_every_folder_as_it_was(
+    case: str, inputs: Inputs, world: dict[str, Path], tmp_path: Path
+) -> None:
+    sig, args, how = CASES[case]
+    command = [str(a) for a in args(inputs, world)]
+    work, signals = inputs.ckpt.parent, tmp_path / "signals"
+    signals.mkdir()
+    marker, stdout, stderr = signals / "marker", signals / "stdout", signals / "stderr"
+    before = snapshot(work)
+    if how == "write":
+        argv = [sys.executable, "-m", "tests.faults.slow_cli", str(marker), str(work), *command]
+    else:
+        argv = [sys.executable, "-m", "rnnedge.cli", *command]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=err)
+        try:
+            if how == "write":
+                _wait_for(marker.exists, proc, "half-written file")
+            else:
+                _wait_for(lambda: how in stdout.read_text(errors="replace"), proc, f"output {how!r}")
+            proc.send_signal(sig)
+            code = proc.wait(timeout=WAIT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    lines = [ln for ln in stderr.read_text().splitlines() if ln.strip()]
+    assert code == 130, (code, lines)
+    assert lines == ["rnnedge: interrupted; no partial file was written"], lines
+    if how == "write":
+        assert Path(marker.read_text()).parent.is_relative_to(work)  # the signal came inside a file under work/
+    assert snapshot(work) == before, "an interrupted run changed the folders"
