@@ -7,6 +7,7 @@ half-written, every time (no sleep-and-hope). Writes go through Path.write_bytes
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,9 @@ def _pause_first_write(marker: Path, root: Path) -> None:
 
     def pause(path: Path, data: bytes) -> None:
         real_bytes(path, data[: len(data) // 2])
-        marker.write_text(str(path))
+        tmp = marker.with_name(marker.name + ".part")  # the test polls marker.exists(): it must appear whole
+        tmp.write_text(str(path))
+        os.replace(tmp, marker)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # interrupted here; give up after two minutes
             time.sleep(0.05)
