@@ -41,3 +41,22 @@ class Mixer(nn.Module):
                     "(a state from another architecture or size?)"
                 )
         return tuple(state)
+
+
+class OneStateCell(Mixer):
+    """A classic cell with one state h (GRU, Elman): torch's fused module `self.rnn` over a sequence,
+    the subclass's explicit `cell(x, h)` (the same weights, plain MatMul + elementwise) for one token."""
+
+    rnn: nn.Module
+    out: nn.Module
+
+    def cell(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        (h0,) = self._state_or_zeros(x, state)  # (B, H)
+        if x.shape[1] == 1:
+            h = self.cell(x[:, 0], h0)  # (B, H)
+            return self.out(h.unsqueeze(1)), (h,)
+        y, h_n = self.rnn(x, h0.unsqueeze(0).contiguous())  # (B, T, H), (1, B, H)
+        return self.out(y), (h_n[0],)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rnnedge.models.base import Mixer, State
+from rnnedge.models.base import OneStateCell
 from rnnedge.models.spec import MixerSpec, StateSpec
 
 
-class Elman(Mixer):
+class Elman(OneStateCell):
     def __init__(self, d_model: int, d_hidden: int) -> None:
         super().__init__(d_model, ((d_hidden,),))
         self.rnn = nn.RNN(d_model, d_hidden, nonlinearity="tanh", batch_first=True)
@@ -26,14 +26,6 @@ class Elman(Mixer):
         r_nn = self.rnn
         pre = x @ r_nn.weight_ih_l0.t() + r_nn.bias_ih_l0 + h @ r_nn.weight_hh_l0.t() + r_nn.bias_hh_l0  # (B, H)
         return torch.tanh(pre)  # (B, H)
-
-    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        (h0,) = self._state_or_zeros(x, state)  # (B, H)
-        if x.shape[1] == 1:
-            h = self.cell(x[:, 0], h0)  # (B, H)
-            return self.out(h.unsqueeze(1)), (h,)
-        y, h_n = self.rnn(x, h0.unsqueeze(0).contiguous())  # (B, T, H), (1, B, H)
-        return self.out(y), (h_n[0],)
 
 
 SPEC = MixerSpec(

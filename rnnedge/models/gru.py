@@ -10,11 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rnnedge.models.base import Mixer, State
+from rnnedge.models.base import OneStateCell
 from rnnedge.models.spec import MixerSpec, StateSpec
 
 
-class GRU(Mixer):
+class GRU(OneStateCell):
     def __init__(self, d_model: int, d_hidden: int) -> None:
         super().__init__(d_model, ((d_hidden,),))
         self.rnn = nn.GRU(d_model, d_hidden, batch_first=True)
@@ -31,14 +31,6 @@ class GRU(Mixer):
         z = torch.sigmoid(i_z + h_z)
         n = torch.tanh(i_n + r * h_n)
         return (1 - z) * n + z * h  # (B, H)
-
-    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        (h0,) = self._state_or_zeros(x, state)  # (B, H)
-        if x.shape[1] == 1:
-            h = self.cell(x[:, 0], h0)  # (B, H)
-            return self.out(h.unsqueeze(1)), (h,)
-        y, h_n = self.rnn(x, h0.unsqueeze(0).contiguous())  # (B, T, H), (1, B, H)
-        return self.out(y), (h_n[0],)
 
 
 SPEC = MixerSpec(
