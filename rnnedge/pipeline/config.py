@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from rnnedge.errors import CheckpointError, ConfigError, RnnedgeError
+from rnnedge.io import check_writable
 from rnnedge.vocab import CharVocab
 
 
@@ -79,9 +78,4 @@ def probe_writable(out: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise RnnedgeError(f"cannot create --out {out}: {existing} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".rnnedge-probe.", dir=existing)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise RnnedgeError(f"cannot write to --out {out}: {exc.strerror or exc}") from exc
+    check_writable(out / "summary.json", "--out")  # the probe rnnedge.io uses for every output
