@@ -23,6 +23,7 @@ from rnnedge.errors import ConfigError
 from rnnedge.graphmeta import FP32, GRAPH_KINDS, check_variant_name
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
+WEIGHT_TYPES = ("int8", "uint8")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +68,13 @@ class DynamicInt8(Recipe):
 
     kind: ClassVar[str] = "int8-dynamic"
     per_channel: bool = False
-    reduce_range: bool = False
+    reduce_range: bool = False  # 7-bit weights: u8·s8 pair sums fit int16, so x86 AVX2's VPMADDUBSW cannot saturate
+    weight_type: str = "int8"  # "uint8": MLAS's U8U8 kernels widen to 16 bits first (exact on every CPU)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.weight_type not in WEIGHT_TYPES:
+            raise ConfigError(f"weight type must be one of {', '.join(WEIGHT_TYPES)}, not {self.weight_type!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +85,7 @@ class StaticQdqInt8(Recipe):
     calib_method: str = "minmax"
     per_channel: bool = False
     quantize_state: bool = False  # the counter-example: clip the recurrent state to a calibrated range
+    reduce_range: bool = False  # 7-bit weights (still symmetric int8): no int16 saturation on x86 AVX2
     calib_steps: int = 512  # step-graph timesteps run per calibration stream
 
     def __post_init__(self) -> None:

@@ -30,7 +30,7 @@ class DynamicBuilder(VariantBuilder):
     def details(self) -> dict[str, Any]:
         return {
             "format": "dynamic (DynamicQuantizeLinear + MatMulInteger)",
-            "weight_type": "int8 (symmetric)",
+            "weight_type": "uint8 (asymmetric)" if self.recipe.weight_type == "uint8" else "int8 (symmetric)",
             "activation_type": "uint8 (dynamic, per tensor)",
             "per_channel": self.recipe.per_channel,
             "reduce_range": self.recipe.reduce_range,
@@ -47,9 +47,9 @@ class DynamicBuilder(VariantBuilder):
             op_types_to_quantize=list(self.op_types),
             per_channel=self.recipe.per_channel,
             reduce_range=self.recipe.reduce_range,
-            weight_type=QuantType.QInt8,
+            weight_type=QuantType.QUInt8 if self.recipe.weight_type == "uint8" else QuantType.QInt8,
             nodes_to_quantize=todo or None,
             nodes_to_exclude=self.excluded(keep_float),
-            extra_options={"WeightSymmetric": True},
+            extra_options={"WeightSymmetric": self.recipe.weight_type == "int8"},
         )
         return onnx.load(str(out))

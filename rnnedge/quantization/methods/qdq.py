@@ -61,6 +61,7 @@ class QdqBuilder(VariantBuilder):
             "calib_method": self.recipe.calib_method,
             "calib_feeds": len(self.feeds),
             "per_channel": self.recipe.per_channel,
+            "reduce_range": self.recipe.reduce_range,
             "symmetric": True,  # ActivationSymmetric + WeightSymmetric: zero point 0 (TensorRT)
             "weight_type": "int8",
             "activation_type": "int8",
@@ -85,6 +86,7 @@ class QdqBuilder(VariantBuilder):
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=None if all_ops else list(self.op_types),
             per_channel=self.recipe.per_channel,
+            reduce_range=self.recipe.reduce_range,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             nodes_to_quantize=None if all_ops else (todo or None),

@@ -1,0 +1,48 @@
+"""The target registry (torch-free): one line per target. Adding a target = one file + one line here.
+
+Each listed module defines `SPEC: TargetSpec` (spec.py). Names are known without importing the module
+(CLI help, --provider validation); `target_spec(name)` imports it on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+
+from rnnedge.errors import ConfigError
+from rnnedge.targets.spec import TargetSpec
+
+TARGET_MODULES: dict[str, str] = {
+    "cpu-x86": "rnnedge.targets.cpu_x86",
+    "cpu-x86-avx2": "rnnedge.targets.cpu_x86_avx2",
+    "cpu-arm64": "rnnedge.targets.cpu_arm64",
+    "mobile": "rnnedge.targets.mobile",
+    "cuda": "rnnedge.targets.cuda",
+    "tensorrt": "rnnedge.targets.tensorrt",
+}
+TARGET_NAMES: tuple[str, ...] = tuple(TARGET_MODULES)
+ALIASES = {"cpu": "cpu-x86"}  # `--provider cpu` (rnnedge 0.1) is this machine's own CPU
+
+
+def check_target_name(name: str) -> str:
+    """The registered name for `name` (aliases resolved); ConfigError listing the targets otherwise."""
+    key = ALIASES.get(name, name) if isinstance(name, str) else name
+    if key not in TARGET_MODULES:
+        raise ConfigError(f"unknown target {name!r}; choose one of {', '.join(TARGET_NAMES)}")
+    return key
+
+
+@cache
+def target_spec(name: str) -> TargetSpec:
+    """The TargetSpec of a registered target (imports its module)."""
+    key = check_target_name(name)
+    module = importlib.import_module(TARGET_MODULES[key])
+    spec = getattr(module, "SPEC", None)
+    if not isinstance(spec, TargetSpec) or spec.name != key:
+        raise ConfigError(f"{TARGET_MODULES[key]} does not define SPEC = TargetSpec(name={key!r}, ...)")
+    return spec
+
+
+def all_targets() -> list[TargetSpec]:
+    """Every registered target, in registry order."""
+    return [target_spec(n) for n in TARGET_NAMES]
