@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from rnnedge.cli import app
 from rnnedge.errors import DependencyError, GraphError, RnnedgeError
-from rnnedge.inference.cuda_check import cuda_provider_problem
 from rnnedge.inference import ProviderChoice, count_memcpy, memcpy_nodes, open_graph, open_session
+from rnnedge.inference.cuda_check import cuda_provider_problem
 from rnnedge.runtime import ParallelSession, StepSession, cuda
 from rnnedge.runtime import step as step_module
 from tests.conftest import TEXT
