@@ -25,13 +25,14 @@ os.environ["TRITON_INTERPRET"] = "1"  # before fla is imported (triton.jit reads
 REASON = ""
 chunk: ModuleType | None = None
 try:
+    import fla.ops.hgrn.chunk as chunk
     import triton
     import triton.language as tl
     from triton.runtime.interpreter import _implicit_cvt
-
-    import fla.ops.hgrn.chunk as chunk
 except Exception as exc:  # absent triton/fla, or a version whose interpreter differs
-    REASON = f"triton/fla-core under the interpreter unavailable ({type(exc).__name__}: {exc}); pip install -e '.[gpu-test]'"
+    REASON = (
+        f"triton/fla-core under the interpreter unavailable ({type(exc).__name__}: {exc}); pip install -e '.[gpu-test]'"
+    )
 
 
 def _scalar_range(*args: Any) -> Iterator[Any]:
