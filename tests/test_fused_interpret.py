@@ -19,7 +19,7 @@ from rnnedge.models import fused_scan
 from rnnedge.models.mingru import MinGRU
 from rnnedge.models.minlstm import MinLSTM
 from rnnedge.models.scan import linear_scan
-from tests import fused_support  # first: sets TRITON_INTERPRET=1 before fla is imported
+from tests import fused_support  # sets TRITON_INTERPRET=1, then imports fla (rnnedge imports fla lazily)
 
 pytestmark = [
     pytest.mark.fused_interpret,
