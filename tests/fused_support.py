@@ -16,23 +16,30 @@ from __future__ import annotations
 
 import builtins
 import os
+import sys
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
-os.environ["TRITON_INTERPRET"] = "1"  # before fla is imported (triton.jit reads it at decoration)
+import torch
 
 REASON = ""
 chunk: ModuleType | None = None
-try:
-    import fla.ops.hgrn.chunk as chunk
-    import triton
-    import triton.language as tl
-    from triton.runtime.interpreter import _implicit_cvt
-except Exception as exc:  # absent triton/fla, or a version whose interpreter differs
-    REASON = (
-        f"triton/fla-core under the interpreter unavailable ({type(exc).__name__}: {exc}); pip install -e '.[gpu-test]'"
-    )
+if "fla" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
+    REASON = "fla was imported before TRITON_INTERPRET=1 was set (its kernels are compiled, not interpreted)"
+elif torch.cuda.is_available():
+    # On a CUDA machine the env var would also turn test_gpu.py's real fla kernels into interpreted ones.
+    REASON = "a CUDA device is present: tests/test_gpu.py runs fla's kernels for real"
+else:
+    os.environ["TRITON_INTERPRET"] = "1"  # before fla is imported (triton.jit reads it at decoration)
+    try:
+        import fla.ops.hgrn.chunk as chunk
+        import triton
+        import triton.language as tl
+        from triton.runtime.interpreter import _implicit_cvt
+    except Exception as exc:  # absent triton/fla, or a version whose interpreter differs
+        chunk = None
+        REASON = f"no fla-core/triton interpreter ({type(exc).__name__}: {exc}); pip install -e '.[gpu-test]'"
 
 
 def _scalar_range(*args: Any) -> Iterator[Any]:
