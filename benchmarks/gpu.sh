@@ -10,14 +10,15 @@
 # --install first runs `pip install -e ".[gpu,dev]"` and then swaps the CPU onnxruntime for
 # onnxruntime-gpu (both install the same `onnxruntime` package, so only one may stay). Needs a CUDA
 # build of torch already installed. --quick: short benchmark runs (smoke test of the scripts).
-# --data PATH: text for the fp16 variant's loss check (default: tiny-shakespeare, downloaded once).
+# --data PATH: text for the fp16 variant's loss check (default: ../shared/data/tinyshakespeare.txt when it
+# exists; nothing is downloaded: GPU machines here are offline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 install=0
 quick=0
-data=shakespeare
+data=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --install) install=1 ;;
@@ -27,11 +28,21 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+if [ -z "$data" ]; then
+  if [ -f ../shared/data/tinyshakespeare.txt ]; then
+    data=../shared/data/tinyshakespeare.txt
+  else
+    echo "gpu.sh: no text for the benchmarks; pass --data PATH (nothing is downloaded)" >&2; exit 2
+  fi
+fi
+if [ ! -f "$data" ]; then
+  echo "gpu.sh: --data $data is not a file" >&2; exit 2
+fi
 
 if [ "$install" = 1 ]; then
   python -m pip install -e ".[gpu,dev]"
   python -m pip uninstall -y onnxruntime onnxruntime-gpu
-  python -m pip install "onnxruntime-gpu>=1.18"
+  python -m pip install "onnxruntime-gpu[cuda,cudnn]>=1.18"
 fi
 
 python - <<'EOF'
@@ -48,8 +59,11 @@ dists = {d.metadata["Name"].lower() for d in md.distributions()}
 if {"onnxruntime", "onnxruntime-gpu"} <= dists:
     problems.append("both onnxruntime and onnxruntime-gpu are installed; run: pip uninstall -y onnxruntime "
                     "onnxruntime-gpu && pip install 'onnxruntime-gpu>=1.18' (or bash benchmarks/gpu.sh --install)")
-elif "CUDAExecutionProvider" not in ort.get_available_providers():
-    problems.append(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (pip install onnxruntime-gpu)")
+else:
+    from rnnedge.inference.cuda_check import cuda_provider_problem
+
+    if (problem := cuda_provider_problem()) is not None:
+        problems.append(problem)
 if problems:
     sys.exit("gpu.sh: " + "; ".join(problems))
 try:

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from rnnedge.cli import app
 from rnnedge.errors import DependencyError, GraphError, RnnedgeError
 from rnnedge.inference import ProviderChoice, count_memcpy, memcpy_nodes, open_graph, open_session
+from rnnedge.inference.cuda_check import cuda_provider_problem
 from rnnedge.runtime import ParallelSession, StepSession, cuda
 from rnnedge.runtime import step as step_module
 from tests.conftest import TEXT
@@ -28,7 +29,7 @@ from tests.test_runtime_graphs import VOCAB, make_export
 
 CUDA_EP = "CUDAExecutionProvider"
 HAS_CUDA = torch.cuda.is_available()
-HAS_ORT_CUDA = HAS_CUDA and CUDA_EP in ort.get_available_providers()
+HAS_ORT_CUDA = HAS_CUDA and cuda_provider_problem() is None  # listed is not enough: it must load
 torch_gpu = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
 ort_gpu = pytest.mark.skipif(not HAS_ORT_CUDA, reason="no CUDA device or no onnxruntime-gpu CUDA EP")
 

@@ -46,7 +46,8 @@ class DeviceStep:
             value.update_inplace(np.zeros(shape, dtype=dtype))  # device memory starts uninitialised
             return value
 
-        self._ids = alloc((batch,), np.int64)  # (B,)
+        self._ids_dtype = graph.ids_dtype  # int64, or int32 in a mobile-target graph
+        self._ids = alloc((batch,), self._ids_dtype)  # (B,)
         self._logits = alloc((batch, len(self.info.vocab)), output_dtype(self.session, LOGITS))  # (B, V)
         self._sets = [[alloc(s.concrete_shape(batch), s.dtype) for s in self.info.states] for _ in range(2)]
         self._bindings = [self._bind(i) for i in range(2)]
@@ -68,8 +69,9 @@ class DeviceStep:
         return binding
 
     def run(self, ids: np.ndarray) -> None:
-        """One step for ids (B,) int64: copies the ids in, runs, and swaps the state sets; logits stay on the device."""
-        self._ids.update_inplace(ids)
+        """One step for ids (B,): copies them in as the graph's id dtype, runs, and swaps the state sets;
+        logits stay on the device."""
+        self._ids.update_inplace(np.ascontiguousarray(ids, dtype=self._ids_dtype))
         self.session.run_with_iobinding(self._bindings[self._cur], self._options[self._cur])
         self._cur = 1 - self._cur
 
