@@ -7,6 +7,7 @@ EP on the emulated CPU, so every product is computed by that CPU's own kernels.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -64,7 +65,7 @@ class RemoteSession:
             with os.fdopen(fd, "wb") as f:
                 f.write(source)
             self._tmp = source = name
-        self._log = tempfile.TemporaryFile()  # the emulator's own warnings, read back on failure
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 -- the emulator's own warnings, read back on failure
         try:
             self._proc = subprocess.Popen(
                 [*command, str(WORKER)],
@@ -149,7 +150,5 @@ class RemoteSession:
             self._tmp = None
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass

@@ -89,7 +89,7 @@ def main() -> None:
                 )
             elif header["op"] == "run" and session is not None:
                 results = session.run(header["names"], arrays)
-                write_message(out, {"names": header["names"]}, dict(zip(header["names"], results)))
+                write_message(out, {"names": header["names"]}, dict(zip(header["names"], results, strict=False)))
             else:
                 write_message(out, {"error": f"unknown request {header.get('op')!r}"})
         except Exception as exc:  # the session's own errors go back to the caller as one line
