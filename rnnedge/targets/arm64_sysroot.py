@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rnnedge.errors import DependencyError
 
-DEBS = [  # noqa: E501
+DEBS = [
     "python3.11:arm64",
     "python3.11-minimal:arm64",
     "libpython3.11-minimal:arm64",
