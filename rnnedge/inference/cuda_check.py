@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import onnxruntime as ort
-from onnx import TensorProto, helper
 
-CUDA_EP = "CUDAExecutionProvider"
+from rnnedge.inference.providers import CUDA_EP
+
 CUDA_INSTALL_HINT = (
     "pip install 'onnxruntime-gpu[cuda,cudnn]' (its CUDA 13 runtime: libcudart.so.13, libcublas.so.13, "
     "cuDNN 9), or put those libraries on LD_LIBRARY_PATH"
@@ -21,7 +21,10 @@ CUDA_INSTALL_HINT = (
 
 
 def _identity_model() -> bytes:
-    """A one-node float Identity graph, serialised (opset 17)."""
+    """A one-node float Identity graph, serialised (opset 17); onnx is imported here, so importing this
+    module keeps the inference layer onnx-free."""
+    from onnx import TensorProto, helper
+
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [x], [y])

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from rnnedge.errors import DependencyError
+from rnnedge.io import write_text
 
 DEBS = [
     "python3.11:arm64",
@@ -109,6 +110,6 @@ def build(log=print) -> Path:  # type: ignore[no-untyped-def]
     pip += [a for tag in PLATFORMS for a in ("--platform", tag)]
     pip += ["--python-version", "3.11", "--implementation", "cp", "--only-binary=:all:", *pins]
     _run(pip, "pip install (aarch64 wheels)")
-    (root / "ready.json").write_text(json.dumps({"versions": versions, "python": PYTHON}))
+    write_text(root / "ready.json", json.dumps({"versions": versions, "python": PYTHON}))  # atomic: whole or absent
     log(f"cpu-arm64 sysroot ready: {root}")
     return root

@@ -20,30 +20,32 @@ X86_INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
 @cache
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
-    """The feature flags of the first CPU listed in /proc/cpuinfo ('flags' on x86, 'Features' on ARM)."""
+def cpuinfo_fields(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
+    """The first CPU's 'key: value' lines of /proc/cpuinfo (read once; {} where it cannot be read)."""
     try:
         text = Path(cpuinfo).read_text(errors="replace")[:1_000_000]
     except OSError:
-        return frozenset()
+        return {}
+    fields: dict[str, str] = {}
     for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break  # the first processor's block ends at its blank line
+            continue
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+        fields.setdefault(key.strip(), value.strip())
+    return fields
 
 
-@cache
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The feature flags of the first CPU listed in /proc/cpuinfo ('flags' on x86, 'Features' on ARM)."""
+    fields = cpuinfo_fields(cpuinfo)
+    return frozenset((fields.get("flags") or fields.get("Features") or "").split())
+
+
 def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The CPU's model name (x86 'model name'), or the machine type where none is listed."""
-    try:
-        for line in Path(cpuinfo).read_text(errors="replace")[:1_000_000].splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                return value.strip()
-    except OSError:
-        pass
-    return platform.machine() or "unknown"
+    return cpuinfo_fields(cpuinfo).get("model name") or platform.machine() or "unknown"
 
 
 def x86_int8_path(flags: frozenset[str]) -> str:

@@ -14,11 +14,6 @@ from rnnedge.targets.spec import TargetSpec
 
 TARGET_MODULES: dict[str, str] = {
     "cpu-x86": "rnnedge.targets.cpu_x86",
-    "cpu-x86-avx2": "rnnedge.targets.cpu_x86_avx2",
-    "cpu-arm64": "rnnedge.targets.cpu_arm64",
-    "mobile": "rnnedge.targets.mobile",
-    "cuda": "rnnedge.targets.cuda",
-    "tensorrt": "rnnedge.targets.tensorrt",
 }
 TARGET_NAMES: tuple[str, ...] = tuple(TARGET_MODULES)
 ALIASES = {"cpu": "cpu-x86"}  # `--provider cpu` (rnnedge 0.1) is this machine's own CPU
