@@ -22,6 +22,7 @@ import numpy as np
 
 from rnnedge.errors import RnnedgeError, VerificationError
 from rnnedge.inference import GraphSession, open_graph, open_session
+from rnnedge.inference.providers import ProviderArg
 from rnnedge.tool_output import tool_output
 
 CONFIG_NAME = "required_operators.config"
@@ -29,10 +30,11 @@ TOLERANCE = 1e-4
 STYLES = ("fixed", "runtime")
 
 
-def _parity(onnx_bytes: bytes, ort_bytes: bytes) -> float:
-    """Max abs difference between the .onnx and .ort graphs on random ids and states."""
-    a = open_graph(onnx_bytes, threads=1)
-    b = GraphSession(open_session(ort_bytes, threads=1), a.info, "<ort>")
+def ort_parity(onnx_bytes: bytes, ort_bytes: bytes, providers: ProviderArg = None) -> float:
+    """Max abs difference between the .onnx and .ort graphs on random ids and states, both run on
+    `providers` (None: this CPU; an emulated CPU target such as 'cpu-x86-avx2' runs them there)."""
+    a = open_graph(onnx_bytes, providers=providers, threads=1)
+    b = GraphSession(open_session(ort_bytes, providers, threads=1), a.info, "<ort>")
     rng = np.random.default_rng(7)
     first = a.session.get_inputs()[0].shape[0]
     batch = first if isinstance(first, int) else 2  # a fixed batch (mobile target: 1) or 2
@@ -98,7 +100,7 @@ def convert_to_ort(
             if suffix:
                 ort_path = ort_path.rename(dst / f"{stem}.ort")
             files[ort_path.name] = ort_path.read_bytes()
-            parity[stem] = _parity(data, files[ort_path.name])
+            parity[stem] = ort_parity(data, files[ort_path.name])
         converted = [dst / name for name in files]
         lines = _config([*converted, *(pathlib.Path(p) for p in also)], pathlib.Path(tmp, CONFIG_NAME))
     bad = {k: v for k, v in parity.items() if not v <= tolerance}

@@ -23,6 +23,7 @@ from rnnedge.exporter import export_model, mobile
 from rnnedge.exporter.graphedit import constants_to_initializers
 from rnnedge.exporter.mobile_ops import decompose_gelu, elementary_ops
 from rnnedge.graphmeta import INPUT_IDS, MANIFEST, parse_metadata
+from rnnedge.quantization import PRESETS
 from rnnedge.training.checkpoint import save_checkpoint
 from tests.conftest import tiny_model
 from tests.test_export import VOCAB
@@ -154,14 +155,17 @@ def test_qdq_int8_variant_in_the_ort_package_and_one_nnapi_partition(exports: di
     folder = result.out_dir / mobile.MOBILE_DIR
     src = folder / "step.onnx"
     sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
-    quantize_static(
+    qdq_recipe = PRESETS["int8-qdq"]  # the settings the int8-qdq recipe uses: 7-bit per-channel weights, which
+    quantize_static(  # compute the same on every CPU (full 8-bit s8 weights saturate x86 AVX2's int16 sums)
         str(src),
         str(folder / "step.int8-qdq.onnx"),
         _Calibration(sess),
         quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
-        extra_options={"ActivationSymmetric": True},
+        per_channel=qdq_recipe.per_channel,
+        reduce_range=qdq_recipe.reduce_range,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
     )
     section = mobile.package(result.out_dir)
     assert sorted(p.name for p in folder.iterdir()) == sorted(

@@ -41,11 +41,13 @@ def make_variant(export: Path, kind: str = "step", variant: str = VARIANT, file_
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src, dst = export / graph_file(kind), export / (file_name or graph_file(kind, variant))
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    # The int8-dynamic preset's settings (uint8 weights, per channel): the same result on every CPU. Signed
+    # 8-bit weights saturate x86 AVX2's int16 pair sums, and the streams test then fails there (0.41 > 0.056).
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8, per_channel=True)
     meta = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
     meta["rnnedge.variant"] = variant
     meta["rnnedge.recipe"] = json.dumps({"name": variant, "kind": "dynamic-int8"})
-    meta["rnnedge.quantization"] = json.dumps({"method": "dynamic", "weights": "int8"})
+    meta["rnnedge.quantization"] = json.dumps({"method": "dynamic", "weights": "uint8 per channel"})
     proto = onnx.load(str(dst))
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, meta)

@@ -33,6 +33,12 @@ def drift(
     prompt: str = typer.Option(None, "--prompt", help="Prompt of the greedy check (default: first 32 chars of data)."),
     gen_steps: int = typer.Option(1000, "--gen-steps", help="Characters generated in the greedy check."),
     threads: int = typer.Option(1, "--threads", help="ONNX Runtime intra-op threads per graph."),
+    provider: str = typer.Option(
+        "cpu",
+        "--provider",
+        help="Where the variant runs: cpu (this CPU) | cpu-x86-avx2 | cpu-arm64 (emulated; `rnnedge targets`). "
+        "The baseline runs on this CPU.",
+    ),
 ) -> None:
     """Run two variants' step graphs side by side; write REPORT/report.{json,md,html} and drift.png."""
     from rnnedge.drift.folder import check_target
@@ -40,16 +46,21 @@ def drift(
     from rnnedge.drift.report import report_files, write_report
     from rnnedge.drift.run import MIN_STEPS, run_drift
     from rnnedge.errors import ConfigError
-    from rnnedge.inference import encode_text, read_text
+    from rnnedge.inference import ProviderChoice, encode_text, read_text, resolve_providers
+    from rnnedge.targets import where, where_line
 
     if on_unknown not in ("error", "skip"):
         raise ConfigError(f"--on-unknown must be 'error' or 'skip', not {on_unknown!r}")
     if gen_steps < 1:
         raise ConfigError(f"--gen-steps must be >= 1, got {gen_steps}")
+    choice = ProviderChoice(provider)
+    if choice.on_gpu:
+        raise ConfigError("drift runs on CPU targets (cpu, cpu-x86-avx2, cpu-arm64); for a GPU use `rnnedge eval`")
+    resolve_providers(choice)  # one line now if the target cannot run here
     check_target(out, report_files(len(dirs)))
     text = read_text(data, what="data file", min_chars=MIN_STEPS + 1)
     for d in dirs:  # check every folder and the text before the long runs start
-        pair = open_pair(d, variant, baseline, threads)
+        pair = open_pair(d, variant, baseline, threads, choice)
         encode_text(text, pair.baseline.info.vocab, on_unknown, what=f"--data {data}", min_chars=MIN_STEPS + 1)  # type: ignore[arg-type]
     results = []
     for d, name in zip(dirs, _names(dirs), strict=True):
@@ -66,6 +77,7 @@ def drift(
             gen_steps=gen_steps,
             threads=threads,
             name=name,
+            providers=choice,
         )
         echo(f"  {r.variant.variant} vs {r.baseline.variant}: {r.steps} steps in {r.seconds:.1f} s")
         for note in r.notes:
@@ -80,7 +92,9 @@ def drift(
         "on_unknown": on_unknown,
         "prompt": prompt,
         "gen_steps": gen_steps,
+        "target": where(choice),
     }
+    echo(where_line(choice))
     report = write_report(results, out, settings)
     for m in report["models"]:
         echo(f"{m['name']} ({m['arch']}): {m['verdict']}")

@@ -28,6 +28,15 @@ def _report_lines(result: Any) -> list[str]:
             f"loss {r['loss_fp32']:.4f} -> {r['loss_variant']:.4f} nats/char ({r['loss_delta']:+.5f}), "
             f"kept float: {kept}, TensorRT: {trt}"
         )
+        host = (r.get("verified_on") or [{}])[0]
+        if host:
+            cpu = host.get("cpu", host["device"])
+            lines.append(f"  verified on {host['target']}: {cpu}; int8: {host['int8_path']}")
+        for name, t in r.get("targets", {}).items():
+            lines.append(
+                f"  on {name} ({t.get('cpu', t['device'])}): loss delta {t['loss_delta']:+.5f} "
+                f"(host {t['loss_delta_host_same_chars']:+.5f} on the same {t['eval_chars']:,} chars)"
+            )
         for s in r.get("sensitivity", [])[:5]:
             lines.append(f"  sensitivity {kind}: {s['group']}: kept float -> delta {s['delta_kept_float']:+.5f}")
     return lines
@@ -50,7 +59,12 @@ def quantize(
     per_channel: bool | None = typer.Option(
         None, "--per-channel/--per-tensor", help="int8 recipes: per-channel weight scales."
     ),
-    reduce_range: bool | None = typer.Option(None, "--reduce-range", help="int8-dynamic: 7-bit weights."),
+    reduce_range: bool | None = typer.Option(
+        None, "--reduce-range/--full-range", help="int8 recipes: 7-bit weights (int8-qdq's default) or 8-bit."
+    ),
+    weight_type: str | None = typer.Option(
+        None, "--weight-type", help="int8-dynamic: uint8 (default, exact on every CPU) or int8 (symmetric)."
+    ),
     quantize_state: bool | None = typer.Option(
         None, "--quantize-state", help="int8-qdq: also quantize the ops producing the state (counter-example)."
     ),
@@ -66,6 +80,12 @@ def quantize(
     ),
     on_unknown: str = typer.Option("error", "--on-unknown", help="Unknown characters in text: error or skip."),
     sensitivity: bool = typer.Option(False, "--sensitivity", help="Rank nodes by leave-one-out loss delta."),
+    verify_on: str | None = typer.Option(
+        None,
+        "--verify-on",
+        help="Also check the step variant on these CPU targets, e.g. cpu-arm64,cpu-x86-avx2 (emulated; "
+        "`rnnedge targets`). The host CPU is always checked; the manifest records each.",
+    ),
 ) -> None:
     """Write a precision variant (<graph>.<method>.onnx) of an export folder, checked on held-out text first."""
     from rnnedge.quantization import quantize_export
@@ -75,6 +95,7 @@ def quantize(
         "calib_steps": calib_steps,
         "per_channel": per_channel,
         "reduce_range": reduce_range,
+        "weight_type": weight_type,
         "quantize_state": quantize_state,
         "keep_io_types": keep_io_types,
         "bits": bits,
@@ -90,6 +111,7 @@ def quantize(
         max_loss_delta=max_loss_delta,
         sensitivity=sensitivity,
         on_unknown=on_unknown,
+        verify_on_targets=tuple(t.strip() for t in (verify_on or "").split(",") if t.strip()),
         log=echo,
         **options,
     )

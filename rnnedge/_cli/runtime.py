@@ -15,7 +15,10 @@ if TYPE_CHECKING:
     from rnnedge.runtime.bench import TorchBaseline
 
 _VARIANT_HELP = "Precision variant: fp32 (step.onnx) or a recipe name, e.g. int8-dynamic (step.int8-dynamic.onnx)."
-_PROVIDER_HELP = "Execution provider: cpu | cuda | tensorrt."
+_PROVIDER_HELP = (
+    "Where the graphs run: cpu (this CPU) | cpu-x86-avx2 | cpu-arm64 (emulated with qemu; `rnnedge targets`) "
+    "| cuda | tensorrt."
+)
 _TF32_HELP = (
     "CUDA only: allow TF32 MatMuls (faster on Ampere+ GPUs; inputs rounded to 10 mantissa bits, ~5e-4 relative "
     "error per product instead of fp32's ~6e-8, so logits drift from the CPU's). Off by default."
@@ -129,6 +132,7 @@ def register(app: typer.Typer) -> None:
         from rnnedge.runtime.bench import bench_variants, run_bench
         from rnnedge.runtime.bench_report import format_table
         from rnnedge.runtime.cuda import memcpy_report
+        from rnnedge.targets import EMULATED, where, where_line
 
         if not export_dir.is_dir():
             raise RnnedgeError(f"export folder not found: {export_dir}")
@@ -139,6 +143,11 @@ def register(app: typer.Typer) -> None:
         if threads < 1:
             raise RnnedgeError(f"--threads must be a positive integer, got {threads}")
         choice = ProviderChoice(provider, tf32=tf32)
+        if choice.name in EMULATED:
+            raise RnnedgeError(
+                f"bench times the CPU it runs on; under an emulator ({choice.name}) it would time qemu. "
+                f"Check {choice.name}'s accuracy with `rnnedge eval` or `rnnedge drift --provider {choice.name}`"
+            )
         resolve_providers(choice)  # one line now if the provider is unknown or missing
         if json_out is not None:
             check_writable(json_out, "--json")  # before minutes of measuring, not after
@@ -153,8 +162,10 @@ def register(app: typer.Typer) -> None:
             stream_tokens=stream,
         )
         result["tf32"] = tf32
+        result["target"] = where(choice)
         echo(format_table(result))
-        if choice.name != "cpu":  # copies ORT inserts between the CPU and the GPU, per graph
+        echo(where_line(choice))
+        if choice.on_gpu:  # copies ORT inserts between the CPU and the GPU, per graph
             result["memcpy_nodes"] = memcpy_report(bench_variants(export_dir, variant or None), choice)
             for v, kinds in result["memcpy_nodes"].items():
                 counts = ", ".join(f"{k} {c.get('total', c.get('error'))}" for k, c in kinds.items())

@@ -141,7 +141,11 @@ def eval_cmd(
     on_unknown: str = typer.Option("error", "--on-unknown", help="Characters outside the vocabulary: error or skip."),
     chunk_len: int = typer.Option(1024, "--chunk-len", help="Checkpoints only: characters per forward call."),
     device: str = typer.Option("cpu", "--device", help="Checkpoints only: cpu or cuda."),
-    provider: str = typer.Option("cpu", "--provider", help="Exports only: execution provider cpu | cuda | tensorrt."),
+    provider: str = typer.Option(
+        "cpu",
+        "--provider",
+        help="Exports only: cpu (this CPU) | cpu-x86-avx2 | cpu-arm64 (emulated; `rnnedge targets`) | cuda | tensorrt.",
+    ),
     tf32: bool = typer.Option(
         False,
         "--tf32",
@@ -171,6 +175,9 @@ def eval_cmd(
         choice = ProviderChoice(provider, tf32=tf32)
         resolve_providers(choice)  # unknown or missing provider: one line before the text is read
         result = evaluate_export(path, _text_arg(data), variant=variant, on_unknown=on_unknown, providers=choice)
+        from rnnedge.targets import where
+
+        result["target"] = where(choice)
         kind, label = "export", f"export, {result['graph']}"
     elif (path / "config.json").is_file() or (path / "model.safetensors").is_file():
         if variant != FP32:
@@ -199,6 +206,10 @@ def eval_cmd(
             f"{path} ({label}): loss {result['loss_nats']:.4f} nats/char, "
             f"{result['bits_per_char']:.4f} bits/char over {result['chars']:,} chars"
         )
+        if "target" in result:
+            from rnnedge.targets import where_line
+
+            echo(where_line(result["target"]["target"]))
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from rnnedge.errors import GraphError
 from rnnedge.graphmeta import FP32, GraphInfo, StateInfo, check_variant_name, graph_file, list_variants
 from rnnedge.inference import GraphSession, open_graph
+from rnnedge.inference.providers import ProviderArg
 
 FLOAT_DTYPES = ("float32", "float16")
 
@@ -69,8 +70,8 @@ def _graph_path(folder: Path, variant: str, role: str) -> Path:
     return path
 
 
-def _open(path: Path, variant: str, threads: int) -> GraphSession:
-    graph = open_graph(path, kind="step", threads=threads)
+def _open(path: Path, variant: str, threads: int, providers: ProviderArg = None) -> GraphSession:
+    graph = open_graph(path, kind="step", providers=providers, threads=threads)
     if graph.info.variant != variant:
         raise GraphError(f"{path} says it is variant {graph.info.variant!r}, but its file name says {variant!r}")
     return graph
@@ -115,9 +116,18 @@ def check_same_model(baseline: GraphSession, variant: GraphSession) -> None:
         raise GraphError(f"{variant.source} has different inputs/outputs (names or shapes) than {baseline.source}")
 
 
-def open_pair(folder: str | Path, variant: str | None = None, baseline: str = FP32, threads: int = 1) -> GraphPair:
+def open_pair(
+    folder: str | Path,
+    variant: str | None = None,
+    baseline: str = FP32,
+    threads: int = 1,
+    providers: ProviderArg = None,
+) -> GraphPair:
     """The `baseline` and `variant` step graphs of an export folder, checked to come from one model.
 
+    `providers` runs the variant there (e.g. 'cpu-arm64', emulated); the baseline runs on this CPU:
+    fp32 differs between CPUs by ~1e-5 logits, the precision change by 100x more, so the drift
+    measured is the variant's on its target.
     `variant=None` picks the only step variant besides fp32 (and `baseline`); several or none is an error
     that lists what the folder holds.
     """
@@ -129,6 +139,6 @@ def open_pair(folder: str | Path, variant: str | None = None, baseline: str = FP
     if chosen == baseline:
         raise GraphError(f"variant and baseline are both {baseline!r}; drift compares two different variants")
     variant_path = _graph_path(folder, chosen, "variant")
-    pair = GraphPair(folder, _open(base_path, baseline, threads), _open(variant_path, chosen, threads))
+    pair = GraphPair(folder, _open(base_path, baseline, threads), _open(variant_path, chosen, threads, providers))
     check_same_model(pair.baseline, pair.variant)
     return pair

@@ -22,6 +22,7 @@ from rnnedge.drift.result import ComparedGraph, DriftResult, FreeRun
 from rnnedge.errors import ConfigError, GraphError, VerificationError
 from rnnedge.graphmeta import FP32, StateInfo
 from rnnedge.inference import StepRunner, encode_text, nll
+from rnnedge.inference.providers import ProviderArg
 from rnnedge.vocab import OnUnknown
 
 MIN_STEPS = 16
@@ -145,16 +146,18 @@ def run_drift(
     gen_steps: int = 1000,
     threads: int = 1,
     name: str | None = None,
+    providers: ProviderArg = None,
 ) -> DriftResult:
     """Run the `baseline` and `variant` step graphs of an export folder side by side over `text`.
 
     `variant=None`: the folder's only precision variant. `prompt` (default: the first 32 characters of
-    `text`) seeds the greedy free-running check of `gen_steps` characters. See the module doc.
+    `text`) seeds the greedy free-running check of `gen_steps` characters. `providers`: where the
+    variant runs (graphs.open_pair; the baseline runs on this CPU). See the module doc.
     """
     started = time.perf_counter()
     if gen_steps < 1:
         raise ConfigError(f"gen_steps must be >= 1, got {gen_steps}")
-    pair = open_pair(folder, variant, baseline, threads)
+    pair = open_pair(folder, variant, baseline, threads, providers)
     info, v_info = pair.baseline.info, pair.variant.info
     ids = encode_text(text, info.vocab, on_unknown, what="drift text", min_chars=MIN_STEPS + 1)
     run_steps, offsets, notes = stream_offsets(int(ids.size), steps, streams)

@@ -34,12 +34,15 @@ def bind_arrays(
 
     `session.run_with_iobinding(binding)` then reads the inputs and writes the outputs in place, so a
     loop that rebinds nothing allocates nothing. The arrays must outlive the binding and keep their
-    shapes; with a GPU provider ORT copies them to and from the device on each run.
+    shapes; with a GPU provider ORT copies them to and from the device on each run. A session of an
+    emulated target (targets/remote.py) gets its own stand-in, which does the same through its worker.
     """
-    binding = session.io_binding()
     for name, arr in [*inputs.items(), *outputs.items()]:
         if not arr.flags.c_contiguous:
             raise ValueError(f"array bound to {name!r} must be C-contiguous")
+    if hasattr(session, "bind_numpy"):
+        return session.bind_numpy(inputs, outputs)
+    binding = session.io_binding()
     for name, arr in inputs.items():
         binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(arr))
     for name, arr in outputs.items():

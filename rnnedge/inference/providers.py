@@ -1,4 +1,5 @@
-"""Execution providers: rnnedge's names (cpu | cuda | tensorrt) -> what this onnxruntime build has.
+"""Execution providers: rnnedge's names (cpu | cuda | tensorrt, and the emulated CPU targets
+cpu-x86-avx2 | cpu-arm64) -> what this onnxruntime build has, or the emulator that runs the graph.
 
 CUDA runs with TF32 off unless asked (`tf32=True`): TF32 rounds MatMul inputs to 10 mantissa bits
 (~5e-4 relative per product instead of fp32's ~6e-8), which ORT's CUDA EP uses by default; it would
@@ -16,16 +17,27 @@ from typing import Any
 import onnxruntime as ort
 
 from rnnedge.errors import DependencyError, RnnedgeError
+from rnnedge.targets.registry import EMULATED, target_spec
+from rnnedge.targets.spec import TargetSpec
 
 # --provider names -> ONNX Runtime execution providers (most preferred first; CPU is always the fallback).
 PROVIDERS = {
     "cpu": ("CPUExecutionProvider",),
+    "cpu-x86": ("CPUExecutionProvider",),  # the target name of this machine's own CPU (same as "cpu")
     "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
     "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
 }
 GPU_HINT = "install the GPU build with `pip install 'rnnedge[gpu]'` (onnxruntime-gpu, on a CUDA machine)"
 CUDA_EP, TENSORRT_EP = "CUDAExecutionProvider", "TensorrtExecutionProvider"
 DEVICE_PROVIDERS = (CUDA_EP, TENSORRT_EP)  # providers whose tensors live in CUDA device memory
+PROVIDER_NAMES = (*PROVIDERS, *EMULATED)  # what --provider takes
+
+
+def _check_name(name: str) -> str:
+    key = name.lower() if isinstance(name, str) else name
+    if key not in PROVIDER_NAMES:
+        raise RnnedgeError(f"unknown provider {name!r}; choose one of {', '.join(PROVIDER_NAMES)}")
+    return key
 
 
 @dataclass(frozen=True)
@@ -45,17 +57,34 @@ class ProviderChoice:
     device_id: int = 0
 
     def __post_init__(self) -> None:
-        if self.name.lower() not in PROVIDERS:
-            raise RnnedgeError(f"unknown provider {self.name!r}; choose one of {', '.join(PROVIDERS)}")
-        if self.tf32 and self.name.lower() == "cpu":
+        _check_name(self.name)
+        if self.tf32 and self.name.lower() not in ("cuda", "tensorrt"):
             raise RnnedgeError("--tf32 applies to the cuda and tensorrt providers (CPU MatMuls are always fp32)")
         if self.cuda_graph and self.name.lower() != "cuda":
             raise RnnedgeError(f"CUDA graphs are an option of the cuda provider, not of {self.name!r}")
         if isinstance(self.device_id, bool) or not isinstance(self.device_id, int) or self.device_id < 0:
             raise RnnedgeError(f"device_id must be an integer >= 0, got {self.device_id!r}")
 
+    @property
+    def on_gpu(self) -> bool:
+        """True for the CUDA and TensorRT providers (device memory, Memcpy nodes)."""
+        return self.name.lower() in ("cuda", "tensorrt")
+
 
 ProviderArg = str | Sequence[str] | ProviderChoice | None
+
+
+def emulated_target(providers: ProviderArg) -> TargetSpec | None:
+    """The TargetSpec when `providers` names an emulated CPU target (its graphs run in a worker under
+    qemu, targets/remote.py), else None. DependencyError, with the reason, when it cannot run here."""
+    name = providers.name if isinstance(providers, ProviderChoice) else providers
+    if not isinstance(name, str) or name.lower() not in EMULATED:
+        return None
+    spec = target_spec(name.lower())
+    available = spec.probe()
+    if not available.ok:
+        raise DependencyError(f"--provider {spec.name} cannot run here: {available.reason}")
+    return spec
 
 
 def resolve_providers(providers: ProviderArg) -> list[str]:
@@ -69,9 +98,9 @@ def resolve_providers(providers: ProviderArg) -> list[str]:
     if isinstance(providers, ProviderChoice):
         providers = providers.name
     if isinstance(providers, str):
-        key = providers.lower()
-        if key not in PROVIDERS:
-            raise RnnedgeError(f"unknown provider {providers!r}; choose one of {', '.join(PROVIDERS)}")
+        key = _check_name(providers)
+        if emulated_target(key) is not None:
+            return ["CPUExecutionProvider"]  # the emulated CPU's own, inside the worker
         wanted = list(PROVIDERS[key])
     else:
         wanted = list(providers)

@@ -26,6 +26,7 @@ from rnnedge.quantization.builder import VariantBuilder
 from rnnedge.quantization.calibrate import calibration_feeds
 from rnnedge.quantization.graph_edits import graph_info, load_proto, match_patterns, name_nodes, refuse_quantized
 from rnnedge.quantization.methods import builder_for
+from rnnedge.quantization.on_targets import check_targets, verified_on, verify_on
 from rnnedge.quantization.recipes import Recipe, StaticQdqInt8, with_options
 from rnnedge.quantization.recipes import recipe as preset
 from rnnedge.quantization.texts import TextPath, Texts, read_texts
@@ -134,6 +135,7 @@ def quantize_export(
     max_loss_delta: float | None = None,
     sensitivity: bool = False,
     on_unknown: str = "error",
+    verify_on_targets: tuple[str, ...] = (),
     log: Log | None = None,
     **recipe_options: Any,
 ) -> QuantizeResult:
@@ -145,9 +147,12 @@ def quantize_export(
     Given only one text, a calibrating recipe splits it (first 90% calibrates, last 10% measures).
     Every variant must load, keep the fp32 I/O signature, give finite outputs and keep state outputs
     float (unless the recipe quantizes the state); with `max_loss_delta` the most sensitive nodes are
-    kept float until the held-out delta holds. Nothing is written unless every graph passes.
+    kept float until the held-out delta holds. `verify_on_targets` (e.g. ("cpu-arm64", "cpu-x86-avx2"))
+    also runs the step variant on those CPUs (on_targets.py): each delta is recorded, and checked against
+    `max_loss_delta` when given. Nothing is written unless every graph passes.
     """
     chosen = resolve_recipe(recipe, recipe_options)
+    targets = check_targets(tuple(verify_on_targets))
     if max_loss_delta is not None and not max_loss_delta >= 0:
         raise RnnedgeError(f"--max-loss-delta must be >= 0, got {max_loss_delta}")
     policy = _unknown_policy(on_unknown)
@@ -173,6 +178,15 @@ def quantize_export(
                 sensitivity=sensitivity,
                 say=say,
             )
+    on_targets: dict[str, dict[str, Any]] = {}
+    if "step" in built and targets:
+        for name in targets:
+            on_targets[name] = verify_on(
+                name, built["step"].data, graphs["step"].session, texts.eval_ids, max_loss_delta, say
+            )
+        built["step"].report["targets"] = on_targets
+    for b in built.values():
+        b.report["verified_on"] = verified_on(on_targets if b.kind == "step" else {})
     ort = ort_outputs(root, built)
     paths, entry = write_variant(root, chosen, built, ort, manifest)
     extra = tuple(root / name for name in sorted(ort[0])) if ort else ()

@@ -6,8 +6,14 @@ files (`step.<name>.onnx`), the manifest's `variants` entry and the `--variant` 
 take. Its `to_dict()` goes into the graph's metadata (`rnnedge.recipe`), so every variant file says
 how it was made.
 
-    int8-dynamic   weights int8, activations quantized per call (ORT quantize_dynamic); CPU EP
-    int8-qdq       static QDQ int8, calibrated on real text timestep by timestep; TensorRT-style
+    int8-dynamic   weights uint8 per channel, activations quantized per call (ORT quantize_dynamic); CPU EP
+    int8-qdq       static QDQ int8 (7-bit weights, per channel), calibrated on real text timestep by timestep;
+                   TensorRT-style
+
+Both int8 presets are chosen to compute the same on every CPU (targets/isa.py): x86 AVX2-only CPUs sum
+u8·s8 pairs in saturating int16 (VPMADDUBSW), VNNI/AMX and ARM64 dot products in exact int32. uint8
+weights (u8·u8, widened to int16 first) and 7-bit weights (reduce_range: pair sums fit int16) are exact
+on all of them, so a variant verified on one CPU holds on the others (benchmarks/int8_cpus.py measures it).
     fp16           weights and activations float16, I/O and state kept float32 by default
     int8-weight    weight-only int8 (MatMulNBits, 8 bits), activations float
     int4-weight    weight-only 4-bit (MatMulNBits, block 32), activations float
@@ -64,12 +70,14 @@ class Recipe:
 
 @dataclass(frozen=True, kw_only=True)
 class DynamicInt8(Recipe):
-    """ORT quantize_dynamic: int8 symmetric weights, uint8 activations quantized on the fly (per tensor)."""
+    """ORT quantize_dynamic: uint8 asymmetric weights per output channel, uint8 activations quantized on the
+    fly (per tensor). `weight_type="int8"` (symmetric s8, rnnedge 0.1's default) is exact only on CPUs with
+    int32 dot products (VNNI, AMX, ARM64): on x86 AVX2 its max logit error grew 0.41 -> 1.22 (README)."""
 
     kind: ClassVar[str] = "int8-dynamic"
-    per_channel: bool = False
+    per_channel: bool = True
     reduce_range: bool = False  # 7-bit weights: u8·s8 pair sums fit int16, so x86 AVX2's VPMADDUBSW cannot saturate
-    weight_type: str = "int8"  # "uint8": MLAS's U8U8 kernels widen to 16 bits first (exact on every CPU)
+    weight_type: str = "uint8"  # MLAS's U8U8 kernels widen to 16 bits first: exact on every CPU
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,13 +87,17 @@ class DynamicInt8(Recipe):
 
 @dataclass(frozen=True, kw_only=True)
 class StaticQdqInt8(Recipe):
-    """ORT quantize_static in QDQ format, symmetric int8 (zero point 0, float bias): TensorRT takes it."""
+    """ORT quantize_static in QDQ format, symmetric int8 (zero point 0, float bias): TensorRT takes it.
+
+    Weights are 7-bit (`reduce_range`, still int8 with zero point 0) and per output channel by default:
+    full 8-bit s8 weights saturate x86 AVX2's int16 pair sums, so the same file differed by up to 1.25
+    logits between its .onnx and .ort forms there; 7-bit weights compute identically on every CPU."""
 
     kind: ClassVar[str] = "int8-qdq"
     calib_method: str = "minmax"
-    per_channel: bool = False
+    per_channel: bool = True
     quantize_state: bool = False  # the counter-example: clip the recurrent state to a calibrated range
-    reduce_range: bool = False  # 7-bit weights (still symmetric int8): no int16 saturation on x86 AVX2
+    reduce_range: bool = True  # 7-bit weights (still symmetric int8): no int16 saturation on x86 AVX2
     calib_steps: int = 512  # step-graph timesteps run per calibration stream
 
     def __post_init__(self) -> None:

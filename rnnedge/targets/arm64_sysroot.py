@@ -7,7 +7,9 @@ Steps (Debian/Ubuntu host, root for the apt steps; see ../shared/docs/reference.
   2. `apt-get download` python3.11:arm64 and the libraries it links, `dpkg-deb -x` each into SYSROOT;
   3. `pip install --target SITE --platform manylinux_2_28_aarch64 … --only-binary=:all:` onnxruntime and
      numpy at the host's own versions (so host and ARM64 runs differ only in the CPU);
-  4. a `ready.json` stamp written last: a half-built sysroot is never taken for a finished one.
+  4. SYSROOT/proc/cpuinfo: a Neoverse-N1's (qemu's -L prefix shows it to the guest as /proc/cpuinfo;
+     onnxruntime's cpuinfo library reads it at import and crashes on the host's x86 one);
+  5. a `ready.json` stamp written last: a half-built sysroot is never taken for a finished one.
 The cache lives in $RNNEDGE_CACHE (default ~/.cache/rnnedge)/arm64. Offline after the first run.
 """
 
@@ -50,6 +52,13 @@ DEBS = [
     "libtirpc3:arm64",
 ]
 PYTHON = "usr/bin/python3.11"
+# What Linux shows for one Neoverse-N1 core (AWS Graviton2); two cores, so thread counts of 2 are real.
+CPUINFO_CORE = (
+    "processor\t: {n}\nBogoMIPS\t: 243.75\n"
+    "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop "
+    "asimddp ssbs\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\n"
+    "CPU revision\t: 1\n\n"
+)
 PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")  # Debian 12: glibc 2.36
 
 
@@ -103,6 +112,8 @@ def build(log=print) -> Path:  # type: ignore[no-untyped-def]
     shutil.rmtree(sysroot, ignore_errors=True)
     for deb in sorted(debs.glob("*.deb")):
         _run(["dpkg-deb", "-x", str(deb), str(sysroot)], f"dpkg-deb -x {deb.name}")
+    (sysroot / "proc").mkdir(parents=True, exist_ok=True)
+    write_text(sysroot / "proc" / "cpuinfo", "".join(CPUINFO_CORE.format(n=n) for n in range(2)))
     log(f"installing aarch64 wheels {versions} ...")
     shutil.rmtree(site, ignore_errors=True)
     pins = [f"{p}=={v}" for p, v in versions.items()]

@@ -14,7 +14,15 @@ from rnnedge.targets.spec import TargetSpec
 
 TARGET_MODULES: dict[str, str] = {
     "cpu-x86": "rnnedge.targets.cpu_x86",
+    "cpu-x86-avx2": "rnnedge.targets.cpu_x86_avx2",
+    "cpu-arm64": "rnnedge.targets.cpu_arm64",
+    "mobile": "rnnedge.targets.mobile",
+    "cuda": "rnnedge.targets.cuda",
+    "tensorrt": "rnnedge.targets.tensorrt",
 }
+# Targets whose graphs run in an emulator started by rnnedge (spec.runs == "emulated"): known without
+# importing their modules, so `--provider` can be routed cheaply (inference/providers.py).
+EMULATED: tuple[str, ...] = ("cpu-x86-avx2", "cpu-arm64")
 TARGET_NAMES: tuple[str, ...] = tuple(TARGET_MODULES)
 ALIASES = {"cpu": "cpu-x86"}  # `--provider cpu` (rnnedge 0.1) is this machine's own CPU
 

@@ -61,7 +61,8 @@ class RemoteSession:
         self.target = target
         self._tmp = None
         if isinstance(source, bytes):  # the worker opens files: a serialized model goes through a temp file
-            fd, name = tempfile.mkstemp(prefix="rnnedge-remote-", suffix=".onnx")
+            suffix = ".ort" if source[4:8] == b"ORTM" else ".onnx"  # ORT-format files are flatbuffers, "ORTM"
+            fd, name = tempfile.mkstemp(prefix="rnnedge-remote-", suffix=suffix)
             with os.fdopen(fd, "wb") as f:
                 f.write(source)
             self._tmp = source = name
@@ -121,6 +122,9 @@ class RemoteSession:
     def get_providers(self) -> list[str]:
         return list(self._providers)
 
+    def get_provider_options(self) -> dict[str, dict[str, str]]:
+        return {p: {} for p in self._providers}
+
     def run(self, names: Sequence[str] | None, feed: Mapping[str, np.ndarray], run_options: Any = None) -> list:
         wanted = list(names) if names else [o.name for o in self._outputs]
         feeds = {k: np.ascontiguousarray(v) for k, v in feed.items()}
@@ -145,6 +149,15 @@ class RemoteSession:
                 proc.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
                 proc.kill()
+        if proc is not None:
+            for stream in (proc.stdin, proc.stdout):
+                with contextlib.suppress(OSError):
+                    stream.close()
+            self._proc = None
+        log = getattr(self, "_log", None)
+        if log is not None:
+            log.close()
+            self._log = None
         if self._tmp:
             Path(self._tmp).unlink(missing_ok=True)
             self._tmp = None
