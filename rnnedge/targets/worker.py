@@ -2,8 +2,10 @@
 
 Run as a plain script inside the emulator (`qemu-aarch64 … python3.11 worker.py`), so it imports only
 the standard library, NumPy and onnxruntime — never rnnedge (the ARM64 sysroot has nothing else).
-Messages both ways: a 4-byte little-endian header length, a JSON header, an 8-byte length and an
-`.npz` body (arrays only, never pickles; the body may be empty). Requests:
+Messages both ways: a 4-byte little-endian header length, a JSON header, an 8-byte length and a raw
+body: the arrays' bytes back to back, described in the header's "arrays" table (name, dtype, shape,
+offset, bytes; plain numeric dtypes only, never pickles). Raw bytes, not `.npz`: zipfile work in an
+emulated Python cost more than the graph. Requests:
   {"op": "open", "path", "threads", "optimization", "config"} -> the session's inputs, outputs,
                                                                  metadata, providers and platform
   {"op": "run", "names": [...]} + feeds                        -> {"names": [...]} + outputs
@@ -12,13 +14,14 @@ Any failure answers {"error": "<one line>"}; end of input ends the worker.
 
 from __future__ import annotations
 
-import io
 import json
 import platform
 import struct
 import sys
 
 import numpy as np
+
+DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
 
 
 def read_message(stream) -> tuple[dict, dict]:  # type: ignore[no-untyped-def]
@@ -28,21 +31,26 @@ def read_message(stream) -> tuple[dict, dict]:  # type: ignore[no-untyped-def]
         return {}, {}
     header = json.loads(stream.read(struct.unpack("<I", raw)[0]))
     (size,) = struct.unpack("<Q", stream.read(8))
+    body = bytearray(stream.read(size)) if size else bytearray()  # writable arrays for the caller
     arrays: dict = {}
-    if size:
-        with np.load(io.BytesIO(stream.read(size)), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+    for name, dtype, shape, offset, nbytes in header.pop("arrays", []):
+        if dtype not in DTYPES:
+            raise ValueError(f"array {name!r} has dtype {dtype!r}, not one of {', '.join(DTYPES)}")
+        arrays[name] = np.frombuffer(body, dtype=dtype, count=nbytes // np.dtype(dtype).itemsize, offset=offset)
+        arrays[name] = arrays[name].reshape(shape)
     return header, arrays
 
 
 def write_message(stream, header: dict, arrays: dict | None = None) -> None:  # type: ignore[no-untyped-def]
     """Write one message (see the module docstring) and flush."""
-    head = json.dumps(header).encode()
-    body = b""
-    if arrays:
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        body = buf.getvalue()
+    table, chunks, offset = [], [], 0
+    for name, value in (arrays or {}).items():
+        arr = np.ascontiguousarray(value)
+        table.append([name, arr.dtype.name, list(arr.shape), offset, arr.nbytes])
+        chunks.append(arr.tobytes())
+        offset += arr.nbytes
+    head = json.dumps({**header, "arrays": table} if table else header).encode()
+    body = b"".join(chunks)
     stream.write(struct.pack("<I", len(head)) + head + struct.pack("<Q", len(body)) + body)
     stream.flush()
 
