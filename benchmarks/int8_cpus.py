@@ -42,12 +42,13 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinysh
 GOALS = {"loss_delta": 0.005, "logit_spread_across_cpus": 2.0}
 RECIPES = {  # variant name -> the recipe (presets as shipped, and rnnedge 0.1's settings as the control)
     "int8-dynamic": PRESETS["int8-dynamic"],
-    "int8-dynamic-s8": dataclasses.replace(
-        PRESETS["int8-dynamic"], name="int8-dynamic-s8", weight_type="int8", per_channel=False
+    "int8-dynamic-v01": dataclasses.replace(  # rnnedge 0.1: signed 8-bit per-tensor weights
+        PRESETS["int8-dynamic"], name="int8-dynamic-v01", weight_type="int8", per_channel=False
     ),
     "int8-qdq": PRESETS["int8-qdq"],
-    "int8-qdq-s8full": dataclasses.replace(
-        PRESETS["int8-qdq"], name="int8-qdq-s8full", reduce_range=False, per_channel=False
+    "int8-qdq-full-range": dataclasses.replace(PRESETS["int8-qdq"], name="int8-qdq-full-range", reduce_range=False),
+    "int8-qdq-v01": dataclasses.replace(  # rnnedge 0.1: 8-bit per-tensor weights, embedding quantized
+        PRESETS["int8-qdq"], name="int8-qdq-v01", reduce_range=False, per_channel=False, quantize_embedding=True
     ),
 }
 

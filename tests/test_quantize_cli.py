@@ -92,7 +92,10 @@ def test_quantizer_chatter_stays_off_the_terminal(exports, tmp_path):
     # ONNX Runtime's tools log ("Please consider to run pre-processing", "skip to quantize ..."), print
     # and warn; none of it may land between rnnedge's own lines.
     d = fresh(exports, "mingru", tmp_path)
-    ours = re.compile(r"^[a-z0-9-]+: held-out text|^calibrating |^(parallel|step)(: |\.[a-z0-9-]+\.onnx: )|^wrote ")
+    ours = re.compile(
+        r"^[a-z0-9-]+: held-out text|^calibrating |^(parallel|step)(: |\.[a-z0-9-]+\.onnx: )|^wrote "
+        r"|^  verified on [a-z0-9-]+: |^(  on|step on) cpu-[a-z0-9-]+"
+    )
     for method in ("int8-dynamic", "int4-weight", "int8-qdq"):
         res = run_cli("quantize", str(d), "--method", method, "--calib", str(exports["calib"]))
         assert res.returncode == 0, res.stderr[-2000:]

@@ -68,6 +68,9 @@ def quantize(
     quantize_state: bool | None = typer.Option(
         None, "--quantize-state", help="int8-qdq: also quantize the ops producing the state (counter-example)."
     ),
+    quantize_embedding: bool | None = typer.Option(
+        None, "--quantize-embedding/--float-embedding", help="int8-qdq: quantize the embedding lookup too."
+    ),
     keep_io_types: bool | None = typer.Option(
         None, "--keep-io-types/--fp16-io", help="fp16: keep inputs, outputs and state float32 (default) or not."
     ),
@@ -97,6 +100,7 @@ def quantize(
         "reduce_range": reduce_range,
         "weight_type": weight_type,
         "quantize_state": quantize_state,
+        "quantize_embedding": quantize_embedding,
         "keep_io_types": keep_io_types,
         "bits": bits,
         "block_size": block_size,

@@ -37,6 +37,8 @@ class QdqBuilder(VariantBuilder):
     tensorrt_graphs = ("parallel",)
 
     def prepare(self) -> None:
+        if not self.recipe.quantize_embedding and not self.recipe.quantize_state:
+            self.op_types = ("MatMul", "Gemm")  # type: ignore[misc]  # the embedding Gather stays float
         if not self.feeds:
             raise RnnedgeError(f"{self.recipe.name} needs calibration feeds for the {self.info.kind} graph")
         states = [s.output for s in self.info.states]
@@ -67,6 +69,7 @@ class QdqBuilder(VariantBuilder):
             "activation_type": "int8",
             "bias": "float",
             "quantize_state": self.recipe.quantize_state,
+            "quantize_embedding": self.recipe.quantize_embedding,
             "op_types": "all" if self.recipe.quantize_state else list(self.op_types),
             "preprocess": self.preprocess,
         }
