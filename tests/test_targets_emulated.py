@@ -137,3 +137,4 @@ def test_drift_and_eval_run_the_variant_on_arm64(texts, tmp_path) -> None:
     assert "ran on cpu-arm64" in dr.output
     report = json.loads((rep / "report.json").read_text())
     assert report["settings"]["target"]["target"] == ARM64
+    assert "The variant ran on cpu-arm64" in (rep / "report.md").read_text()

@@ -94,6 +94,15 @@ def _note(column: str) -> str | None:
     return COLUMN_NOTES.get("err t=N" if column.startswith("err t=") else column)
 
 
+def ran_on(report: dict[str, Any]) -> str:
+    """Where the variant ran (its target, CPU and int8 path), or '' for reports older than targets."""
+    t = report["settings"].get("target")
+    if not isinstance(t, dict) or "target" not in t:
+        return ""
+    cpu = t.get("cpu") or t.get("device", "")
+    return f"The variant ran on {t['target']} ({cpu}; int8: {t.get('int8_path', '?')}); the baseline on this CPU."
+
+
 def markdown(report: dict[str, Any], figs: list[Figure]) -> str:
     """report.md: the table, what its columns mean, the verdicts, greedy texts and links to the plots."""
     head, rows = summary_rows(report)
@@ -101,7 +110,8 @@ def markdown(report: dict[str, Any], figs: list[Figure]) -> str:
     lines = [
         f"# rnnedge drift report ({', '.join(m['name'] for m in report['models'])})",
         "",
-        f"{steps_run(report)} × {s['streams']} streams of `{s['data']}`; created {report['created_utc']}.",
+        f"{steps_run(report)} × {s['streams']} streams of `{s['data']}`; created {report['created_utc']}. "
+        + ran_on(report),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -132,7 +142,7 @@ def html_page(report: dict[str, Any], figs: list[Figure]) -> str:
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>rnnedge drift report</title>"
         f"<style>{CSS}</style></head><body><h1>rnnedge drift report</h1>",
         f"<p>{e(steps_run(report))} × {s['streams']} streams of <code>{e(str(s['data']))}</code>; "
-        f"created {e(report['created_utc'])} by rnnedge {e(report['rnnedge_version'])}.</p>",
+        f"created {e(report['created_utc'])} by rnnedge {e(report['rnnedge_version'])}. {e(ran_on(report))}</p>",
         table,
         "<p>Accumulated = the variant fed its own state; one-step = the variant fed the baseline's state "
         "every step. State error = relative L2 error of the worst state tensor (mean over streams).</p>",
