@@ -235,7 +235,8 @@ def resolve(spec: Any) -> Tokenizer:
         return spec
     if not isinstance(spec, (str, Path)):
         raise ConfigError(
-            f"tokenizer must be 'bytes', 'char:<chars>', 'chars:<text file>' or a tokenizers JSON path, not {type(spec).__name__}"
+            "tokenizer must be 'bytes', 'char:<chars>', 'chars:<text file>' or a tokenizers JSON path, "
+            f"not {type(spec).__name__}"
         )
     text = str(spec)
     if text in ("bytes", "byte"):
