@@ -165,14 +165,20 @@ class HFTokenizer:
         return str(self._load().decode(arr.tolist(), skip_special_tokens=False))
 
     def stream_decoder(self) -> StreamDecoder:
-        """id -> the text it adds: the last 32 ids decoded with and without it (subword joins stay right)."""
-        tok, seen = self._load(), []
+        """id -> the text it adds: the last 32 ids decoded with and without it (subword joins stay right);
+        a token that ends inside a multi-byte character adds nothing until the character is whole."""
+        tok, seen, pending = self._load(), [], []
 
         def step(i: int) -> str:
-            seen.append(int(i))
+            pending.append(int(i))
+            before = str(tok.decode(seen, skip_special_tokens=False))
+            new = _suffix(before, str(tok.decode(seen + pending, skip_special_tokens=False)))
+            if new.endswith("\ufffd") and len(pending) < 4:
+                return ""
+            seen.extend(pending)
+            pending.clear()
             del seen[:-32]
-            before = str(tok.decode(seen[:-1], skip_special_tokens=False))
-            return _suffix(before, str(tok.decode(seen, skip_special_tokens=False)))
+            return new
 
         return step
 

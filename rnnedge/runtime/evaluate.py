@@ -46,4 +46,4 @@ def _step_loss(
     ids = graph.info.vocab.encode(text, on_unknown=on_unknown)  # type: ignore[arg-type]
     if ids.size < 2:
         raise InputError(f"text too short to evaluate: {ids.size} known character(s), need at least 2")
-    return loss_summary(step_nll(graph, ids[None]), ids.size - 1)
+    return loss_summary(step_nll(graph, ids[None]), ids.size - 1, graph.info.vocab, ids)
