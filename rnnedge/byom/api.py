@@ -74,16 +74,22 @@ def export(
     After this, `rnnedge quantize`, `drift`, `eval`, `generate`, `bench` and rnnedge.runtime take `out`.
     """
     tok = resolve(tokenizer)
-    lm = wrap(module, states, len(tok), arch=arch, atol=atol, products=products)
-    files = {TOKENIZER_FILE: tok.file_bytes()} if isinstance(tok, HFTokenizer) else {}
-    info = {"byom": True, "tokenizer": getattr(tok, "kind", "char"), "module": type(module).__name__, **(source or {})}
-    return export_checked(
-        Checkpoint(model=lm, vocab=tok, path=None),  # type: ignore[arg-type]
-        out,
-        opset=opset,
-        max_seq_len=max_seq_len,
-        simplify=simplify,
-        ort_format=ort_format,
-        extra_files=files,
-        source=info,
-    )
+    modes = [(m, m.training) for m in module.modules()] if isinstance(module, nn.Module) else []
+    try:  # torch.onnx.export leaves the traced tree in train mode: the user's module gets its own modes back
+        lm = wrap(module, states, len(tok), arch=arch, atol=atol, products=products)
+        files = {TOKENIZER_FILE: tok.file_bytes()} if isinstance(tok, HFTokenizer) else {}
+        kind = getattr(tok, "kind", "char")
+        info = {"byom": True, "tokenizer": kind, "module": type(module).__name__, **(source or {})}
+        return export_checked(
+            Checkpoint(model=lm, vocab=tok, path=None),  # type: ignore[arg-type]
+            out,
+            opset=opset,
+            max_seq_len=max_seq_len,
+            simplify=simplify,
+            ort_format=ort_format,
+            extra_files=files,
+            source=info,
+        )
+    finally:
+        for m, training in modes:
+            m.train(training)
