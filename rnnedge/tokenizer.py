@@ -167,7 +167,9 @@ class HFTokenizer:
     def stream_decoder(self) -> StreamDecoder:
         """id -> the text it adds: the last 32 ids decoded with and without it (subword joins stay right);
         a token that ends inside a multi-byte character adds nothing until the character is whole."""
-        tok, seen, pending = self._load(), [], []
+        tok = self._load()
+        seen: list[int] = []
+        pending: list[int] = []
 
         def step(i: int) -> str:
             pending.append(int(i))
@@ -271,4 +273,5 @@ def stream_decoder(tok: Any) -> StreamDecoder:
     if isinstance(tok, CharVocab):
         chars = tok.chars
         return lambda i: chars[int(i)]
-    return tok.stream_decoder()  # type: ignore[no-any-return]
+    decoder: StreamDecoder = tok.stream_decoder()
+    return decoder

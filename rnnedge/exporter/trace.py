@@ -121,12 +121,12 @@ def fixed_scan_levels(model: nn.Module, levels: int | None) -> Iterator[None]:
     mods = [m for m in model.modules() if hasattr(m, "scan_levels")]
     saved = [m.scan_levels for m in mods]
     for m in mods:
-        m.scan_levels = levels
+        setattr(m, "scan_levels", levels)  # noqa: B010 (nn.Module's __setattr__ types it as a tensor)
     try:
         yield
     finally:
         for m, s in zip(mods, saved, strict=True):
-            m.scan_levels = s
+            setattr(m, "scan_levels", s)  # noqa: B010
 
 
 def trace_parallel(model: CharLM, opset: int, levels: int) -> bytes:
