@@ -39,7 +39,11 @@ def wrap(
     if len(set(names)) != len(names):
         raise ConfigError(f"state names repeat: {names}")
     prods = tuple(products) if products is not None else linear_products(module)
-    cfg = ProtocolConfig(arch, int(vocab_size), infos, prods, float(atol), dict(extra or {}))
+    costs = {  # what `rnnedge compare` reports for a model it cannot rebuild from an rnnedge config
+        "params": sum(p.numel() for p in module.parameters()),
+        "macs_per_token": sum(int(k) * int(n) for _, k, n in prods),
+    }
+    cfg = ProtocolConfig(arch, int(vocab_size), infos, prods, float(atol), {**costs, **(extra or {})})
     lm = ProtocolLM(module.eval(), states, cfg).eval()
     checks.check_finite(lm)
     checks.check_shapes(lm, cfg.vocab_size)
