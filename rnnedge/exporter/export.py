@@ -78,10 +78,11 @@ def export_checked(
     extra_files: dict[str, bytes] | None = None,
     source: dict[str, Any] | None = None,
 ) -> ExportResult:
-    """The same export for any model that follows the recurrent-LM protocol (rnnedge.byom): `loaded.model`
-    has `config` (arch, vocab_size, state_infos(), to_dict(), weight_products(), atol), `init_state(batch)`
-    and `forward(ids, state) -> (logits, state)`. `extra_files` (name -> bytes, e.g. the tokenizer) are
-    written next to the graphs in the same all-or-nothing step; `source` replaces the manifest's source."""
+    """The same export for any model that follows the recurrent-LM protocol (exporter/protocol.py;
+    rnnedge.byom wraps user modules into it): `loaded.model` has `config` (arch, vocab_size, state_infos(),
+    to_dict(), weight_products(), atol), `init_state(batch)` and `forward(ids, state) -> (logits, state)`.
+    `extra_files` (name -> bytes, e.g. the tokenizer) are written next to the graphs in the same
+    all-or-nothing step; `source` is merged into the manifest's source."""
     trace.check_opset(opset)
     levels = trace.levels_for(max_seq_len)
     out = Path(out_dir)
