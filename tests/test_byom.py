@@ -253,3 +253,48 @@ def test_cli_from_word_lm_safetensors_and_bad_inputs(tmp_path):
         assert res.exit_code == 1 and msg in res.output, res.output
         assert len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_damaged_weight_files_are_one_line(tmp_path):
+    model = _word_lm(256, tie=False)
+    save_file(dict(model.state_dict()), str(tmp_path / "w.safetensors"))
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "w.safetensors").read_bytes()[:500])
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "wrapped.pt")
+    bi = nn.LSTM(24, 24, 1, bidirectional=True)
+    torch.save(
+        {"encoder.weight": model.encoder.weight, **{f"rnn.{k}": v for k, v in bi.state_dict().items()}},
+        tmp_path / "bi.pt",
+    )
+    cases = {
+        "cut.safetensors": "not a readable safetensors file",
+        "empty.pt": "weights_only=True",
+        "list.pt": "holds no state_dict",
+        "missing.pt": "weights file not found",
+        "bi.pt": "reverse direction",
+    }
+    for name, msg in cases.items():
+        res = runner.invoke(
+            app, ["export", "--from", "word-lm", "--weights", str(tmp_path / name), "--out", str(tmp_path / "o")]
+        )
+        assert res.exit_code == 1 and msg in res.output and len(res.output.strip().splitlines()) == 1, (
+            name,
+            res.output,
+        )
+    assert not (tmp_path / "o").exists()
+    ok = runner.invoke(
+        app,
+        [
+            "export",
+            "--from",
+            "word-lm",
+            "--weights",
+            str(tmp_path / "wrapped.pt"),
+            "--out",
+            str(tmp_path / "o"),
+            "--max-seq-len",
+            "1024",
+        ],
+    )
+    assert ok.exit_code == 0, ok.output
