@@ -207,6 +207,7 @@ class TwoFaced(HandLSTM):
         (WrongState, "bytes", ConfigError, r"state 'h': the module returns \[2, 2, 16\]"),
         (TwoFaced, "bytes", VerificationError, "step form .* and its parallel form .* disagree"),
         (HandLSTM, "char:abc", ConfigError, r"expected \[2, 5, 3\]"),
+        (lambda: HandLSTM(vocab=100), "bytes", ConfigError, "cannot take token ids up to 255"),
     ],
 )
 def test_refusals_write_nothing(tmp_path, model, tokenizer, error, match):

@@ -47,6 +47,11 @@ def check_shapes(lm: ProtocolLM, vocab_size: int) -> None:
                 raise
             except Exception as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                if isinstance(exc, IndexError) or "out of range" in first:
+                    raise ConfigError(
+                        f"the module cannot take token ids up to {vocab_size - 1} (the tokenizer has {vocab_size} "
+                        f"tokens): does its vocabulary match the tokenizer? ({first})"
+                    ) from exc
                 raise ConfigError(f"the module fails on ids [{batch}, {t}] with its declared states: {first}") from exc
             if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (batch, t, vocab_size):
                 got = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
