@@ -132,9 +132,17 @@ class HFTokenizer:
             return tok
 
     def _unk_id(self) -> int | None:
+        """The unknown token's id: the model's `unk_token` (BPE, WordPiece) or `unk_id` (Unigram), if any."""
         tok = self._load()
-        unk = getattr(tok.model, "unk_token", None)
-        return None if unk is None else tok.token_to_id(unk)
+        if "unk" not in self._cache:
+            model = json.loads(self._cache["bytes"]).get("model", {})
+            unk_id = model.get("unk_id") if isinstance(model, dict) else None
+            unk = model.get("unk_token") if isinstance(model, dict) else None
+            self._cache["unk"] = (
+                int(unk_id) if isinstance(unk_id, int) else (None if unk is None else tok.token_to_id(unk))
+            )
+        value: int | None = self._cache["unk"]
+        return value
 
     def encode(self, text: str, on_unknown: OnUnknown = "error") -> np.ndarray:
         """Text -> int64 ids. Text the tokenizer maps to its unknown token, or silently drops (a non-space

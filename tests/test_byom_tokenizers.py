@@ -118,6 +118,21 @@ def test_minlm_with_bpe_end_to_end(tmp_path):
     assert bad.exit_code == 1 and len(bad.output.strip().splitlines()) == 1
 
 
+def test_unigram_unknown_is_strict(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(
+        [shakespeare(4000)], trainers.UnigramTrainer(vocab_size=200, special_tokens=["<unk>"], unk_token="<unk>")
+    )
+    tok.save(str(tmp_path / "uni.json"))
+    uni = HFTokenizer.from_file(tmp_path / "uni.json")
+    with pytest.raises(UnknownCharacterError, match="'😀' at position 3"):
+        uni.encode("my 😀 lord")
+    assert 0 not in uni.encode("my 😀 lord", on_unknown="skip").tolist()  # <unk> (id 0) dropped
+
+
 def test_resolve_specs(tmp_path):
     assert len(resolve("bytes")) == 256
     assert len(resolve("char:abc")) == 3
