@@ -188,19 +188,20 @@ class GraphInfo:
 
     def to_metadata(self) -> dict[str, str]:
         """The metadata_props entries (all strings) that describe this graph."""
+        chars = isinstance(self.vocab, CharVocab)  # characters: exactly the format-2 entries, in their order
         meta = {
-            PREFIX + "format": str(CHAR_FORMAT),
+            PREFIX + "format": str(CHAR_FORMAT if chars else FORMAT_VERSION),
             PREFIX + "version": self.version,
             PREFIX + "graph": self.kind,
+            **(
+                {PREFIX + "vocab": self.vocab.chars}
+                if chars
+                else {PREFIX + "tokenizer": json.dumps(self.vocab.to_entry(), sort_keys=True)}
+            ),
             PREFIX + "config": json.dumps(self.config, sort_keys=True),
             PREFIX + "states": json.dumps([s.to_dict() for s in self.states]),
             PREFIX + "variant": self.variant,
         }
-        if isinstance(self.vocab, CharVocab):
-            meta[PREFIX + "vocab"] = self.vocab.chars
-        else:
-            meta[PREFIX + "format"] = str(FORMAT_VERSION)
-            meta[PREFIX + "tokenizer"] = json.dumps(self.vocab.to_entry(), sort_keys=True)
         if self.max_seq_len is not None:
             meta[PREFIX + "max_seq_len"] = str(self.max_seq_len)
         if self.matmuls:
