@@ -194,7 +194,7 @@ def eval_cmd(
     result = {"path": str(path), "kind": kind, "variant": variant, **result}
     if as_json:
         echo(json.dumps(result))
-    elif "tokens" in result and result["nats_per_char"] != result["loss_nats"]:  # a subword / byte tokenizer
+    elif result.get("tokenizer", "char") != "char":  # bytes or subwords: per token, per character, per byte
         echo(
             f"{path} ({label}): loss {result['loss_nats']:.4f} nats/token over {result['tokens']:,} tokens; "
             f"{result['nats_per_char']:.4f} nats/char, {result['bits_per_byte']:.4f} bits/byte"

@@ -107,7 +107,14 @@ def loss_summary(loss: float, chars: int, vocab: Any = None, ids: np.ndarray | N
     if vocab is not None and ids is not None and ids.size >= 2:
         total = loss * chars
         whole, first = vocab.decode(ids), vocab.decode(ids[:1])
+        kind = getattr(vocab, "kind", "char")
         n_chars = max(1, len(whole) - len(first))
         n_bytes = max(1, len(whole.encode("utf-8")) - len(first.encode("utf-8")))
-        out.update(tokens=int(chars), nats_per_char=total / n_chars, bits_per_byte=total / n_bytes / math.log(2))
+        per_char = loss if kind == "char" else total / n_chars  # characters: one token is one character
+        out.update(
+            tokenizer=kind,
+            tokens=int(chars),
+            nats_per_char=per_char,
+            bits_per_byte=total / n_bytes / math.log(2),
+        )
     return out
