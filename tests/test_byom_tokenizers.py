@@ -141,3 +141,19 @@ def test_resolve_specs(tmp_path):
     (tmp_path / "bad.json").write_text("{", encoding="utf-8")
     with pytest.raises(Exception, match="not JSON"):
         resolve(tmp_path / "bad.json")
+
+
+def test_char_graphs_keep_format_2_metadata():
+    from rnnedge.graphmeta import GraphInfo, make_state, parse_metadata
+    from rnnedge.vocab import CharVocab
+
+    states = (make_state("0.h", ("batch", 4)),)
+    char = GraphInfo("step", CharVocab("abc"), {"arch": "mingru"}, states, "0.1.0").to_metadata()
+    assert list(char)[:4] == ["rnnedge.format", "rnnedge.version", "rnnedge.graph", "rnnedge.vocab"]
+    assert char["rnnedge.format"] == "2" and "rnnedge.tokenizer" not in char
+    byte = GraphInfo("step", ByteTokenizer(), {"arch": "custom"}, states, "0.1.0").to_metadata()
+    assert byte["rnnedge.format"] == "3" and "rnnedge.vocab" not in byte
+    assert parse_metadata(byte).vocab == ByteTokenizer()
+    unknown = {**byte, "rnnedge.tokenizer": json.dumps({"kind": "sentencepiece"})}
+    with pytest.raises(GraphError, match="unknown tokenizer kind"):
+        parse_metadata(unknown, source="x.onnx")
