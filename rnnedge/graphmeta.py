@@ -173,7 +173,11 @@ class GraphInfo:
     variant: str = FP32
     recipe: dict[str, Any] | None = None
     matmuls: tuple[tuple[str, int, int], ...] = field(default=())
-    format: int = FORMAT_VERSION
+    format: int = 0  # the file's contract version; 0: what this rnnedge writes (2 for characters, else 3)
+
+    def __post_init__(self) -> None:
+        if self.format == 0:
+            object.__setattr__(self, "format", CHAR_FORMAT if isinstance(self.vocab, CharVocab) else FORMAT_VERSION)
 
     @property
     def arch(self) -> str:
