@@ -7,7 +7,9 @@ An export folder holds `parallel.onnx`, `step.onnx` and `manifest.json`; each pr
     rnnedge.format        contract version (FORMAT_VERSION); absent in files from rnnedge 0.1 (= 1)
     rnnedge.version       package version that wrote it
     rnnedge.graph         "parallel" | "step"
-    rnnedge.vocab         the characters, in token-id order
+    rnnedge.vocab         the characters, in token-id order (char tokenizer)
+    rnnedge.tokenizer     format 3, instead of rnnedge.vocab: {"kind": "bytes" | "hf", "size", and for hf
+                          "file" (shipped next to the graph) and its "sha256"} (rnnedge/tokenizer.py)
     rnnedge.config        model config (JSON)
     rnnedge.states        JSON list of {"name", "input", "output", "shape", "dtype", "kind"}:
                           shape is the full shape, "batch" the only symbolic dim, e.g.
@@ -35,7 +37,8 @@ from typing import Any
 from rnnedge.errors import ConfigError, GraphError
 from rnnedge.vocab import CharVocab
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # the newest this rnnedge reads; char-vocabulary graphs are still written as format 2
+CHAR_FORMAT = 2
 INPUT_IDS = "input_ids"
 LOGITS = "logits"
 GRAPH_KINDS = ("parallel", "step")
@@ -161,7 +164,7 @@ class GraphInfo:
     """What an rnnedge .onnx file says about itself."""
 
     kind: str
-    vocab: CharVocab
+    vocab: Any  # CharVocab | rnnedge.tokenizer.ByteTokenizer | HFTokenizer: encode/decode/len
     config: dict[str, Any]
     states: tuple[StateInfo, ...]
     version: str
@@ -170,7 +173,11 @@ class GraphInfo:
     variant: str = FP32
     recipe: dict[str, Any] | None = None
     matmuls: tuple[tuple[str, int, int], ...] = field(default=())
-    format: int = FORMAT_VERSION
+    format: int = 0  # the file's contract version; 0: what this rnnedge writes (2 for characters, else 3)
+
+    def __post_init__(self) -> None:
+        if self.format == 0:
+            object.__setattr__(self, "format", CHAR_FORMAT if isinstance(self.vocab, CharVocab) else FORMAT_VERSION)
 
     @property
     def arch(self) -> str:
@@ -185,11 +192,16 @@ class GraphInfo:
 
     def to_metadata(self) -> dict[str, str]:
         """The metadata_props entries (all strings) that describe this graph."""
+        chars = isinstance(self.vocab, CharVocab)  # characters: exactly the format-2 entries, in their order
         meta = {
-            PREFIX + "format": str(FORMAT_VERSION),
+            PREFIX + "format": str(CHAR_FORMAT if chars else FORMAT_VERSION),
             PREFIX + "version": self.version,
             PREFIX + "graph": self.kind,
-            PREFIX + "vocab": self.vocab.chars,
+            **(
+                {PREFIX + "vocab": self.vocab.chars}
+                if chars
+                else {PREFIX + "tokenizer": json.dumps(self.vocab.to_entry(), sort_keys=True)}
+            ),
             PREFIX + "config": json.dumps(self.config, sort_keys=True),
             PREFIX + "states": json.dumps([s.to_dict() for s in self.states]),
             PREFIX + "variant": self.variant,
@@ -243,6 +255,18 @@ def _matmuls(raw: str | None, source: str) -> tuple[tuple[str, int, int], ...]:
     return products
 
 
+def _vocab(meta: Mapping[str, str], source: str) -> Any:
+    """The graph's tokenizer: its characters, or the rnnedge.tokenizer entry (an HF file is looked for
+    next to the graph file when `source` is one)."""
+    if PREFIX + "tokenizer" not in meta:
+        return CharVocab(meta[PREFIX + "vocab"])
+    from rnnedge.tokenizer import from_entry
+
+    where = Path(source)
+    base = where.parent if where.suffix in (".onnx", ".ort") and where.is_file() else None
+    return from_entry(json.loads(meta[PREFIX + "tokenizer"]), base, source)
+
+
 def parse_metadata(meta: Mapping[str, str], source: str = "graph") -> GraphInfo:
     """GraphInfo from metadata_props (onnx) or ORT's custom_metadata_map; GraphError if not rnnedge's.
 
@@ -280,7 +304,7 @@ def parse_metadata(meta: Mapping[str, str], source: str = "graph") -> GraphInfo:
             raise GraphError(f"{source}: rnnedge.config is not a JSON object")
         return GraphInfo(
             kind=kind,
-            vocab=CharVocab(meta[PREFIX + "vocab"]),
+            vocab=_vocab(meta, source),
             config=config,
             states=states,
             version=meta.get(PREFIX + "version", "?"),

@@ -25,6 +25,17 @@ def _export(ckpt: Path, out: Path, max_seq_len: int) -> None:
 
 
 def _costs(config: dict[str, Any]) -> dict[str, Any]:
+    if config.get("byom"):  # an exported user model (rnnedge.byom): its config carries its own counts
+        macs = int(config.get("macs_per_token", 0))
+        return {
+            "arch": config.get("arch", "?"),
+            "params": int(config.get("params", 0)),
+            "params_by_part": {},
+            "mixer_params_per_layer": 0,
+            "macs_per_token": macs,
+            "macs_weights": macs,
+            "macs_cache": 0,
+        }
     from rnnedge.models import ModelConfig
     from rnnedge.models.costs import config_costs
 

@@ -52,7 +52,9 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     @domain_errors
     def export(
-        ckpt: str = typer.Argument(..., help="Checkpoint folder, or 'default' for the bundled default model."),
+        ckpt: str = typer.Argument(
+            None, help="Checkpoint folder, or 'default' for the bundled default model (not with --from)."
+        ),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder (created if missing)."),
         opset: int = typer.Option(17, "--opset", help="ONNX opset (17-20)."),
         max_seq_len: int = typer.Option(65536, "--max-seq-len", help="Longest T the parallel graph is exact for."),
@@ -61,8 +63,51 @@ def register(app: typer.Typer) -> None:
         target: str = typer.Option(
             "default", "--target", help="'mobile' adds mobile/: a batch-1 step graph for NNAPI/CoreML, .ort, op config."
         ),
+        source: str = typer.Option(
+            None, "--from", help="Bring your own model: word-lm (nn.LSTM/GRU/RNN LM) or mingru-pytorch (minLM)."
+        ),
+        weights: Path = typer.Option(
+            None, "--weights", help="With --from: a state_dict, .safetensors or .pt (loaded with weights_only=True)."
+        ),
+        tokenizer: str = typer.Option(
+            None,
+            "--tokenizer",
+            help="With --from: bytes | char:<characters> | chars:<text file> | a Hugging Face tokenizer.json.",
+        ),
+        rnn_type: str = typer.Option(
+            None,
+            "--rnn-type",
+            help="With --from word-lm: LSTM | GRU | RNN_TANH | RNN_RELU (default: from the weights).",
+        ),
+        batch_first: bool = typer.Option(False, "--batch-first", help="With --from word-lm: the RNN is batch_first."),
     ) -> None:
-        """Export a checkpoint to parallel.onnx + step.onnx + manifest.json, verified before writing."""
+        """Export a checkpoint (or, with --from, your own model's weights) to parallel.onnx + step.onnx +
+        manifest.json, verified before writing."""
+        if source is not None or weights is not None:
+            from rnnedge._cli.byom import export_from
+
+            result = export_from(
+                source,
+                weights,
+                tokenizer,
+                out,
+                ckpt,
+                rnn_type,
+                batch_first,
+                opset,
+                max_seq_len,
+                no_simplify,
+                ort_format,
+            )
+            _summary(result.manifest)
+            echo(f"wrote {result.out_dir} (all {len(result.checks)} checks passed)")
+            return
+        if ckpt is None:
+            from rnnedge.errors import ConfigError
+
+            raise ConfigError(
+                "give a checkpoint folder (or 'default'), or --from word-lm|mingru-pytorch --weights FILE"
+            )
         from rnnedge.exporter import export_model
 
         result = export_model(

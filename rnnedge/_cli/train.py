@@ -201,6 +201,11 @@ def eval_cmd(
     result = {"path": str(path), "kind": kind, "variant": variant, **result}
     if as_json:
         echo(json.dumps(result))
+    elif result.get("tokenizer", "char") != "char":  # bytes or subwords: per token, per character, per byte
+        echo(
+            f"{path} ({label}): loss {result['loss_nats']:.4f} nats/token over {result['tokens']:,} tokens; "
+            f"{result['nats_per_char']:.4f} nats/char, {result['bits_per_byte']:.4f} bits/byte"
+        )
     else:
         echo(
             f"{path} ({label}): loss {result['loss_nats']:.4f} nats/char, "

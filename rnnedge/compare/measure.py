@@ -45,7 +45,7 @@ class Measured:
 def _loss(folder: Path, text: str, variant: str, settings: CompareSettings) -> dict[str, Any]:
     r = evaluate_export(folder, text, variant=variant, on_unknown=settings.on_unknown, threads=settings.threads)
     return {
-        "nats_per_char": r["loss_nats"],
+        "nats_per_char": r.get("nats_per_char", r["loss_nats"]),
         "bits_per_char": r["bits_per_char"],
         "chars": r["chars"],
         "graph": r["graph"],

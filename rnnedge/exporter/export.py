@@ -64,11 +64,37 @@ def export_model(
     levels = trace.levels_for(max_seq_len)
     out = Path(out_dir)
     loaded = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
+    return _guarded(loaded, out, opset, max_seq_len, levels, simplify, ort_format, verify, simplifier, checks, target)
+
+
+def export_checked(
+    loaded: Checkpoint,
+    out_dir: str | os.PathLike[str],
+    *,
+    opset: int = 17,
+    max_seq_len: int = 65536,
+    simplify: bool = True,
+    ort_format: bool = False,
+    extra_files: dict[str, bytes] | None = None,
+    source: dict[str, Any] | None = None,
+) -> ExportResult:
+    """The same export for any model that follows the recurrent-LM protocol (exporter/protocol.py;
+    rnnedge.byom wraps user modules into it): `loaded.model` has `config` (arch, vocab_size, state_infos(),
+    to_dict(), weight_products(), atol), `init_state(batch)` and `forward(ids, state) -> (logits, state)`.
+    `extra_files` (name -> bytes, e.g. the tokenizer) are written next to the graphs in the same
+    all-or-nothing step; `source` is merged into the manifest's source."""
+    trace.check_opset(opset)
+    levels = trace.levels_for(max_seq_len)
+    out = Path(out_dir)
+    return _guarded(
+        loaded, out, opset, max_seq_len, levels, simplify, ort_format, True, None, None, "default", extra_files, source
+    )
+
+
+def _guarded(loaded: Checkpoint, out: Path, *args: Any) -> ExportResult:
     created = _probe_out_dir(out)
     try:
-        return _export(
-            loaded, out, opset, max_seq_len, levels, simplify, ort_format, verify, simplifier, checks, target
-        )
+        return _export(loaded, out, *args)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
@@ -135,6 +161,8 @@ def _export(
     simplifier: simp.Simplifier | None,
     checks: Sequence[vfy.Check] | None,
     target: str,
+    extra_files: dict[str, bytes] | None = None,
+    source: dict[str, Any] | None = None,
 ) -> ExportResult:
     start = time.perf_counter()
     lm = loaded.model.eval()
@@ -168,6 +196,7 @@ def _export(
 
     paths = {k: out_dir / graph_file(k) for k in recs}
     files = {paths[k]: recs[k].data for k in recs}
+    files.update({out_dir / name: blob for name, blob in (extra_files or {}).items()})
     ort_entry = None
     if ort_format:
         from rnnedge.ortformat import convert_to_ort
@@ -184,6 +213,10 @@ def _export(
         timings["mobile"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
     manifest = build_manifest(loaded, opset, max_seq_len, levels, recs, results, do_verify, timings, providers)
+    if source is not None:
+        manifest["source"] = {**manifest["source"], **source}
+    if extra_files:
+        manifest["files"] = sorted(extra_files)
     if ort_entry is not None:
         manifest["ort_format"] = ort_entry
     if mobile_entry is not None:

@@ -18,7 +18,7 @@ from torch import nn
 
 from rnnedge.errors import ConfigError, GraphError
 from rnnedge.graphmeta import INPUT_IDS, LOGITS, MAX_SEQ_LEN
-from rnnedge.models import CharLM, fixed_scan_levels
+from rnnedge.models import CharLM
 
 # LayerNormalization (opset 17) is the newest op the graphs need; the TorchScript exporter stops at 20.
 MIN_OPSET = 17
@@ -112,6 +112,21 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], opset: int, time_
             dynamo=False,
         )
     return buf.getvalue()
+
+
+@contextlib.contextmanager
+def fixed_scan_levels(model: nn.Module, levels: int | None) -> Iterator[None]:
+    """Within the block, every module with a `scan_levels` attribute (rnnedge's scan mixers, a byom
+    adapter's scan) runs exactly `levels` doubling passes (for tracing)."""
+    mods = [m for m in model.modules() if hasattr(m, "scan_levels")]
+    saved = [m.scan_levels for m in mods]
+    for m in mods:
+        setattr(m, "scan_levels", levels)  # noqa: B010 (nn.Module's __setattr__ types it as a tensor)
+    try:
+        yield
+    finally:
+        for m, s in zip(mods, saved, strict=True):
+            setattr(m, "scan_levels", s)  # noqa: B010
 
 
 def trace_parallel(model: CharLM, opset: int, levels: int) -> bytes:

@@ -23,8 +23,10 @@ TOLERANCE = 1e-4  # the default MixerSpec.atol; a mixer may declare its own
 
 
 def tolerance(model: CharLM) -> float:
-    """Max abs difference the checks allow for this model: its mixer's MixerSpec.atol."""
-    return mixer_spec(model.config.arch).atol
+    """Max abs difference the checks allow for this model: its config's own `atol` (a module exported
+    through rnnedge.byom), else its mixer's MixerSpec.atol."""
+    own = getattr(model.config, "atol", None)
+    return float(own) if own is not None else mixer_spec(model.config.arch).atol
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def _step_loss(
     path: Path, text: str, on_unknown: str, threads: int | None, providers: ProviderArg
 ) -> dict[str, float | int]:
     graph = open_graph(path, "step", providers, threads)
-    ids = graph.info.vocab.encode(text, on_unknown=on_unknown)  # type: ignore[arg-type]
+    ids = graph.info.vocab.encode(text, on_unknown=on_unknown)
     if ids.size < 2:
         raise InputError(f"text too short to evaluate: {ids.size} known character(s), need at least 2")
-    return loss_summary(step_nll(graph, ids[None]), ids.size - 1)
+    return loss_summary(step_nll(graph, ids[None]), ids.size - 1, graph.info.vocab, ids)

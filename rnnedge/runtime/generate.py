@@ -11,6 +11,7 @@ from rnnedge.errors import InputError
 from rnnedge.graphmeta import FP32
 from rnnedge.runtime.sampling import Sampler
 from rnnedge.runtime.step import StepSession
+from rnnedge.tokenizer import stream_decoder
 
 
 def generate(
@@ -48,10 +49,12 @@ def generate(
 
 
 def _stream(session: StepSession, ids: np.ndarray, tokens: int, sampler: Sampler) -> Iterator[str]:
-    chars = session.vocab.chars
+    """Each sampled token's text (characters: one character; bytes / subwords: what the token adds to the
+    text, empty while a multi-byte character is still incomplete)."""
+    decode = stream_decoder(session.vocab)
     session.reset()
     logits = session.feed_sequence(ids)
     for _ in range(tokens):
         nxt = sampler(logits)  # (1,)
-        yield chars[int(nxt[0])]
+        yield decode(int(nxt[0]))
         logits = session.feed(int(nxt[0]), copy=False)

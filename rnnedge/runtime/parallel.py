@@ -91,11 +91,30 @@ class ParallelSession:
         if ids.size < 2:
             raise InputError(f"text too short to evaluate: {ids.size} known character(s), need at least 2")
         token_nll = self.score(ids)
-        return loss_summary(float(token_nll.mean()), token_nll.size)
+        return loss_summary(float(token_nll.mean()), token_nll.size, self.vocab, ids)
 
 
-def loss_summary(loss: float, chars: int) -> dict[str, float | int]:
-    """{loss_nats, bits_per_char, chars} from a mean NLL; InputError if the graph gave non-finite logits."""
+def loss_summary(loss: float, chars: int, vocab: Any = None, ids: np.ndarray | None = None) -> dict[str, float | int]:
+    """{loss_nats, bits_per_char, chars} from a mean NLL; InputError if the graph gave non-finite logits.
+
+    With the tokenizer and the ids, also the text's own units, so a char model and a subword model compare
+    fairly: `tokens` predicted, `nats_per_char` and `bits_per_byte` (total NLL over the characters / UTF-8
+    bytes those tokens decode to). For a subword tokenizer `loss_nats` / `bits_per_char` are per token and
+    `chars` counts tokens, as before for characters; `nats_per_char` is the per-character figure."""
     if not math.isfinite(loss):
         raise InputError("the graph produced non-finite logits on this text")
-    return {"loss_nats": loss, "bits_per_char": loss / math.log(2), "chars": int(chars)}
+    out: dict[str, float | int] = {"loss_nats": loss, "bits_per_char": loss / math.log(2), "chars": int(chars)}
+    if vocab is not None and ids is not None and ids.size >= 2:
+        total = loss * chars
+        whole, first = vocab.decode(ids), vocab.decode(ids[:1])
+        kind = getattr(vocab, "kind", "char")
+        n_chars = max(1, len(whole) - len(first))
+        n_bytes = max(1, len(whole.encode("utf-8")) - len(first.encode("utf-8")))
+        per_char = loss if kind == "char" else total / n_chars  # characters: one token is one character
+        out.update(
+            tokenizer=kind,
+            tokens=int(chars),
+            nats_per_char=per_char,
+            bits_per_byte=total / n_bytes / math.log(2),
+        )
+    return out
