@@ -59,10 +59,16 @@ def quantize(
     ),
     bits: int | None = typer.Option(None, "--bits", help="Weight-only recipes: 4 or 8."),
     block_size: int | None = typer.Option(None, "--block-size", help="Weight-only recipes: block size (16-256)."),
-    keep_float: list[str] = typer.Option([], "--keep-float", help="Node name or glob to keep fp32 (repeatable)."),
+    keep_float: list[str] = typer.Option(
+        [],
+        "--keep-float",
+        help="Parameter path glob (e.g. 'blocks.0.mixer.*', 'head') or node name to keep fp32 (repeatable).",
+    ),
     graphs: str | None = typer.Option(None, "--graphs", help="Which graphs (default both): step,parallel."),
     max_loss_delta: float | None = typer.Option(
-        None, "--max-loss-delta", help="Keep the most sensitive nodes float until the loss delta holds."
+        None,
+        "--max-loss-delta",
+        help="Keep the most sensitive nodes float until the loss delta holds (an error if only all-float would).",
     ),
     on_unknown: str = typer.Option("error", "--on-unknown", help="Unknown characters in text: error or skip."),
     sensitivity: bool = typer.Option(False, "--sensitivity", help="Rank nodes by leave-one-out loss delta."),

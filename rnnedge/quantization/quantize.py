@@ -110,17 +110,17 @@ def make_builders(
 
 
 def keep_float_nodes(recipe: Recipe, builders: dict[str, VariantBuilder]) -> dict[str, list[str]]:
-    """{kind: node names} the recipe's keep_float patterns match; RnnedgeError for a pattern matching none."""
-    kept = {
-        kind: sorted({n for hits in match_patterns(recipe.keep_float, b.candidates, b.labels).values() for n in hits})
-        for kind, b in builders.items()
-    }
+    """{kind: node names} the recipe's keep_float patterns match (on the parameter path, the same in
+    both graphs, or a node name); RnnedgeError for a pattern matching none."""
+    hits = {kind: match_patterns(recipe.keep_float, b.candidates, b.labels, b.params) for kind, b in builders.items()}
+    kept = {kind: sorted({n for names in h.values() for n in names}) for kind, h in hits.items()}
     for pattern in recipe.keep_float:
-        if not any(match_patterns((pattern,), b.candidates, b.labels)[pattern] for b in builders.values()):
-            labels = sorted({b.labels[c] for b in builders.values() for c in b.candidates})
+        if not any(h[pattern] for h in hits.values()):
+            paths = sorted({b.params.get(c, c) for b in builders.values() for c in b.candidates})
+            more = "..." if len(paths) > 16 else ""
             raise RnnedgeError(
                 f"--keep-float {pattern} matches no node {recipe.name} converts; "
-                f"candidates: {', '.join(labels[:12])}..."
+                f"parameters it converts: {', '.join(paths[:16])}{more}"
             )
     return kept
 
