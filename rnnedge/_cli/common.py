@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from rnnedge.errors import RnnedgeError
+from rnnedge.errors import Interrupted, RnnedgeError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,6 +29,9 @@ def domain_errors(func: F) -> F:
             return func(*args, **kwargs)
         except RnnedgeError as exc:
             raise fail(str(exc)) from None
+        except Interrupted as exc:
+            typer.echo(f"\nrnnedge: interrupted; {exc}", err=True)
+            raise typer.Exit(code=130) from None
         except KeyboardInterrupt:
             typer.echo("\nrnnedge: interrupted; no partial file was written", err=True)
             raise typer.Exit(code=130) from None
