@@ -64,7 +64,9 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(
             ..., help="Export folder (step.onnx inside), a step .onnx file, or 'default' (the bundled model)."
         ),
-        prompt: str = typer.Option("\n", "--prompt", "-p", help="Text to start from (must not be empty)."),
+        prompt: str = typer.Option(
+            "\n", "--prompt", "-p", show_default="a newline", help="Text to start from (must not be empty)."
+        ),
         tokens: int = typer.Option(300, "--tokens", "-n", help="Characters to generate after the prompt."),
         variant: str = typer.Option("fp32", "--variant", help=_VARIANT_HELP),
         temperature: float = typer.Option(0.8, "--temperature", "-t", help="0 = greedy; higher = more random."),
