@@ -24,7 +24,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help: flags without `<bool>` metavars, no boxes
 )
 
-_AREAS = ("train", "export", "runtime", "quantize", "drift", "compare", "pipeline")
+_AREAS = ("train", "export", "runtime", "quantize", "drift", "compare", "pipeline", "inspect")
 
 
 def _version(value: bool) -> None:

@@ -149,9 +149,16 @@ def eval_cmd(
         "mantissa bits, so the loss differs slightly from fp32's). Off by default.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    json_out: Path | None = typer.Option(
+        None, "--json-out", help="Also write the JSON object to this file (as `bench --json` does)."
+    ),
 ) -> None:
     """Mean loss (nats/char) and bits/char of a checkpoint or an exported model on a text."""
     from rnnedge.graphmeta import FP32, check_variant_name, list_variants
+    from rnnedge.io import check_writable, write_json
+
+    if json_out is not None:
+        check_writable(json_out, "--json-out")  # before the text is scored, not after
 
     if on_unknown not in ("error", "skip"):
         raise ConfigError(f"--on-unknown must be error or skip, not {on_unknown!r}")
@@ -192,6 +199,8 @@ def eval_cmd(
             f"{path} is neither a checkpoint folder (config.json) nor an export (parallel.onnx, step.onnx)"
         )
     result = {"path": str(path), "kind": kind, "variant": variant, **result}
+    if json_out is not None:
+        write_json(json_out, result)
     if as_json:
         echo(json.dumps(result))
     else:
