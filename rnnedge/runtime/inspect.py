@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from rnnedge.errors import GraphError
-from rnnedge.graphmeta import MANIFEST, list_variants, split_graph_file
+from rnnedge.graphmeta import GRAPH_KINDS, MANIFEST, list_variants, split_graph_file
 from rnnedge.inference import open_graph
 
 ATTENTION = ("transformer", "aaren")  # archs whose n_heads / window mean something
 QUANT_KEYS = ("loss_fp32", "loss_variant", "loss_delta", "eval_source", "converted_nodes", "kept_float_labels")
 
 
-def _graph(path: Path) -> dict[str, Any]:
-    graph = open_graph(path, threads=1, spinning=False)
+def _graph(path: Path, kind: str | None) -> dict[str, Any]:
+    graph = open_graph(path, kind if kind in GRAPH_KINDS else None, threads=1, spinning=False)
     info = graph.info
     io = [
         {"name": n, "type": t.removeprefix("tensor(").removesuffix(")"), "shape": list(s)}
@@ -63,7 +63,7 @@ def inspect_export(path: str | Path) -> dict[str, Any]:
         raise GraphError(f"not found: {root}")
     if not variants:
         raise GraphError(f"{root} holds no rnnedge graph (step.onnx, parallel.onnx; run `rnnedge export` first)")
-    graphs = {v: {k: _graph(p) for k, p in sorted(kinds.items())} for v, kinds in variants.items()}
+    graphs = {v: {k: _graph(p, k) for k, p in sorted(kinds.items())} for v, kinds in variants.items()}
     first = next(iter(next(iter(graphs.values())).values()))
     manifest_path = root / MANIFEST if root.is_dir() else None
     manifest = {}
