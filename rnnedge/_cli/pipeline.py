@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from rnnedge._cli.common import domain_errors, echo
+from rnnedge.threads import THREADS_HELP, resolve_threads
+from rnnedge.training.presets import PRESET_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -29,14 +31,18 @@ def register(app: typer.Typer) -> None:
         prompt: str = typer.Option("ROMEO:", "--prompt", help="Prompt for the sample from the variant."),
         tokens: int = typer.Option(300, "--tokens", help="Characters to generate."),
         seed: int = typer.Option(0, "--seed", help="Sampling / training seed."),
-        threads: int = typer.Option(2, "--threads", help="CPU threads for ONNX Runtime and torch."),
+        threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP + " Every stage, training included."),
+        preset: str | None = typer.Option(
+            None, "--preset", help=f"Training only: model size {PRESET_HELP} (default: `rnnedge train`'s)."
+        ),
     ) -> None:
         """Train (optional) -> export -> precision variant -> drift report -> a sample from the variant."""
         from rnnedge.pipeline import PipelineConfig, run_pipeline
 
         cfg = PipelineConfig(
             out=out, ckpt=ckpt, data=data, arch=arch, train_steps=train_steps, method=method,
-            drift_steps=drift_steps, drift_streams=streams, prompt=prompt, tokens=tokens, seed=seed, threads=threads,
+            drift_steps=drift_steps, drift_streams=streams, prompt=prompt, tokens=tokens, seed=seed,
+            threads=resolve_threads(threads), preset=preset,
         )  # fmt: skip
         summary = run_pipeline(cfg, log=echo)
         echo(format_summary(summary))

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from rnnedge._cli.common import domain_errors, echo
+from rnnedge.threads import THREADS_HELP, resolve_threads
 
 
 def register(app: typer.Typer) -> None:
@@ -72,6 +73,7 @@ def quantize(
     ),
     on_unknown: str = typer.Option("error", "--on-unknown", help="Unknown characters in text: error or skip."),
     sensitivity: bool = typer.Option(False, "--sensitivity", help="Rank nodes by leave-one-out loss delta."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Write a precision variant (<graph>.<method>.onnx) of an export folder, checked on held-out text first."""
     from rnnedge.quantization import quantize_export
@@ -97,6 +99,7 @@ def quantize(
         sensitivity=sensitivity,
         on_unknown=on_unknown,
         log=echo,
+        threads=resolve_threads(threads),
         **options,
     )
     for line in _report_lines(result):

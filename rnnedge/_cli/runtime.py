@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from rnnedge._cli.common import domain_errors, echo
+from rnnedge.threads import THREADS_HELP, resolve_threads
 
 if TYPE_CHECKING:
     from rnnedge.runtime.bench import TorchBaseline
@@ -78,7 +79,7 @@ def register(app: typer.Typer) -> None:
         ),
         provider: str = typer.Option("cpu", "--provider", help=_PROVIDER_HELP),
         tf32: bool = typer.Option(False, "--tf32", help=_TF32_HELP),
-        threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: ORT's)."),
+        threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
         no_prompt: bool = typer.Option(False, "--no-echo-prompt", help="Print only the generated characters."),
     ) -> None:
         """Stream characters from the step graph to stdout as they are sampled (prompt first)."""
@@ -86,7 +87,9 @@ def register(app: typer.Typer) -> None:
         from rnnedge.runtime import StepSession, generate
 
         choice = ProviderChoice(provider, tf32=tf32)
-        session = StepSession(_resolve_model(model, variant), providers=choice, threads=threads, variant=variant)
+        session = StepSession(
+            _resolve_model(model, variant), providers=choice, threads=resolve_threads(threads), variant=variant
+        )
         chars = generate(
             session,
             prompt,
@@ -115,7 +118,7 @@ def register(app: typer.Typer) -> None:
             None, "--variant", help="Compare fp32 with this variant (repeatable; default: every variant present)."
         ),
         json_out: Path | None = typer.Option(None, "--json", help="Also write every figure to this JSON file."),
-        threads: int = typer.Option(2, "--threads", help="Intra-op threads for ONNX Runtime, numpy and torch."),
+        threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP + " Also numpy's floor."),
         steps: int = typer.Option(3000, "--steps", help="Timed step calls per configuration."),
         stream: int = typer.Option(
             0, "--stream", help="Also sample this many tokens and check the state stays finite (0 = off)."
@@ -138,8 +141,7 @@ def register(app: typer.Typer) -> None:
             raise RnnedgeError(f"--steps must be at least 10, got {steps}")
         if stream < 0:
             raise RnnedgeError(f"--stream must be a number of tokens >= 1 (0 = off), got {stream}")
-        if threads < 1:
-            raise RnnedgeError(f"--threads must be a positive integer, got {threads}")
+        threads = resolve_threads(threads)
         choice = ProviderChoice(provider, tf32=tf32)
         resolve_providers(choice)  # one line now if the provider is unknown or missing
         if json_out is not None:

@@ -12,6 +12,7 @@ import typer
 from rnnedge._cli.common import domain_errors, echo
 from rnnedge.errors import ConfigError, DependencyError, RnnedgeError
 from rnnedge.models.registry import MIXER_NAMES
+from rnnedge.threads import THREADS_HELP, resolve_threads
 from rnnedge.training.presets import PRESET_HELP, size_preset
 
 _ARCH_HELP = "Mixer: " + ", ".join(MIXER_NAMES) + " (rnnedge.models.registry)."
@@ -152,6 +153,7 @@ def eval_cmd(
     json_out: Path | None = typer.Option(
         None, "--json-out", help="Also write the JSON object to this file (as `bench --json` does)."
     ),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Mean loss (nats/char) and bits/char of a checkpoint or an exported model on a text."""
     from rnnedge.graphmeta import FP32, check_variant_name, list_variants
@@ -159,6 +161,7 @@ def eval_cmd(
 
     if json_out is not None:
         check_writable(json_out, "--json-out")  # before the text is scored, not after
+    n_threads = resolve_threads(threads)
 
     if on_unknown not in ("error", "skip"):
         raise ConfigError(f"--on-unknown must be error or skip, not {on_unknown!r}")
@@ -177,7 +180,9 @@ def eval_cmd(
             raise DependencyError(f"evaluating an export needs onnxruntime ({exc})") from None
         choice = ProviderChoice(provider, tf32=tf32)
         resolve_providers(choice)  # unknown or missing provider: one line before the text is read
-        result = evaluate_export(path, _text_arg(data), variant=variant, on_unknown=on_unknown, providers=choice)
+        result = evaluate_export(
+            path, _text_arg(data), variant=variant, on_unknown=on_unknown, providers=choice, threads=n_threads
+        )
         kind, label = "export", f"export, {result['graph']}"
     elif (path / "config.json").is_file() or (path / "model.safetensors").is_file():
         if variant != FP32:
@@ -191,6 +196,9 @@ def eval_cmd(
 
         resolve_device(device)  # one line for tpu / cuda without CUDA, before the text is read
 
+        import torch
+
+        torch.set_num_threads(n_threads)
         text = _text_arg(data)
         result = evaluate_checkpoint(path, text, chunk_len=chunk_len, on_unknown=on_unknown, device=device)  # type: ignore[arg-type]
         kind, label = "checkpoint", "checkpoint"
@@ -198,7 +206,7 @@ def eval_cmd(
         raise RnnedgeError(
             f"{path} is neither a checkpoint folder (config.json) nor an export (parallel.onnx, step.onnx)"
         )
-    result = {"path": str(path), "kind": kind, "variant": variant, **result}
+    result = {"path": str(path), "kind": kind, "variant": variant, "threads": n_threads, **result}
     if json_out is not None:
         write_json(json_out, result)
     if as_json:

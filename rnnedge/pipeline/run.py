@@ -68,12 +68,12 @@ def _run(cfg, ckpt, chosen, text, out, log, write) -> dict[str, Any]:  # type: i
     training = cfg.ckpt is None and cfg.data is not None
     total, n = (6 if training else 5), 0
     if training:
-        from rnnedge.training.config import TrainConfig
         from rnnedge.training.train import train
 
+        tc = train_config(cfg)
+        log(f"      estimate: {estimate_line(cfg, tc)}")
         n += 1
         with _stage(log, timings, n, total, f"train {cfg.arch} on {cfg.data} for {cfg.train_steps} steps"):
-            tc = TrainConfig(arch=cfg.arch, steps=cfg.train_steps, seed=cfg.seed, threads=cfg.threads)
             ckpt = train(tc, cfg.data, out / "checkpoint").out_dir
         check_vocabulary(cfg.prompt, checkpoint_vocab(ckpt), "--prompt")
     elif cfg.ckpt in (None, "default"):
@@ -114,6 +114,26 @@ def _run(cfg, ckpt, chosen, text, out, log, write) -> dict[str, Any]:  # type: i
         summary["calibration_text"] = {"path": str(calib_path), "chars": len(texts.calibration)}
     write_json(out / SUMMARY, summary)
     return summary
+
+
+def train_config(cfg: PipelineConfig) -> Any:
+    """The TrainConfig of the pipeline's training stage: its preset's shape, steps, seed and threads."""
+    from rnnedge.training.config import TrainConfig
+    from rnnedge.training.presets import size_preset
+
+    sized = size_preset(cfg.preset).fields() if cfg.preset is not None else {}
+    return TrainConfig(arch=cfg.arch, steps=cfg.train_steps, seed=cfg.seed, threads=cfg.threads, **sized)
+
+
+def estimate_line(cfg: PipelineConfig, tc: Any) -> str:
+    """How long the training stage will take (two probe steps timed here) and how to shorten it."""
+    from rnnedge.training.data import read_text, resolve_data
+    from rnnedge.training.estimate import estimate_training
+
+    vocab_size = len(set(read_text(resolve_data(str(cfg.data)))))
+    est = estimate_training(tc, vocab_size)
+    hint = "" if est.total_s < 300 else "; fewer --train-steps or a smaller --preset shortens it"
+    return est.describe(tc) + hint
 
 
 def exported_vocab(export_dir: Path):  # type: ignore[no-untyped-def]

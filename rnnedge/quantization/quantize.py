@@ -31,6 +31,7 @@ from rnnedge.quantization.recipes import recipe as preset
 from rnnedge.quantization.texts import TextPath, Texts, read_texts
 from rnnedge.quantization.variant_files import ort_outputs, read_manifest, write_variant
 from rnnedge.quantization.variant_graph import BuiltGraph, build_graph
+from rnnedge.threads import resolve_threads
 from rnnedge.vocab import OnUnknown
 
 Log = Callable[[str], None]
@@ -135,6 +136,7 @@ def quantize_export(
     sensitivity: bool = False,
     on_unknown: str = "error",
     log: Log | None = None,
+    threads: int = 1,
     **recipe_options: Any,
 ) -> QuantizeResult:
     """Write `<graph>.<recipe name>.onnx` beside the fp32 graphs for each graph in `recipe.graphs`.
@@ -146,7 +148,24 @@ def quantize_export(
     Every variant must load, keep the fp32 I/O signature, give finite outputs and keep state outputs
     float (unless the recipe quantizes the state); with `max_loss_delta` the most sensitive nodes are
     kept float until the held-out delta holds. Nothing is written unless every graph passes.
+    `threads`: ONNX Runtime intra-op threads of every session measuring a graph.
     """
+    with loss.threads(resolve_threads(threads)):
+        return _quantize_export(folder, recipe, calib_text, eval_text, max_loss_delta, sensitivity, on_unknown, log,
+                                recipe_options)  # fmt: skip
+
+
+def _quantize_export(
+    folder: str | os.PathLike[str],
+    recipe: Recipe | str,
+    calib_text: TextPath | None,
+    eval_text: TextPath | None,
+    max_loss_delta: float | None,
+    sensitivity: bool,
+    on_unknown: str,
+    log: Log | None,
+    recipe_options: dict[str, Any],
+) -> QuantizeResult:
     chosen = resolve_recipe(recipe, recipe_options)
     if max_loss_delta is not None and not max_loss_delta >= 0:
         raise RnnedgeError(f"--max-loss-delta must be >= 0, got {max_loss_delta}")
