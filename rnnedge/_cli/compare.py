@@ -61,6 +61,7 @@ def compare(
     """Loss, parameters, MACs/token, state memory, latency vs t, throughput and drift of every model,
     fp32 and a precision variant; writes REPORT/compare.{json,md,html} and plots (see docs/compare.md)."""
     from rnnedge.compare import CompareSettings, run_compare
+    from rnnedge.progress import Stages
     from rnnedge.training.data import resolve_data
 
     settings = CompareSettings(
@@ -76,9 +77,10 @@ def compare(
         threads=resolve_threads(threads),
         on_unknown=on_unknown,
     )
-    report = run_compare(
-        models, resolve_data(data), out, settings, exporter=_export, costs=_costs, data_label=data, log=echo
-    )
+    with Stages("compare", lines=False) as stages:  # a bar on a terminal; the log lines are the stages
+        report = run_compare(
+            models, resolve_data(data), out, settings, exporter=_export, costs=_costs, data_label=data, log=stages.say
+        )
     for m in report["models"]:
         loss = m["loss"]
         echo(

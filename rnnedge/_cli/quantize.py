@@ -76,6 +76,7 @@ def quantize(
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Write a precision variant (<graph>.<method>.onnx) of an export folder, checked on held-out text first."""
+    from rnnedge.progress import Stages
     from rnnedge.quantization import quantize_export
 
     options = {
@@ -90,18 +91,19 @@ def quantize(
         "keep_float": tuple(keep_float) or None,
         "graphs": tuple(g.strip() for g in graphs.split(",") if g.strip()) if graphs is not None else None,
     }
-    result = quantize_export(
-        folder,
-        method,
-        calib_text=calib,
-        eval_text=eval_text,
-        max_loss_delta=max_loss_delta,
-        sensitivity=sensitivity,
-        on_unknown=on_unknown,
-        log=echo,
-        threads=resolve_threads(threads),
-        **options,
-    )
+    with Stages("quantize", lines=False) as stages:  # a bar on a terminal; the log lines are the stages
+        result = quantize_export(
+            folder,
+            method,
+            calib_text=calib,
+            eval_text=eval_text,
+            max_loss_delta=max_loss_delta,
+            sensitivity=sensitivity,
+            on_unknown=on_unknown,
+            log=stages.say,
+            threads=resolve_threads(threads),
+            **options,
+        )
     for line in _report_lines(result):
         echo(line)
     written = [*result.paths.values(), *result.extra_files]

@@ -131,6 +131,7 @@ def register(app: typer.Typer) -> None:
         from rnnedge.errors import RnnedgeError
         from rnnedge.inference import ProviderChoice, resolve_providers
         from rnnedge.io import check_writable, write_json
+        from rnnedge.progress import Stages
         from rnnedge.runtime.bench import bench_variants, run_bench
         from rnnedge.runtime.bench_report import format_table
         from rnnedge.runtime.cuda import memcpy_report
@@ -147,15 +148,17 @@ def register(app: typer.Typer) -> None:
         if json_out is not None:
             check_writable(json_out, "--json")  # before minutes of measuring, not after
         baseline = "--no-torch" if no_torch else _eager_baseline(export_dir, steps, provider)
-        result = run_bench(
-            export_dir,
-            threads=threads,
-            steps=steps,
-            variants=variant or None,
-            providers=choice,
-            torch_baseline=baseline,
-            stream_tokens=stream,
-        )
+        with Stages("bench") as stages:
+            result = run_bench(
+                export_dir,
+                threads=threads,
+                steps=steps,
+                variants=variant or None,
+                providers=choice,
+                torch_baseline=baseline,
+                stream_tokens=stream,
+                stages=stages,
+            )
         result["tf32"] = tf32
         echo(format_table(result))
         if choice.name != "cpu":  # copies ORT inserts between the CPU and the GPU, per graph

@@ -12,16 +12,20 @@ import typer
 from rnnedge._cli.common import domain_errors, echo
 from rnnedge.errors import ConfigError, DependencyError, RnnedgeError
 from rnnedge.models.registry import MIXER_NAMES
+from rnnedge.progress import Stages, stage
 from rnnedge.threads import THREADS_HELP, resolve_threads
 from rnnedge.training.presets import PRESET_HELP, size_preset
 
 _ARCH_HELP = "Mixer: " + ", ".join(MIXER_NAMES) + " (rnnedge.models.registry)."
 
 
-def _text_arg(data: str) -> str:
+def _text_arg(data: str, stages: Stages | None = None) -> str:
     from rnnedge.training.data import read_text, resolve_data
 
-    return read_text(resolve_data(data))
+    stage(stages, f"reading {data}")
+    text = read_text(resolve_data(data))
+    stage(stages, f"scoring {len(text):,} characters")
+    return text
 
 
 @domain_errors
@@ -162,6 +166,7 @@ def eval_cmd(
     if json_out is not None:
         check_writable(json_out, "--json-out")  # before the text is scored, not after
     n_threads = resolve_threads(threads)
+    stages = Stages("eval", total=2, lines=not as_json)  # stdout stays JSON with --json; closed before the result
 
     if on_unknown not in ("error", "skip"):
         raise ConfigError(f"--on-unknown must be error or skip, not {on_unknown!r}")
@@ -181,7 +186,7 @@ def eval_cmd(
         choice = ProviderChoice(provider, tf32=tf32)
         resolve_providers(choice)  # unknown or missing provider: one line before the text is read
         result = evaluate_export(
-            path, _text_arg(data), variant=variant, on_unknown=on_unknown, providers=choice, threads=n_threads
+            path, _text_arg(data, stages), variant=variant, on_unknown=on_unknown, providers=choice, threads=n_threads
         )
         kind, label = "export", f"export, {result['graph']}"
     elif (path / "config.json").is_file() or (path / "model.safetensors").is_file():
@@ -199,7 +204,7 @@ def eval_cmd(
         import torch
 
         torch.set_num_threads(n_threads)
-        text = _text_arg(data)
+        text = _text_arg(data, stages)
         result = evaluate_checkpoint(path, text, chunk_len=chunk_len, on_unknown=on_unknown, device=device)  # type: ignore[arg-type]
         kind, label = "checkpoint", "checkpoint"
     else:
@@ -207,6 +212,7 @@ def eval_cmd(
             f"{path} is neither a checkpoint folder (config.json) nor an export (parallel.onnx, step.onnx)"
         )
     result = {"path": str(path), "kind": kind, "variant": variant, "threads": n_threads, **result}
+    stages.close()
     if json_out is not None:
         write_json(json_out, result)
     if as_json:
