@@ -59,7 +59,14 @@ def format_summary(s: dict) -> str:  # type: ignore[type-arg]
     for kind, g in s["loss_nats"].items():
         lines.append(
             f"  {kind + ' graph loss':<22} fp32 {g['loss_fp32']:.4f}  {variant} {g['loss_variant']:.4f}  "
-            f"delta {g['loss_delta']:+.4f} nats/char  (size {g['size_variant'] / g['size_fp32']:.2f}x fp32)"
+            f"delta {g['loss_delta']:+.4f} nats/char on {g.get('scored_on', 'the held-out text')}  "
+            f"(size {g['size_variant'] / g['size_fp32']:.2f}x fp32)"
+        )
+    d = s.get("drift_nll_nats", {})
+    if "scored_on" in d:
+        lines.append(
+            f"  drift loss             fp32 {d['baseline']:.4f}  {variant} {d['variant']:.4f} nats/char "
+            f"on {d['scored_on']}"
         )
     lines += [
         f"  step latency (batch 1) fp32 {lat['fp32']:.0f} µs/token  {variant} {lat[variant]:.0f} µs/token",
