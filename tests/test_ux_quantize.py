@@ -101,3 +101,14 @@ def test_keep_float_glob_matches_the_parameter_path(exports, tmp_path, pattern):
         kept[kind] = sorted(params[n] for n in r["kept_float"])
         assert kept[kind] and all(fnmatch.fnmatchcase(p, pattern) for p in kept[kind]), (kind, kept[kind])
     assert kept["step"] == kept["parallel"]
+
+
+def test_report_lines_say_which_characters(exports, tmp_path):
+    d = fresh(exports, "mingru", tmp_path)
+    res = CliRunner().invoke(
+        app, ["quantize", str(d), "--eval", str(exports["eval"]), "--sensitivity", "--graphs", "step"]
+    )
+    assert res.exit_code == 0, res.output
+    line = next(ln for ln in res.output.splitlines() if ln.startswith("step.int8-dynamic.onnx: "))
+    assert "on 1,500 held-out chars" in line, line
+    assert any("on the first 4,000 held-out chars" in ln for ln in res.output.splitlines() if "sensitivity" in ln)

@@ -20,17 +20,24 @@ def register(app: typer.Typer) -> None:
 
 
 def _report_lines(result: Any) -> list[str]:
+    """One line per graph, each figure saying which characters it is on."""
+    from rnnedge.quantization.variant_graph import SLICE_CHARS
+
     lines = []
     for kind, r in result.graphs.items():
         kept = ", ".join(r.get("kept_float_labels") or r["kept_float"]) or "none"
         trt = "ok" if r["tensorrt"]["ok"] else "no"
         lines.append(
             f"{r['file']}: {r['format']}, {r['size_variant'] / 1e3:.0f} kB ({r['size_ratio']:.2f}x fp32), "
-            f"loss {r['loss_fp32']:.4f} -> {r['loss_variant']:.4f} nats/char ({r['loss_delta']:+.5f}), "
+            f"loss {r['loss_fp32']:.4f} -> {r['loss_variant']:.4f} nats/char ({r['loss_delta']:+.5f}) "
+            f"on {r.get('eval_chars', 0):,} held-out chars, "
             f"kept float: {kept}, TensorRT: {trt}"
         )
         for s in r.get("sensitivity", [])[:5]:
-            lines.append(f"  sensitivity {kind}: {s['group']}: kept float -> delta {s['delta_kept_float']:+.5f}")
+            lines.append(
+                f"  sensitivity {kind}: {s['group']}: kept float -> delta {s['delta_kept_float']:+.5f} "
+                f"on the first {SLICE_CHARS:,} held-out chars"
+            )
     return lines
 
 
