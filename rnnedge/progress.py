@@ -117,6 +117,11 @@ class Stages:
         elif self.lines:
             print(f"{self.command} [{self.started}{of}] {name}", file=self.stream or sys.stdout, flush=True)
 
+    def fraction(self, done: int, total: int) -> None:
+        """Progress within the current stage (`done` of `total` units); shown by the bar only."""
+        if self._progress is not None and total > 0:
+            self._progress.update(self._task, completed=self.done + min(1.0, done / total))
+
     def say(self, message: str) -> None:
         """A command's own log line: printed to stdout (above the bar, which it also labels, on a terminal).
 

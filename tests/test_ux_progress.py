@@ -70,3 +70,27 @@ def test_eval_prints_its_stages_and_keeps_json_clean(export):
     assert res.stdout.splitlines()[:2] == [f"eval [1/2] reading {text}", "eval [2/2] scoring 1,200 characters"]
     as_json = runner.invoke(app, ["eval", str(d), "--data", str(text), "--json"])
     assert json.loads(as_json.stdout)["chars"] == 1199
+
+
+def test_scoring_reports_its_progress_to_the_end(export, tmp_path):
+    from rnnedge.runtime.evaluate import evaluate_export
+    from rnnedge.training.evaluate import evaluate_checkpoint
+
+    d, text = export
+    calls: list[tuple[int, int]] = []
+    res = evaluate_export(d, text.read_text(), chunk=100, progress=lambda done, total: calls.append((done, total)))
+    assert len(calls) == 12 and calls[-1] == (1199, 1199) == (res["chars"], res["chars"])
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls)
+    calls.clear()
+    ckpt = d.parent / f"{d.name}-ckpt"  # make_export's checkpoint
+    evaluate_checkpoint(ckpt, text.read_text(), chunk_len=500, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(500, 1199), (1000, 1199), (1199, 1199)]
+
+
+def test_a_bar_follows_the_fraction_of_a_stage():
+    term = io.StringIO()
+    with Stages("eval", total=2, bar=True, stream=term) as s:
+        s.start("reading")
+        s.start("scoring")
+        s.fraction(50, 100)
+        assert s._progress.tasks[0].completed == 1.5

@@ -186,7 +186,13 @@ def eval_cmd(
         choice = ProviderChoice(provider, tf32=tf32)
         resolve_providers(choice)  # unknown or missing provider: one line before the text is read
         result = evaluate_export(
-            path, _text_arg(data, stages), variant=variant, on_unknown=on_unknown, providers=choice, threads=n_threads
+            path,
+            _text_arg(data, stages),
+            variant=variant,
+            on_unknown=on_unknown,
+            providers=choice,
+            threads=n_threads,
+            progress=stages.fraction,
         )
         kind, label = "export", f"export, {result['graph']}"
     elif (path / "config.json").is_file() or (path / "model.safetensors").is_file():
@@ -205,7 +211,14 @@ def eval_cmd(
 
         torch.set_num_threads(n_threads)
         text = _text_arg(data, stages)
-        result = evaluate_checkpoint(path, text, chunk_len=chunk_len, on_unknown=on_unknown, device=device)  # type: ignore[arg-type]
+        result = evaluate_checkpoint(
+            path,
+            text,
+            chunk_len=chunk_len,
+            on_unknown=on_unknown,
+            device=device,
+            progress=stages.fraction,  # type: ignore[arg-type]
+        )
         kind, label = "checkpoint", "checkpoint"
     else:
         raise RnnedgeError(
