@@ -80,6 +80,6 @@ def test_pipeline_says_how_long_training_takes_before_it_starts(tmp_path, monkey
     )
     assert res.exit_code == 130 and seen == ["train"], res.output
     line = next(ln for ln in res.output.splitlines() if "estimate:" in ln)
-    assert "training 40 steps of a mingru" in line and "batch 32 x 256" in line and "1 thread" in line, line
+    assert "training 40 steps of the mingru model" in line and "batch 32 x 256" in line and "1 thread" in line, line
     assert "tokens/s, measured" in line
     assert line.index("estimate:") < res.output.index("[1/6] train")
