@@ -32,9 +32,10 @@ class TrainEstimate:
     def describe(self, config: TrainConfig) -> str:
         minutes = self.total_s / 60
         took = f"{minutes:.1f} min" if minutes >= 1 else f"{self.total_s:.0f} s"
+        threads = config.threads or torch.get_num_threads()
         return (
             f"training {config.steps} steps of the {config.arch} model ({self.params:,} params, "
-            f"batch {config.batch_size} x {config.seq_len}, {config.threads or torch.get_num_threads()} thread(s)) takes about {took} here "
+            f"batch {config.batch_size} x {config.seq_len}, {threads} thread(s)) takes about {took} here "
             f"({self.tokens_per_s:,.0f} tokens/s, measured)"
         )
 
