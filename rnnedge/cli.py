@@ -12,18 +12,19 @@ import signal
 import typer
 
 from rnnedge import __version__
+from rnnedge.models.registry import MIXER_NAMES
 
 app = typer.Typer(
     name="rnnedge",
-    help="Recurrent char-LMs (minGRU, minLSTM, GRU, LSTM, Elman): train, export to ONNX, int8 and other "
-    "precision variants, per-timestep drift.",
+    help=f"Char-LMs around interchangeable mixers ({', '.join(MIXER_NAMES)}): train, export to ONNX, int8 "
+    "and other precision variants, per-timestep drift.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: flags without `<bool>` metavars, no boxes
 )
 
-_AREAS = ("train", "export", "runtime", "quantize", "drift", "compare", "pipeline", "targets")
+_AREAS = ("train", "export", "runtime", "quantize", "drift", "compare", "pipeline", "inspect", "targets")
 
 
 def _version(value: bool) -> None:

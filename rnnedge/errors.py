@@ -41,3 +41,9 @@ class WriteError(RnnedgeError):
 
 class DependencyError(RnnedgeError):
     """An optional dependency (tensorrt, an execution provider, torch) is not available."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during work that knows what it kept: the message says what and how to go on.
+
+    A KeyboardInterrupt, so everything that cleans up on Ctrl-C still does; the CLI prints the message."""

@@ -79,6 +79,7 @@ def convert_to_ort(
     opt_style = OptimizationStyle.Runtime if style == "runtime" else OptimizationStyle.Fixed
     suffix = ".with_runtime_opt" if style == "runtime" else ""  # the tool's file-name mark for that style
 
+    also = [pathlib.Path(p).resolve() for p in also]  # the tools run in a temp folder: relative paths would break
     with tempfile.TemporaryDirectory(prefix="rnnedge-ort-") as tmp:
         src, dst = pathlib.Path(tmp, "src"), pathlib.Path(tmp, "out")
         src.mkdir()
@@ -102,7 +103,7 @@ def convert_to_ort(
             files[ort_path.name] = ort_path.read_bytes()
             parity[stem] = ort_parity(data, files[ort_path.name])
         converted = [dst / name for name in files]
-        lines = _config([*converted, *(pathlib.Path(p) for p in also)], pathlib.Path(tmp, CONFIG_NAME))
+        lines = _config([*converted, *also], pathlib.Path(tmp, CONFIG_NAME))
     bad = {k: v for k, v in parity.items() if not v <= tolerance}
     if bad:
         raise VerificationError(f".ort graphs disagree with their .onnx sources: {bad}")

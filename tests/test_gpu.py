@@ -82,7 +82,7 @@ def test_cuda_options_passed_to_onnxruntime(fake_cuda_build, exports) -> None:
 def test_tf32_flag_reaches_the_sessions_from_the_cli(fake_cuda_build, monkeypatch, exports, tmp_path) -> None:
     seen = {}
 
-    def fake_evaluate(path, text, variant, on_unknown, providers):
+    def fake_evaluate(path, text, variant, on_unknown, providers, threads=None, progress=None):
         seen["providers"] = providers
         return {"loss_nats": 1.0, "bits_per_char": 1.4, "chars": 10, "graph": "parallel.onnx"}
 

@@ -9,6 +9,7 @@ import typer
 
 from rnnedge._cli.common import domain_errors, echo
 from rnnedge.errors import ConfigError
+from rnnedge.threads import THREADS_HELP, resolve_threads
 
 
 def _ints(option: str, value: str) -> tuple[int, ...]:
@@ -65,12 +66,13 @@ def compare(
     drift_streams: int = typer.Option(4, "--drift-streams", help="Drift streams."),
     stream_tokens: int = typer.Option(4096, "--stream-tokens", help="Tokens streamed while peak memory is read."),
     max_seq_len: int = typer.Option(4096, "--max-seq-len", help="Checkpoints: the parallel graph's scan depth."),
-    threads: int = typer.Option(1, "--threads", help="ONNX Runtime intra-op threads."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     on_unknown: str = typer.Option("error", "--on-unknown", help="Unknown held-out characters: error | skip."),
 ) -> None:
     """Loss, parameters, MACs/token, state memory, latency vs t, throughput and drift of every model,
     fp32 and a precision variant; writes REPORT/compare.{json,md,html} and plots (see docs/compare.md)."""
     from rnnedge.compare import CompareSettings, run_compare
+    from rnnedge.progress import Stages
     from rnnedge.training.data import resolve_data
 
     settings = CompareSettings(
@@ -83,12 +85,13 @@ def compare(
         drift_streams=drift_streams,
         stream_tokens=stream_tokens,
         max_seq_len=max_seq_len,
-        threads=threads,
+        threads=resolve_threads(threads),
         on_unknown=on_unknown,
     )
-    report = run_compare(
-        models, resolve_data(data), out, settings, exporter=_export, costs=_costs, data_label=data, log=echo
-    )
+    with Stages("compare", lines=False) as stages:  # a bar on a terminal; the log lines are the stages
+        report = run_compare(
+            models, resolve_data(data), out, settings, exporter=_export, costs=_costs, data_label=data, log=stages.say
+        )
     for m in report["models"]:
         loss = m["loss"]
         echo(

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from rnnedge._cli.common import domain_errors, echo
+from rnnedge.threads import THREADS_HELP, resolve_threads
 
 
 def _names(dirs: list[Path]) -> list[str]:
@@ -32,7 +33,7 @@ def drift(
     on_unknown: str = typer.Option("error", "--on-unknown", help="Characters outside the vocabulary: error | skip."),
     prompt: str = typer.Option(None, "--prompt", help="Prompt of the greedy check (default: first 32 chars of data)."),
     gen_steps: int = typer.Option(1000, "--gen-steps", help="Characters generated in the greedy check."),
-    threads: int = typer.Option(1, "--threads", help="ONNX Runtime intra-op threads per graph."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP + " Per graph."),
     provider: str = typer.Option(
         "cpu",
         "--provider",
@@ -51,6 +52,7 @@ def drift(
 
     if on_unknown not in ("error", "skip"):
         raise ConfigError(f"--on-unknown must be 'error' or 'skip', not {on_unknown!r}")
+    threads = resolve_threads(threads)
     if gen_steps < 1:
         raise ConfigError(f"--gen-steps must be >= 1, got {gen_steps}")
     choice = ProviderChoice(provider)

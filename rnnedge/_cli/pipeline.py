@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from rnnedge._cli.common import domain_errors, echo
+from rnnedge.threads import THREADS_HELP, resolve_threads
+from rnnedge.training.presets import PRESET_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -29,14 +31,18 @@ def register(app: typer.Typer) -> None:
         prompt: str = typer.Option("ROMEO:", "--prompt", help="Prompt for the sample from the variant."),
         tokens: int = typer.Option(300, "--tokens", help="Characters to generate."),
         seed: int = typer.Option(0, "--seed", help="Sampling / training seed."),
-        threads: int = typer.Option(2, "--threads", help="CPU threads for ONNX Runtime and torch."),
+        threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP + " Every stage, training included."),
+        preset: str | None = typer.Option(
+            None, "--preset", help=f"Training only: model size {PRESET_HELP} (default: `rnnedge train`'s)."
+        ),
     ) -> None:
         """Train (optional) -> export -> precision variant -> drift report -> a sample from the variant."""
         from rnnedge.pipeline import PipelineConfig, run_pipeline
 
         cfg = PipelineConfig(
             out=out, ckpt=ckpt, data=data, arch=arch, train_steps=train_steps, method=method,
-            drift_steps=drift_steps, drift_streams=streams, prompt=prompt, tokens=tokens, seed=seed, threads=threads,
+            drift_steps=drift_steps, drift_streams=streams, prompt=prompt, tokens=tokens, seed=seed,
+            threads=resolve_threads(threads), preset=preset,
         )  # fmt: skip
         summary = run_pipeline(cfg, log=echo)
         echo(format_summary(summary))
@@ -53,7 +59,14 @@ def format_summary(s: dict) -> str:  # type: ignore[type-arg]
     for kind, g in s["loss_nats"].items():
         lines.append(
             f"  {kind + ' graph loss':<22} fp32 {g['loss_fp32']:.4f}  {variant} {g['loss_variant']:.4f}  "
-            f"delta {g['loss_delta']:+.4f} nats/char  (size {g['size_variant'] / g['size_fp32']:.2f}x fp32)"
+            f"delta {g['loss_delta']:+.4f} nats/char on {g.get('scored_on', 'the held-out text')}  "
+            f"(size {g['size_variant'] / g['size_fp32']:.2f}x fp32)"
+        )
+    d = s.get("drift_nll_nats", {})
+    if "scored_on" in d:
+        lines.append(
+            f"  drift loss             fp32 {d['baseline']:.4f}  {variant} {d['variant']:.4f} nats/char "
+            f"on {d['scored_on']}"
         )
     lines += [
         f"  step latency (batch 1) fp32 {lat['fp32']:.0f} µs/token  {variant} {lat[variant]:.0f} µs/token",

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from rnnedge._cli.common import domain_errors, echo
+from rnnedge.threads import THREADS_HELP, resolve_threads
 
 
 def register(app: typer.Typer) -> None:
@@ -19,13 +20,17 @@ def register(app: typer.Typer) -> None:
 
 
 def _report_lines(result: Any) -> list[str]:
+    """One line per graph, each figure saying which characters it is on."""
+    from rnnedge.quantization.variant_graph import SLICE_CHARS
+
     lines = []
     for kind, r in result.graphs.items():
         kept = ", ".join(r.get("kept_float_labels") or r["kept_float"]) or "none"
         trt = "ok" if r["tensorrt"]["ok"] else "no"
         lines.append(
             f"{r['file']}: {r['format']}, {r['size_variant'] / 1e3:.0f} kB ({r['size_ratio']:.2f}x fp32), "
-            f"loss {r['loss_fp32']:.4f} -> {r['loss_variant']:.4f} nats/char ({r['loss_delta']:+.5f}), "
+            f"loss {r['loss_fp32']:.4f} -> {r['loss_variant']:.4f} nats/char ({r['loss_delta']:+.5f}) "
+            f"on {r.get('eval_chars', 0):,} held-out chars, "
             f"kept float: {kept}, TensorRT: {trt}"
         )
         host = (r.get("verified_on") or [{}])[0]
@@ -38,7 +43,10 @@ def _report_lines(result: Any) -> list[str]:
                 f"(host {t['loss_delta_host_same_chars']:+.5f} on the same {t['eval_chars']:,} chars)"
             )
         for s in r.get("sensitivity", [])[:5]:
-            lines.append(f"  sensitivity {kind}: {s['group']}: kept float -> delta {s['delta_kept_float']:+.5f}")
+            lines.append(
+                f"  sensitivity {kind}: {s['group']}: kept float -> delta {s['delta_kept_float']:+.5f} "
+                f"on the first {SLICE_CHARS:,} held-out chars"
+            )
     return lines
 
 
@@ -76,10 +84,16 @@ def quantize(
     ),
     bits: int | None = typer.Option(None, "--bits", help="Weight-only recipes: 4 or 8."),
     block_size: int | None = typer.Option(None, "--block-size", help="Weight-only recipes: block size (16-256)."),
-    keep_float: list[str] = typer.Option([], "--keep-float", help="Node name or glob to keep fp32 (repeatable)."),
+    keep_float: list[str] = typer.Option(
+        [],
+        "--keep-float",
+        help="Parameter path glob (e.g. 'blocks.0.mixer.*', 'head') or node name to keep fp32 (repeatable).",
+    ),
     graphs: str | None = typer.Option(None, "--graphs", help="Which graphs (default both): step,parallel."),
     max_loss_delta: float | None = typer.Option(
-        None, "--max-loss-delta", help="Keep the most sensitive nodes float until the loss delta holds."
+        None,
+        "--max-loss-delta",
+        help="Keep the most sensitive nodes float until the loss delta holds (an error if only all-float would).",
     ),
     on_unknown: str = typer.Option("error", "--on-unknown", help="Unknown characters in text: error or skip."),
     sensitivity: bool = typer.Option(False, "--sensitivity", help="Rank nodes by leave-one-out loss delta."),
@@ -89,8 +103,10 @@ def quantize(
         help="Also check the step variant on these CPU targets, e.g. cpu-arm64,cpu-x86-avx2 (emulated; "
         "`rnnedge targets`). The host CPU is always checked; the manifest records each.",
     ),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Write a precision variant (<graph>.<method>.onnx) of an export folder, checked on held-out text first."""
+    from rnnedge.progress import Stages
     from rnnedge.quantization import quantize_export
 
     options = {
@@ -107,18 +123,20 @@ def quantize(
         "keep_float": tuple(keep_float) or None,
         "graphs": tuple(g.strip() for g in graphs.split(",") if g.strip()) if graphs is not None else None,
     }
-    result = quantize_export(
-        folder,
-        method,
-        calib_text=calib,
-        eval_text=eval_text,
-        max_loss_delta=max_loss_delta,
-        sensitivity=sensitivity,
-        on_unknown=on_unknown,
-        verify_on_targets=tuple(t.strip() for t in (verify_on or "").split(",") if t.strip()),
-        log=echo,
-        **options,
-    )
+    with Stages("quantize", lines=False) as stages:  # a bar on a terminal; the log lines are the stages
+        result = quantize_export(
+            folder,
+            method,
+            calib_text=calib,
+            eval_text=eval_text,
+            max_loss_delta=max_loss_delta,
+            sensitivity=sensitivity,
+            on_unknown=on_unknown,
+            verify_on_targets=tuple(t.strip() for t in (verify_on or "").split(",") if t.strip()),
+            log=stages.say,
+            threads=resolve_threads(threads),
+            **options,
+        )
     for line in _report_lines(result):
         echo(line)
     written = [*result.paths.values(), *result.extra_files]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from rnnedge._cli.common import domain_errors, echo
+from rnnedge.threads import THREADS_HELP, resolve_threads
 
 if TYPE_CHECKING:
     from rnnedge.runtime.bench import TorchBaseline
@@ -67,7 +68,9 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(
             ..., help="Export folder (step.onnx inside), a step .onnx file, or 'default' (the bundled model)."
         ),
-        prompt: str = typer.Option("\n", "--prompt", "-p", help="Text to start from (must not be empty)."),
+        prompt: str = typer.Option(
+            "\n", "--prompt", "-p", show_default="a newline", help="Text to start from (must not be empty)."
+        ),
         tokens: int = typer.Option(300, "--tokens", "-n", help="Characters to generate after the prompt."),
         variant: str = typer.Option("fp32", "--variant", help=_VARIANT_HELP),
         temperature: float = typer.Option(0.8, "--temperature", "-t", help="0 = greedy; higher = more random."),
@@ -79,7 +82,7 @@ def register(app: typer.Typer) -> None:
         ),
         provider: str = typer.Option("cpu", "--provider", help=_PROVIDER_HELP),
         tf32: bool = typer.Option(False, "--tf32", help=_TF32_HELP),
-        threads: int | None = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default: ORT's)."),
+        threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
         no_prompt: bool = typer.Option(False, "--no-echo-prompt", help="Print only the generated characters."),
     ) -> None:
         """Stream characters from the step graph to stdout as they are sampled (prompt first)."""
@@ -87,7 +90,9 @@ def register(app: typer.Typer) -> None:
         from rnnedge.runtime import StepSession, generate
 
         choice = ProviderChoice(provider, tf32=tf32)
-        session = StepSession(_resolve_model(model, variant), providers=choice, threads=threads, variant=variant)
+        session = StepSession(
+            _resolve_model(model, variant), providers=choice, threads=resolve_threads(threads), variant=variant
+        )
         chars = generate(
             session,
             prompt,
@@ -116,7 +121,7 @@ def register(app: typer.Typer) -> None:
             None, "--variant", help="Compare fp32 with this variant (repeatable; default: every variant present)."
         ),
         json_out: Path | None = typer.Option(None, "--json", help="Also write every figure to this JSON file."),
-        threads: int = typer.Option(2, "--threads", help="Intra-op threads for ONNX Runtime, numpy and torch."),
+        threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP + " Also numpy's floor."),
         steps: int = typer.Option(3000, "--steps", help="Timed step calls per configuration."),
         stream: int = typer.Option(
             0, "--stream", help="Also sample this many tokens and check the state stays finite (0 = off)."
@@ -129,6 +134,7 @@ def register(app: typer.Typer) -> None:
         from rnnedge.errors import RnnedgeError
         from rnnedge.inference import ProviderChoice, resolve_providers
         from rnnedge.io import check_writable, write_json
+        from rnnedge.progress import Stages
         from rnnedge.runtime.bench import bench_variants, run_bench
         from rnnedge.runtime.bench_report import format_table
         from rnnedge.runtime.cuda import memcpy_report
@@ -140,8 +146,7 @@ def register(app: typer.Typer) -> None:
             raise RnnedgeError(f"--steps must be at least 10, got {steps}")
         if stream < 0:
             raise RnnedgeError(f"--stream must be a number of tokens >= 1 (0 = off), got {stream}")
-        if threads < 1:
-            raise RnnedgeError(f"--threads must be a positive integer, got {threads}")
+        threads = resolve_threads(threads)
         choice = ProviderChoice(provider, tf32=tf32)
         if choice.name in EMULATED:
             raise RnnedgeError(
@@ -152,15 +157,17 @@ def register(app: typer.Typer) -> None:
         if json_out is not None:
             check_writable(json_out, "--json")  # before minutes of measuring, not after
         baseline = "--no-torch" if no_torch else _eager_baseline(export_dir, steps, provider)
-        result = run_bench(
-            export_dir,
-            threads=threads,
-            steps=steps,
-            variants=variant or None,
-            providers=choice,
-            torch_baseline=baseline,
-            stream_tokens=stream,
-        )
+        with Stages("bench") as stages:
+            result = run_bench(
+                export_dir,
+                threads=threads,
+                steps=steps,
+                variants=variant or None,
+                providers=choice,
+                torch_baseline=baseline,
+                stream_tokens=stream,
+                stages=stages,
+            )
         result["tf32"] = tf32
         result["target"] = where(choice)
         echo(format_table(result))

@@ -12,15 +12,20 @@ import typer
 from rnnedge._cli.common import domain_errors, echo
 from rnnedge.errors import ConfigError, DependencyError, RnnedgeError
 from rnnedge.models.registry import MIXER_NAMES
+from rnnedge.progress import Stages, stage
+from rnnedge.threads import THREADS_HELP, resolve_threads
 from rnnedge.training.presets import PRESET_HELP, size_preset
 
 _ARCH_HELP = "Mixer: " + ", ".join(MIXER_NAMES) + " (rnnedge.models.registry)."
 
 
-def _text_arg(data: str) -> str:
+def _text_arg(data: str, stages: Stages | None = None) -> str:
     from rnnedge.training.data import read_text, resolve_data
 
-    return read_text(resolve_data(data))
+    stage(stages, f"reading {data}")
+    text = read_text(resolve_data(data))
+    stage(stages, f"scoring {len(text):,} characters")
+    return text
 
 
 @domain_errors
@@ -153,9 +158,19 @@ def eval_cmd(
         "mantissa bits, so the loss differs slightly from fp32's). Off by default.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    json_out: Path | None = typer.Option(
+        None, "--json-out", help="Also write the JSON object to this file (as `bench --json` does)."
+    ),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Mean loss (nats/char) and bits/char of a checkpoint or an exported model on a text."""
     from rnnedge.graphmeta import FP32, check_variant_name, list_variants
+    from rnnedge.io import check_writable, write_json
+
+    if json_out is not None:
+        check_writable(json_out, "--json-out")  # before the text is scored, not after
+    n_threads = resolve_threads(threads)
+    stages = Stages("eval", total=2, lines=not as_json)  # stdout stays JSON with --json; closed before the result
 
     if on_unknown not in ("error", "skip"):
         raise ConfigError(f"--on-unknown must be error or skip, not {on_unknown!r}")
@@ -174,7 +189,15 @@ def eval_cmd(
             raise DependencyError(f"evaluating an export needs onnxruntime ({exc})") from None
         choice = ProviderChoice(provider, tf32=tf32)
         resolve_providers(choice)  # unknown or missing provider: one line before the text is read
-        result = evaluate_export(path, _text_arg(data), variant=variant, on_unknown=on_unknown, providers=choice)
+        result = evaluate_export(
+            path,
+            _text_arg(data, stages),
+            variant=variant,
+            on_unknown=on_unknown,
+            providers=choice,
+            threads=n_threads,
+            progress=stages.fraction,
+        )
         from rnnedge.targets import where
 
         result["target"] = where(choice)
@@ -191,14 +214,27 @@ def eval_cmd(
 
         resolve_device(device)  # one line for tpu / cuda without CUDA, before the text is read
 
-        text = _text_arg(data)
-        result = evaluate_checkpoint(path, text, chunk_len=chunk_len, on_unknown=on_unknown, device=device)  # type: ignore[arg-type]
+        import torch
+
+        torch.set_num_threads(n_threads)
+        text = _text_arg(data, stages)
+        result = evaluate_checkpoint(
+            path,
+            text,
+            chunk_len=chunk_len,
+            on_unknown=on_unknown,
+            device=device,
+            progress=stages.fraction,  # type: ignore[arg-type]
+        )
         kind, label = "checkpoint", "checkpoint"
     else:
         raise RnnedgeError(
             f"{path} is neither a checkpoint folder (config.json) nor an export (parallel.onnx, step.onnx)"
         )
-    result = {"path": str(path), "kind": kind, "variant": variant, **result}
+    result = {"path": str(path), "kind": kind, "variant": variant, "threads": n_threads, **result}
+    stages.close()
+    if json_out is not None:
+        write_json(json_out, result)
     if as_json:
         echo(json.dumps(result))
     elif result.get("tokenizer", "char") != "char":  # bytes or subwords: per token, per character, per byte

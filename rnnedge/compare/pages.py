@@ -13,6 +13,8 @@ from rnnedge.graphmeta import FP32
 Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
 
 NOTES = {
+    "scored on": "the characters this row's losses are on: the whole held-out text (the drift verdicts below "
+    "are on the drift streams, a shorter slice, so their deltas differ)",
     "params": "every parameter of the model (embedding, mixers, MLPs, norms, head)",
     "MACs/token": "multiply-accumulates per token: one per weight of every matrix a token passes through, plus "
     "attention's reads of its KV cache (2·heads·window·head_dim per layer); elementwise work not counted",
@@ -52,6 +54,7 @@ def tables(report: dict[str, Any]) -> list[Table]:
             m["arch"],
             f"{m['costs']['params']:,}",
             _budget(m),
+            f"{m['loss'][FP32]['chars']:,} held-out chars",
             _f(m["loss"][FP32]["nats_per_char"], ".4f"),
             _f(m["loss"][variant]["nats_per_char"], ".4f"),
             _f(m["loss"]["delta_nats_per_char"], "+.4f"),
@@ -59,7 +62,8 @@ def tables(report: dict[str, Any]) -> list[Table]:
         ]
         for m in models
     ]
-    head_q = ["model", "arch", "params", "training", f"{FP32} nats/char", f"{variant} nats/char", "Δ", "paper"]
+    head_q = ["model", "arch", "params", "training", "scored on", f"{FP32} nats/char", f"{variant} nats/char", "Δ"]
+    head_q.append("paper")
     cost = []
     for m in models:
         c, st, res = m["costs"], m["state"], m["resident"]

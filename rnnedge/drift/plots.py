@@ -91,7 +91,8 @@ def _state_lines(ax: Any, results: Sequence[DriftResult]) -> None:
     ax.set_xlabel("t (characters)")
     ax.set_ylabel("relative L2 state error" + (" (worst state)" if many else ""))
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2 if len(ax.lines) > 6 else 1)
+    # Below the axes, not over the curves (one entry per state and kind; several layers are many).
+    ax.legend(fontsize=7, ncol=2 if len(ax.lines) <= 6 else 3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
 
 
 def _binned_pos(curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +120,7 @@ def _per_model(ax: Any, results: Sequence[DriftResult], key: str, ylabel: str, l
 def headline(results: Sequence[DriftResult]) -> bytes:
     """State error (accumulated solid, one-step dashed) and KL vs t, log-log: the README figure."""
     variant, baseline = sides(results)
-    fig = Figure(figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 5.0))
     a, b = fig.subplots(1, 2)
     _state_lines(a, results)
     a.set_title(f"{variant} vs {baseline}: state error")

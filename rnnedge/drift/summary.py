@@ -75,6 +75,7 @@ def summarize(r: DriftResult) -> dict[str, Any]:
             "variant_nats_per_char": r.loss_variant,
             "delta_nats_per_char": delta,
             "delta_stderr_nats_per_char": stderr,
+            "chars": r.steps * r.streams,  # scored: the drift streams (streams x steps), not the whole text
         },
         "state_error": {
             "worst_state": r.state_names[worst],
@@ -118,13 +119,20 @@ def loss_sentence(m: dict[str, Any]) -> str:
     d, se = loss["delta_nats_per_char"], loss["delta_stderr_nats_per_char"]
     both = f"{loss['baseline_nats_per_char']:.4f} -> {loss['variant_nats_per_char']:.4f}"
     noise = f"2 s.e. = {NOISE_SE * se:.4f}"
+    where = f"on the drift streams: {scored_on(m)}"
     if d == 0:
-        return f"{var} has exactly the loss of {base} ({loss['baseline_nats_per_char']:.4f} nats/char)"
+        return f"{var} has exactly the loss of {base} ({loss['baseline_nats_per_char']:.4f} nats/char {where})"
     if d < 0:
         kind = "an improvement within noise" if -d <= NOISE_SE * se else "an improvement beyond the noise"
-        return f"{var} is {-d:.4f} nats/char better than {base}: {kind} ({both}; {noise})"
+        return f"{var} is {-d:.4f} nats/char better than {base}: {kind} ({both} {where}; {noise})"
     within = ", within noise" if d <= NOISE_SE * se else ""
-    return f"{var} costs {d:.4f} nats/char more than {base}{within} ({both}; {noise})"
+    return f"{var} costs {d:.4f} nats/char more than {base}{within} ({both} {where}; {noise})"
+
+
+def scored_on(m: dict[str, Any], data: str | None = None) -> str:
+    """Which characters a drift loss figure is on: `8 streams x 2,048 steps = 16,384 chars [of DATA]`."""
+    of = f" of {data}" if data else ""
+    return f"{m['streams']} streams × {m['steps']:,} steps = {m['streams'] * m['steps']:,} chars{of}"
 
 
 def verdict(m: dict[str, Any]) -> str:

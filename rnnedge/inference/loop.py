@@ -52,9 +52,12 @@ def step_nll(graph: GraphSession, ids: np.ndarray) -> float:
     return StepRunner(graph).run(ids)[0]
 
 
-def parallel_token_nll(graph: GraphSession, ids: np.ndarray, window: int = 256) -> np.ndarray:
+def parallel_token_nll(
+    graph: GraphSession, ids: np.ndarray, window: int = 256, progress: Callable[[int, int], None] | None = None
+) -> np.ndarray:
     """Per-position NLL (B, L-1) of a parallel graph predicting ids[:, t+1], fed in windows (<= its
-    max_seq_len) with the state carried across windows, so memory follows the window, not L."""
+    max_seq_len) with the state carried across windows, so memory follows the window, not L.
+    `progress(done, total)` is called after each window (positions scored so far, of L-1)."""
     batch, length = ids.shape
     window = min(window, graph.info.max_seq_len or window)
     state = graph.zero_states(batch)
@@ -63,6 +66,8 @@ def parallel_token_nll(graph: GraphSession, ids: np.ndarray, window: int = 256) 
         x = ids[:, start : min(start + window, length - 1)]  # (B, T)
         logits, state = graph.run(x, state)  # (B, T, V)
         out[:, start : start + x.shape[1]] = nll(logits, ids[:, start + 1 : start + 1 + x.shape[1]])
+        if progress is not None:
+            progress(start + x.shape[1], length - 1)
     return out
 
 

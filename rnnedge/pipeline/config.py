@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnedge.errors import CheckpointError, ConfigError, RnnedgeError
 from rnnedge.io import check_writable
+from rnnedge.threads import default_threads
+from rnnedge.training.presets import size_preset
 from rnnedge.vocab import CharVocab
 
 
@@ -17,6 +19,7 @@ class PipelineConfig:
     given, else use the bundled model. `data` also supplies the held-out text (its last 10%) and, for
     recipes that calibrate, the calibration text (the first 90%, never overlapping the held-out part).
     `method` is a precision recipe (rnnedge.quantization.recipes: int8-dynamic, int8-qdq, fp16, ...).
+    `preset` sizes the model trained first (`rnnedge train --preset`); `threads` applies to every stage.
     """
 
     out: str
@@ -31,7 +34,8 @@ class PipelineConfig:
     tokens: int = 300
     temperature: float = 0.8
     seed: int = 0
-    threads: int = 2
+    threads: int = field(default_factory=default_threads)  # every stage: torch and ONNX Runtime
+    preset: str | None = None  # training: a size preset of `rnnedge train --preset` (small, medium, large)
 
     def __post_init__(self) -> None:
         for name, flag in (
@@ -53,6 +57,8 @@ class PipelineConfig:
             raise ConfigError("--prompt must not be empty")
         if not self.out:
             raise ConfigError("--out must name a folder")
+        if self.preset is not None:
+            size_preset(self.preset)  # ConfigError naming the presets
 
 
 def checkpoint_vocab(ckpt: Path) -> CharVocab:

@@ -68,12 +68,12 @@ def _run(cfg, ckpt, chosen, text, out, log, write) -> dict[str, Any]:  # type: i
     training = cfg.ckpt is None and cfg.data is not None
     total, n = (6 if training else 5), 0
     if training:
-        from rnnedge.training.config import TrainConfig
         from rnnedge.training.train import train
 
+        tc = train_config(cfg)
+        log(f"      estimate: {estimate_line(cfg, tc)}")
         n += 1
         with _stage(log, timings, n, total, f"train {cfg.arch} on {cfg.data} for {cfg.train_steps} steps"):
-            tc = TrainConfig(arch=cfg.arch, steps=cfg.train_steps, seed=cfg.seed, threads=cfg.threads)
             ckpt = train(tc, cfg.data, out / "checkpoint").out_dir
         check_vocabulary(cfg.prompt, checkpoint_vocab(ckpt), "--prompt")
     elif cfg.ckpt in (None, "default"):
@@ -99,7 +99,7 @@ def _run(cfg, ckpt, chosen, text, out, log, write) -> dict[str, Any]:  # type: i
 
         drift = run_drift(
             export_dir, texts.heldout, variant=chosen.name, steps=cfg.drift_steps, streams=cfg.drift_streams,
-            threads=cfg.threads,
+            threads=cfg.threads, name=model_name(export_dir),
         )  # fmt: skip
         settings = {"data": texts.source, "steps": cfg.drift_steps, "streams": cfg.drift_streams}
         report = write_report([drift], out / "report", {**settings, "on_unknown": "error"})
@@ -114,6 +114,34 @@ def _run(cfg, ckpt, chosen, text, out, log, write) -> dict[str, Any]:  # type: i
         summary["calibration_text"] = {"path": str(calib_path), "chars": len(texts.calibration)}
     write_json(out / SUMMARY, summary)
     return summary
+
+
+def train_config(cfg: PipelineConfig) -> Any:
+    """The TrainConfig of the pipeline's training stage: its preset's shape, steps, seed and threads."""
+    from rnnedge.training.config import TrainConfig
+    from rnnedge.training.presets import size_preset
+
+    sized = size_preset(cfg.preset).fields() if cfg.preset is not None else {}
+    return TrainConfig(arch=cfg.arch, steps=cfg.train_steps, seed=cfg.seed, threads=cfg.threads, **sized)
+
+
+def estimate_line(cfg: PipelineConfig, tc: Any) -> str:
+    """How long the training stage will take (two probe steps timed here) and how to shorten it."""
+    from rnnedge.training.data import read_text, resolve_data
+    from rnnedge.training.estimate import estimate_training
+
+    vocab_size = len(set(read_text(resolve_data(str(cfg.data)))))
+    est = estimate_training(tc, vocab_size)
+    hint = "" if est.total_s < 300 else "; fewer --train-steps or a smaller --preset shortens it"
+    return est.describe(tc) + hint
+
+
+def model_name(export_dir: Path) -> str:
+    """The model as the reports name it: arch and size (`mingru 3x128`), not the folder (`export`)."""
+    from rnnedge.inference import open_graph
+
+    cfg = open_graph(export_dir / "step.onnx", "step", threads=1, spinning=False).info.config
+    return f"{cfg.get('arch', '?')} {cfg.get('n_layers', '?')}x{cfg.get('d_model', '?')}"
 
 
 def exported_vocab(export_dir: Path):  # type: ignore[no-untyped-def]
@@ -176,10 +204,18 @@ def _summary(cfg, ckpt, exported, quant, report, drift, latency, timings, out) -
         "files": {name: {"path": str(p), "bytes": _size(p)} for name, p in paths.items()},
         # The variant check's figures: the whole held-out text, scored by each graph (nats/char).
         "loss_nats": {
-            kind: {k: g[k] for k in ("loss_fp32", "loss_variant", "loss_delta", "size_fp32", "size_variant")}
+            kind: {
+                **{k: g[k] for k in ("loss_fp32", "loss_variant", "loss_delta", "size_fp32", "size_variant")},
+                "scored_on": f"the whole held-out text: {g['eval_chars']:,} chars",
+            }
             for kind, g in quant.graphs.items()
         },
-        "drift_nll_nats": {"baseline": drift.loss_baseline, "variant": drift.loss_variant, "steps": drift.steps},
+        "drift_nll_nats": {
+            "baseline": drift.loss_baseline,
+            "variant": drift.loss_variant,
+            "steps": drift.steps,
+            "scored_on": f"the drift streams: {drift.streams} x {drift.steps:,} steps of the held-out text",
+        },
         "variant_check": quant.manifest,
         "drift_verdict": model.get("verdict"),
         "step_us_per_token_p50": latency,

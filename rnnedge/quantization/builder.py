@@ -21,7 +21,7 @@ import onnx
 from rnnedge import __version__
 from rnnedge.errors import ConfigError, RnnedgeError
 from rnnedge.graphmeta import PREFIX, GraphInfo, StateInfo
-from rnnedge.quantization.graph_edits import node_labels, quantizable_nodes
+from rnnedge.quantization.graph_edits import node_labels, node_params, quantizable_nodes
 from rnnedge.quantization.recipes import Recipe
 from rnnedge.tool_output import tool_output
 
@@ -44,6 +44,7 @@ class VariantBuilder(ABC):
         self.feeds = feeds or []
         self.proto = onnx.ModelProto.FromString(proto.SerializeToString())  # a private copy
         self.labels = node_labels(self.proto)  # before any rewrite: labels name the model parameters
+        self.params = node_params(self.proto)  # node name -> parameter path (what --keep-float globs match)
         self.not_converted_ops = sorted({n.op_type for n in self.proto.graph.node} & set(FLOAT_OPS_NEVER_CONVERTED))
         self.prepare()
         self.candidates = quantizable_nodes(self.proto, self.op_types)

@@ -94,14 +94,18 @@ def quantizable_nodes(proto: onnx.ModelProto, op_types: tuple[str, ...] = (*WEIG
 
 
 def match_patterns(
-    patterns: tuple[str, ...] | list[str], names: list[str], labels: dict[str, str] | None = None
+    patterns: tuple[str, ...] | list[str],
+    names: list[str],
+    labels: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
 ) -> dict[str, list[str]]:
-    """For each pattern (exact name or fnmatch glob, on the node name or its label), the names it matches."""
-    labels = labels or {}
+    """For each pattern, the names it matches: an fnmatch glob (or exact string) on the node's model
+    parameter path (`blocks.0.mixer.*`, the same in the step and parallel graphs), its name or its label."""
+    labels, params = labels or {}, params or {}
 
     def hit(name: str, pattern: str) -> bool:
-        label = labels.get(name, name)
-        return name == pattern or fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(label, pattern)
+        keys = (name, params.get(name, name), labels.get(name, name))
+        return any(k == pattern or fnmatch.fnmatchcase(k, pattern) for k in keys)
 
     return {p: [n for n in names if hit(n, p)] for p in patterns}
 
@@ -168,15 +172,22 @@ def gemm_to_matmul(proto: onnx.ModelProto) -> int:
     return rewritten
 
 
-def node_labels(proto: onnx.ModelProto) -> dict[str, str]:
-    """A readable label per node: its name, plus the model parameter it uses (e.g. blocks.0.mixer.out)."""
-    params = {i.name for i in proto.graph.initializer if i.name.startswith("model.")}
-    labels = {}
+def node_params(proto: onnx.ModelProto) -> dict[str, str]:
+    """{node name: the model parameter it uses} (e.g. blocks.0.mixer.to_zh) for nodes reading one.
+
+    The path comes from the initializer's name (`model.<path>.weight`), so it is the same in the step
+    and parallel graphs, whose node names differ."""
+    inits = {i.name for i in proto.graph.initializer}
+    params = {i for i in inits if i.startswith("model.")}
+    found = {}
     for node in proto.graph.node:
         used = [i for i in node.input if i in params]
         if used:
-            param = used[0].removeprefix("model.").removesuffix(".weight").removesuffix(".bias")
-            labels[node.name] = f"{node.name} ({param})"
-        else:
-            labels[node.name] = node.name
-    return labels
+            found[node.name] = used[0].removeprefix("model.").removesuffix(".weight").removesuffix(".bias")
+    return found
+
+
+def node_labels(proto: onnx.ModelProto) -> dict[str, str]:
+    """A readable label per node: its name, plus the model parameter it uses (e.g. blocks.0.mixer.out)."""
+    params = node_params(proto)
+    return {n.name: f"{n.name} ({params[n.name]})" if n.name in params else n.name for n in proto.graph.node}

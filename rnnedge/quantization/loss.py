@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import numpy as np
 
 from rnnedge.inference import GraphSession, open_graph, streams_of
@@ -11,9 +15,23 @@ from rnnedge.inference.sessions import Source
 STREAMS = 8  # the step graph is run as 8 streams at different offsets; the parallel graph in windows
 
 
+_THREADS: contextvars.ContextVar[int] = contextvars.ContextVar("rnnedge_quantize_threads", default=1)
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """Within the block, every session `open_checked` opens uses `n` intra-op threads (default 1)."""
+    token = _THREADS.set(n)
+    try:
+        yield
+    finally:
+        _THREADS.reset(token)
+
+
 def open_checked(source: Source, kind: str | None = None) -> GraphSession:
-    """A single-threaded CPU session of an rnnedge graph (file or bytes), I/O checked against its metadata."""
-    return open_graph(source, kind, threads=1, spinning=False)
+    """A CPU session of an rnnedge graph (file or bytes), I/O checked against its metadata; single-threaded
+    unless inside `threads(n)`, idle threads not spinning."""
+    return open_graph(source, kind, threads=_THREADS.get(), spinning=False)
 
 
 def held_out_loss(graph: GraphSession | Source, ids: np.ndarray) -> float:

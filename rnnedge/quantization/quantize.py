@@ -32,6 +32,7 @@ from rnnedge.quantization.recipes import recipe as preset
 from rnnedge.quantization.texts import TextPath, Texts, read_texts
 from rnnedge.quantization.variant_files import ort_outputs, read_manifest, write_variant
 from rnnedge.quantization.variant_graph import BuiltGraph, build_graph
+from rnnedge.threads import resolve_threads
 from rnnedge.vocab import OnUnknown
 
 Log = Callable[[str], None]
@@ -111,17 +112,17 @@ def make_builders(
 
 
 def keep_float_nodes(recipe: Recipe, builders: dict[str, VariantBuilder]) -> dict[str, list[str]]:
-    """{kind: node names} the recipe's keep_float patterns match; RnnedgeError for a pattern matching none."""
-    kept = {
-        kind: sorted({n for hits in match_patterns(recipe.keep_float, b.candidates, b.labels).values() for n in hits})
-        for kind, b in builders.items()
-    }
+    """{kind: node names} the recipe's keep_float patterns match (on the parameter path, the same in
+    both graphs, or a node name); RnnedgeError for a pattern matching none."""
+    hits = {kind: match_patterns(recipe.keep_float, b.candidates, b.labels, b.params) for kind, b in builders.items()}
+    kept = {kind: sorted({n for names in h.values() for n in names}) for kind, h in hits.items()}
     for pattern in recipe.keep_float:
-        if not any(match_patterns((pattern,), b.candidates, b.labels)[pattern] for b in builders.values()):
-            labels = sorted({b.labels[c] for b in builders.values() for c in b.candidates})
+        if not any(h[pattern] for h in hits.values()):
+            paths = sorted({b.params.get(c, c) for b in builders.values() for c in b.candidates})
+            more = "..." if len(paths) > 16 else ""
             raise RnnedgeError(
                 f"--keep-float {pattern} matches no node {recipe.name} converts; "
-                f"candidates: {', '.join(labels[:12])}..."
+                f"parameters it converts: {', '.join(paths[:16])}{more}"
             )
     return kept
 
@@ -137,6 +138,7 @@ def quantize_export(
     on_unknown: str = "error",
     verify_on_targets: tuple[str, ...] = (),
     log: Log | None = None,
+    threads: int = 1,
     **recipe_options: Any,
 ) -> QuantizeResult:
     """Write `<graph>.<recipe name>.onnx` beside the fp32 graphs for each graph in `recipe.graphs`.
@@ -150,7 +152,25 @@ def quantize_export(
     kept float until the held-out delta holds. `verify_on_targets` (e.g. ("cpu-arm64", "cpu-x86-avx2"))
     also runs the step variant on those CPUs (on_targets.py): each delta is recorded, and checked against
     `max_loss_delta` when given. Nothing is written unless every graph passes.
+    `threads`: ONNX Runtime intra-op threads of every session measuring a graph.
     """
+    with loss.threads(resolve_threads(threads)):
+        return _quantize_export(folder, recipe, calib_text, eval_text, max_loss_delta, sensitivity, on_unknown, log,
+                                recipe_options, tuple(verify_on_targets))  # fmt: skip
+
+
+def _quantize_export(
+    folder: str | os.PathLike[str],
+    recipe: Recipe | str,
+    calib_text: TextPath | None,
+    eval_text: TextPath | None,
+    max_loss_delta: float | None,
+    sensitivity: bool,
+    on_unknown: str,
+    log: Log | None,
+    recipe_options: dict[str, Any],
+    verify_on_targets: tuple[str, ...] = (),
+) -> QuantizeResult:
     chosen = resolve_recipe(recipe, recipe_options)
     targets = check_targets(tuple(verify_on_targets))
     if max_loss_delta is not None and not max_loss_delta >= 0:

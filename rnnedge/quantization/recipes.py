@@ -163,7 +163,7 @@ PRESETS: dict[str, Recipe] = {
 ALIASES = {"dynamic": "int8-dynamic", "static": "int8-qdq", "qdq": "int8-qdq"}  # rnnedge 0.1's --method names
 
 
-def recipe(name: str, **options: Any) -> Recipe:
+def recipe(name: str, /, **options: Any) -> Recipe:
     """The preset `name` (or an alias), with `options` replacing its fields; ConfigError on anything unknown.
 
     Options that are None are ignored, so CLI flags left unset keep the preset's values.

@@ -77,20 +77,25 @@ def fit_budget(
     """Keep the most sensitive groups float until the held-out delta <= budget.
 
     Returns (all kept-float nodes, groups added by the budget, final delta, the ranking).
-    Raises VerificationError if even keeping every quantizable node float does not meet the budget.
+    Raises VerificationError when only keeping every quantizable node float would meet the budget
+    (that variant would quantize nothing: docs/quantization.md calls an unmeetable budget an error).
     """
     _, ranked = rank_nodes(builder, slice_ids, loss_fp32_slice, base, log)
     kept, added = list(base), []
-    delta = float("inf")
+    delta = best = float("inf")
     for s in ranked:
         kept += list(s.nodes)
         added.append(s.group)
+        if set(builder.candidates) <= set(kept):  # nothing left to quantize: not a variant
+            break
         delta = loss.held_out_loss(builder.build(kept), eval_ids) - loss_fp32
+        best = min(best, delta)
         if log:
             log(f"  {builder.info.kind}: + keep {s.group} float -> held-out delta {delta:+.5f}")
         if delta <= budget:
             return kept, added, delta, ranked
+    tried = f"best {best:+.5f} nats/char with one node still converted" if best < float("inf") else "no node to keep"
     raise VerificationError(
-        f"{builder.info.kind}: {builder.recipe.name} loss delta stays above --max-loss-delta {budget} "
-        f"(best {delta:+.5f} nats/char with every quantizable node kept float); nothing written"
+        f"{builder.info.kind}: {builder.recipe.name} cannot meet --max-loss-delta {budget}: only keeping every "
+        f"quantizable node float would, and that leaves nothing quantized ({tried}); nothing written"
     )

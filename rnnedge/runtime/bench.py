@@ -19,6 +19,7 @@ from rnnedge.errors import GraphError, InputError
 from rnnedge.graphmeta import FP32, list_variants
 from rnnedge.inference import graph_path
 from rnnedge.inference.providers import ProviderArg
+from rnnedge.progress import Stages, plan, stage
 from rnnedge.runtime.bench_report import ratios
 from rnnedge.runtime.floor import measure_floors
 from rnnedge.runtime.memory import measure_resident
@@ -182,12 +183,14 @@ def run_bench(
     providers: ProviderArg = None,
     torch_baseline: TorchBaseline | str | None = None,
     stream_tokens: int = 0,
+    stages: Stages | None = None,
 ) -> dict[str, Any]:
     """All figures for one export folder (see docs/runtime.md for what each means).
 
     `variants`: None compares fp32 with every variant that has a step graph; else fp32 and these.
     `torch_baseline`: the eager baseline, or the reason it could not be made (reported as skipped).
     `stream_tokens`: 0 = no long stream; otherwise sample that many tokens through the fp32 step graph.
+    `stages`: progress, one stage per measurement (rnnedge.progress).
     """
     folder = Path(export_dir)
     if not folder.is_dir():
@@ -195,6 +198,9 @@ def run_bench(
     if isinstance(stream_tokens, bool) or not isinstance(stream_tokens, int) or stream_tokens < 0:
         raise InputError(f"stream_tokens must be >= 0 (0 = no stream), got {stream_tokens!r}")
     chosen = bench_variants(folder, variants)
+    timed = sum(len(batches) + (len(seq_lens) if "parallel" in files else 0) for files in chosen.values())
+    plan(stages, 2 + timed + bool(stream_tokens) + (torch_baseline is not None and not isinstance(torch_baseline, str)))
+    stage(stages, f"opening {len(chosen)} variant(s)")
     probes = {v: StepSession(files["step"], providers=providers, threads=threads) for v, files in chosen.items()}
     fp32 = probes[FP32]
     result: dict[str, Any] = {
@@ -214,25 +220,31 @@ def run_bench(
             for v, probe in probes.items()
         },
         "states": fp32.describe()["states"],
-        "floor": measure_floors(fp32.info.matmuls, threads, batches),
+        "floor": None,
         "step": {},
         "parallel": {},
     }
+    stage(stages, "NumPy floor of the step's weight products")
+    result["floor"] = measure_floors(fp32.info.matmuls, threads, batches)
     for v, files in chosen.items():
-        result["step"][v] = {
-            f"batch{b}": step_latency(files["step"], b, threads, steps=steps, providers=providers) for b in batches
-        }
+        result["step"][v] = {}
+        for b in batches:
+            stage(stages, f"{v}: step latency, batch {b} ({steps} steps)")
+            result["step"][v][f"batch{b}"] = step_latency(files["step"], b, threads, steps=steps, providers=providers)
         if "parallel" in files:
-            result["parallel"][v] = {
-                f"T{t}": parallel_throughput(files["parallel"], t, threads, providers=providers) for t in seq_lens
-            }
+            result["parallel"][v] = {}
+            for t in seq_lens:
+                stage(stages, f"{v}: parallel tokens/s, T = {t}")
+                result["parallel"][v][f"T{t}"] = parallel_throughput(files["parallel"], t, threads, providers=providers)
     if stream_tokens:
+        stage(stages, f"fp32: a {stream_tokens}-token stream")
         result["long_stream"] = long_stream(chosen[FP32]["step"], stream_tokens, threads, providers=providers)
     if torch_baseline is None:
         result["torch"] = {"skipped": "not requested"}
     elif isinstance(torch_baseline, str):
         result["torch"] = {"skipped": torch_baseline}
     else:
+        stage(stages, "PyTorch eager baseline")
         result["torch"] = torch_baseline(list(batches), list(seq_lens), threads or 1)
     result["ratios"] = ratios(result)
     return result

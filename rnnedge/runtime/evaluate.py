@@ -4,6 +4,7 @@ step graph when a precision variant has no parallel graph."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ def evaluate_export(
     chunk: int | None = None,
     threads: int | None = None,
     providers: ProviderArg = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """{loss_nats, bits_per_char, chars, graph} for predicting text[1:] from text[:-1], mean over predicted chars.
 
@@ -29,6 +31,7 @@ def evaluate_export(
     file. A variant with a step graph but no parallel graph (e.g. a step-only recipe) is scored
     token by token through `step.<variant>.onnx` (`graph` says which ran; `chunk` does not apply).
     Same convention as PyTorch evaluation of the checkpoint, which it matches to ~1e-6.
+    `progress(done, total)`: characters scored so far (the parallel graph's chunks).
     """
     folder = Path(export_dir)
     if folder.is_dir() and not (folder / graph_file("parallel", variant)).is_file():
@@ -36,7 +39,7 @@ def evaluate_export(
         if step_file.is_file():
             return {**_step_loss(step_file, text, on_unknown, threads, providers), "graph": step_file.name}
     session = ParallelSession(export_dir, chunk=chunk, providers=providers, threads=threads, variant=variant)
-    return {**session.evaluate_text(text, on_unknown=on_unknown), "graph": session.path.name}
+    return {**session.evaluate_text(text, on_unknown=on_unknown, progress=progress), "graph": session.path.name}
 
 
 def _step_loss(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from rnnedge.inference import graph_path, open_graph, parallel_token_nll
 from rnnedge.inference.providers import ProviderArg
 from rnnedge.runtime.states import state_arrays
 from rnnedge.vocab import CharVocab
+
+Progress = Callable[[int, int], None]  # (characters scored so far, of how many)
 
 DEFAULT_CHUNK = 1024
 
@@ -75,22 +78,25 @@ class ParallelSession:
         states = self.zero_state(arr.shape[0]) if state is None else state_arrays(state, self.info, arr.shape[0])
         return self.graph.run(arr, states)
 
-    def score(self, ids: Any) -> np.ndarray:
-        """Per-token negative log-likelihood (nats, float64) of ids[1:] given the tokens before each."""
+    def score(self, ids: Any, progress: Progress | None = None) -> np.ndarray:
+        """Per-token negative log-likelihood (nats, float64) of ids[1:] given the tokens before each;
+        `progress(done, total)` after each chunk."""
         arr = np.asarray(ids)
         if arr.ndim != 1 or arr.dtype.kind not in "iu":
             raise InputError(f"ids must be a 1-D integer array, got shape {arr.shape} dtype {arr.dtype}")
         if arr.size < 2:
             raise InputError("need at least 2 tokens to score (one to condition on, one to predict)")
         self._check_ids(arr)
-        return parallel_token_nll(self.graph, arr.astype(np.int64)[None], self.chunk)[0]  # (L-1,)
+        return parallel_token_nll(self.graph, arr.astype(np.int64)[None], self.chunk, progress)[0]  # (L-1,)
 
-    def evaluate_text(self, text: str, on_unknown: str = "error") -> dict[str, float | int]:
+    def evaluate_text(
+        self, text: str, on_unknown: str = "error", progress: Progress | None = None
+    ) -> dict[str, float | int]:
         """Mean loss of predicting text[1:] from text[:-1]: {loss_nats, bits_per_char, chars (predicted)}."""
         ids = self.vocab.encode(text, on_unknown=on_unknown)  # type: ignore[arg-type]
         if ids.size < 2:
             raise InputError(f"text too short to evaluate: {ids.size} known character(s), need at least 2")
-        token_nll = self.score(ids)
+        token_nll = self.score(ids, progress)
         return loss_summary(float(token_nll.mean()), token_nll.size, self.vocab, ids)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,8 +18,11 @@ from rnnedge.vocab import OnUnknown
 
 
 @torch.no_grad()
-def stream_nll(model: CharLM, ids: torch.Tensor, chunk_len: int) -> tuple[float, int]:
-    """Summed next-char NLL (nats) and count over S parallel streams ids (S, L), state carried over chunks."""
+def stream_nll(
+    model: CharLM, ids: torch.Tensor, chunk_len: int, progress: Callable[[int, int], None] | None = None
+) -> tuple[float, int]:
+    """Summed next-char NLL (nats) and count over S parallel streams ids (S, L), state carried over chunks;
+    `progress(done, total)` after each chunk (positions scored, of L-1)."""
     if chunk_len < 1:
         raise ConfigError(f"chunk_len must be positive, got {chunk_len}")
     device = next(model.parameters()).device
@@ -34,6 +38,8 @@ def stream_nll(model: CharLM, ids: torch.Tensor, chunk_len: int) -> tuple[float,
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="sum")
         total += float(nll)
         count += y.numel()
+        if progress is not None:
+            progress(start + y.shape[1], ids.shape[1] - 1)
     return total, count
 
 
@@ -49,6 +55,7 @@ def evaluate_checkpoint(
     chunk_len: int = 1024,
     on_unknown: OnUnknown = "error",
     device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Loss of a checkpoint on `text`: dict(loss_nats, bits_per_char, chars), chars = predictions made.
 
@@ -62,5 +69,5 @@ def evaluate_checkpoint(
     if len(ids) < 2:
         raise ConfigError("the evaluation text needs at least 2 known characters")
     model = ckpt.model.to(torch_device).eval()
-    total, count = stream_nll(model, ids.unsqueeze(0), chunk_len)
+    total, count = stream_nll(model, ids.unsqueeze(0), chunk_len, progress)
     return loss_dict(total, count)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shlex
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from rnnedge.errors import CheckpointError, ConfigError, RnnedgeError
+from rnnedge.errors import CheckpointError, ConfigError, Interrupted, RnnedgeError
 from rnnedge.models import CharLM, build_model
 from rnnedge.training import distributed as dist_util
 from rnnedge.training.checkpoint import load_checkpoint, save_checkpoint
@@ -214,58 +215,65 @@ def _train(
     loss_value: float | None = None
     val: float | None = None
     step = start_step
-    with TrainProgress(config.steps, start_step, enabled=info.is_main and not quiet, log_every=log_every) as bar:
-        while step < config.steps:
-            elapsed = time_before + time.perf_counter() - t0
-            frac = elapsed / config.max_time if config.max_time else 0.0
-            lr = lr_at(config, step, frac)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            ts = time.perf_counter()
-            batch = sampler.sample(step).to(device)  # (B, T+1)
-            logits, _ = net(batch[:, :-1])  # (B, T, V)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = (
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip) if config.grad_clip else None
-            )
-            shared = torch.tensor(
-                [loss.item(), float(grad_norm) if grad_norm is not None else 0.0, elapsed if info.is_main else 0.0]
-            )
-            shared = dist_util.all_sum(shared, info)
-            loss_value = float(shared[0]) / info.world_size
-            if not (math.isfinite(loss_value) and math.isfinite(float(shared[1]))):
-                kept = f"the last good checkpoint ({out}, step {last_saved}) is kept" if last_saved else "nothing saved"
-                raise TrainingError(
-                    f"loss or gradients became NaN/inf at step {step + 1} (lr {lr:.2e}); {kept}; try a lower --lr"
+    try:
+        with TrainProgress(config.steps, start_step, enabled=info.is_main and not quiet, log_every=log_every) as bar:
+            while step < config.steps:
+                elapsed = time_before + time.perf_counter() - t0
+                frac = elapsed / config.max_time if config.max_time else 0.0
+                lr = lr_at(config, step, frac)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                ts = time.perf_counter()
+                batch = sampler.sample(step).to(device)  # (B, T+1)
+                logits, _ = net(batch[:, :-1])  # (B, T, V)
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = (
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip) if config.grad_clip else None
                 )
-            opt.step()
-            step += 1
-            tokens_seen += tokens_per_step
-            step_time += time.perf_counter() - ts
-            tps = (step - start_step) * tokens_per_step / max(step_time, 1e-9)
-            over_time = config.max_time is not None and float(shared[2]) >= config.max_time
-            done = step == config.steps or over_time or step == stop_at
-            evaluated = step % config.eval_every == 0 or done
-            if evaluated:
-                val = val_loss(model, tdata, config, device)
-                history.append(
-                    {
-                        "step": step,
-                        "train_loss": round(loss_value, 5),
-                        "val_loss": round(val, 5),
-                        "time_s": round(time_before + time.perf_counter() - t0, 2),
-                    }
+                shared = torch.tensor(
+                    [loss.item(), float(grad_norm) if grad_norm is not None else 0.0, elapsed if info.is_main else 0.0]
                 )
-            bar.update(step, loss_value, val, tps, evaluated=evaluated)
-            if (evaluated and config.save_every == 0) or (config.save_every and step % config.save_every == 0) or done:
-                save(step, loss_value, val, time_before + time.perf_counter() - t0)
-                last_saved = step
-            if over_time:
-                bar.message(f"time budget of {config.max_time:g} s reached after {step} steps")
-            if done:
-                break
+                shared = dist_util.all_sum(shared, info)
+                loss_value = float(shared[0]) / info.world_size
+                if not (math.isfinite(loss_value) and math.isfinite(float(shared[1]))):
+                    good = f"the last good checkpoint ({out}, step {last_saved}) is kept"
+                    kept = good if last_saved else "nothing saved"
+                    raise TrainingError(
+                        f"loss or gradients became NaN/inf at step {step + 1} (lr {lr:.2e}); {kept}; try a lower --lr"
+                    )
+                opt.step()
+                step += 1
+                tokens_seen += tokens_per_step
+                step_time += time.perf_counter() - ts
+                tps = (step - start_step) * tokens_per_step / max(step_time, 1e-9)
+                over_time = config.max_time is not None and float(shared[2]) >= config.max_time
+                done = step == config.steps or over_time or step == stop_at
+                evaluated = step % config.eval_every == 0 or done
+                if evaluated:
+                    val = val_loss(model, tdata, config, device)
+                    history.append(
+                        {
+                            "step": step,
+                            "train_loss": round(loss_value, 5),
+                            "val_loss": round(val, 5),
+                            "time_s": round(time_before + time.perf_counter() - t0, 2),
+                        }
+                    )
+                bar.update(step, loss_value, val, tps, evaluated=evaluated)
+                periodic = config.save_every and step % config.save_every == 0
+                if (evaluated and config.save_every == 0) or periodic or done:
+                    save(step, loss_value, val, time_before + time.perf_counter() - t0)
+                    last_saved = step
+                if over_time:
+                    bar.message(f"time budget of {config.max_time:g} s reached after {step} steps")
+                if done:
+                    break
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Interrupted):
+            raise
+        raise Interrupted(_interrupt_note(out, data, step, config.steps, last_saved)) from None
     dist_util.barrier(info)
     return TrainResult(
         out_dir=out,
@@ -276,4 +284,15 @@ def _train(
         train_loss=loss_value,
         num_params=model.num_params(),
         history=history,
+    )
+
+
+def _interrupt_note(out: Path, data: str | os.PathLike[str], step: int, steps: int, saved: int | None) -> str:
+    """What Ctrl-C during training kept, and the exact command that continues the run."""
+    if saved is None:
+        return f"no partial file was written; stopped after step {step} of {steps}, before the first checkpoint"
+    q = shlex.quote
+    return (
+        f"no partial file was written; stopped after step {step} of {steps}, the checkpoint of step {saved} "
+        f"in {out} is kept; resume with: rnnedge train --resume {q(str(out))} --data {q(str(data))} --out {q(str(out))}"
     )

@@ -199,7 +199,7 @@ def _drop_last_char(meta: dict[str, str]) -> None:
     meta["rnnedge.vocab"] = meta["rnnedge.vocab"][:-1]
 
 
-ALL_GRAPH = frozenset({"eval-export", "quantize", "drift", "generate", "bench", "build-engine", "compare"})
+ALL_GRAPH = frozenset({"eval-export", "quantize", "drift", "generate", "bench", "build-engine", "compare", "inspect"})
 RUNS_GRAPH = ALL_GRAPH - {"build-engine"}  # build-engine without tensorrt stops after the static checks
 PARALLEL = frozenset({"eval-export", "quantize", "bench", "build-engine", "compare"})  # read parallel.onnx
 STEP = frozenset({"quantize", "drift", "generate", "bench", "compare"})  # read step.onnx

@@ -61,6 +61,7 @@ COMMANDS: dict[str, Command] = {
     "bench": lambda p: ["bench", p.export, *BENCH, "--json", p.out / "b.json"],
     "pipeline": lambda p: ["pipeline", p.ckpt, "--out", p.out, "--data", p.text, *PIPELINE],
     "build-engine": lambda p: ["build-engine", p.export],
+    "inspect": lambda p: ["inspect", p.export],
     "compare": lambda p: ["compare", p.export, "--data", p.text, "--out", p.out, *COMPARE, "--stream-tokens", "64"],
 }
 CKPT_COMMANDS = ("train", "eval", "export", "pipeline")  # read a checkpoint folder

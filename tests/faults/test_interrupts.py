@@ -103,7 +103,11 @@ def test_interrupted_run_leaves_every_folder_as_it_was(
                 proc.kill()
     lines = [ln for ln in stderr.read_text().splitlines() if ln.strip()]
     assert code == 130, (code, lines)
-    assert lines == ["rnnedge: interrupted; no partial file was written"], lines
+    if case.startswith("train"):  # training also says which step it kept and how to resume (issue 20)
+        assert len(lines) == 1 and lines[0].startswith("rnnedge: interrupted; no partial file was written; "), lines
+        assert f"resume with: rnnedge train --resume {inputs.ckpt}" in lines[0], lines
+    else:
+        assert lines == ["rnnedge: interrupted; no partial file was written"], lines
     if how == "write":
         assert Path(marker.read_text()).parent.is_relative_to(work)  # the signal came inside a file under work/
     assert snapshot(work) == before, "an interrupted run changed the folders"
