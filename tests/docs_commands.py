@@ -125,6 +125,24 @@ class World:
     export_one: Path  # fp32 + int8-dynamic
     export_all: Path  # fp32 + int8-dynamic, int8-qdq, int8-weight, int4-weight
     fresh: Callable[[str, Path], Path]  # (doc token, source folder or None) -> a private copy / new path
+    tokenizer: Path | None = None  # a tiny BPE tokenizers JSON trained on `text` (docs' tokenizer.json)
+    byom: dict[tuple[str, str], Path] | None = None  # (--from adapter, tokenizer kind) -> a weights file
+
+
+def tokenizer_kind(spec: str) -> str:
+    """'json', 'chars' or 'bytes': which of the world's weight files fits a documented --tokenizer."""
+    return "json" if spec.endswith(".json") else "chars" if spec.startswith("chars:") else "bytes"
+
+
+def byom_export(argv: list[str], world: World) -> list[str]:
+    """`export --from ADAPTER --weights F [--tokenizer T]` pointed at the world's weights and tokenizer."""
+    adapter = argv[argv.index("--from") + 1]
+    spec = argv[argv.index("--tokenizer") + 1] if "--tokenizer" in argv else "bytes"
+    kind = tokenizer_kind(spec)
+    token = {"json": str(world.tokenizer), "chars": f"chars:{world.text}", "bytes": "bytes"}[kind]
+    weights = (world.byom or {}).get((adapter, kind))
+    out = set_options(list(argv), {"--tokenizer": token} if "--tokenizer" in argv else {})
+    return set_options(out, {"--weights": str(weights)}) if weights is not None else out
 
 
 def flag_options(command: str) -> set[str]:
@@ -190,6 +208,8 @@ def cheap(cmd: DocCommand, world: World) -> list[str]:
         out = set_options(out, TINY_TRAIN if not resumed else {**TINY_TRAIN, "--steps": "4"})
         if "--window" in out:
             out = set_options(out, {"--window": "8"})
+    if name == "export" and "--from" in out:
+        out = byom_export(out, world)
     out = set_options(out, CHEAP.get(name, {}))
     if name == "quantize" and any(m in out for m in ("int8-qdq", "static")):
         out = set_options(out, {"--calib-steps": "16"})
