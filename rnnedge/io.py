@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,14 +86,28 @@ def write_json(target: str | os.PathLike[str], obj: Any) -> None:
     write_text(target, json_text(obj))
 
 
+def read_regular(path: str | os.PathLike[str], limit: int, what: str = "file") -> bytes:
+    """The bytes of `path`, refused in one RnnedgeError unless it is a regular file of at most `limit`
+    bytes (a FIFO is not waited on, /dev/zero not read). FileNotFoundError / OSError pass through."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RnnedgeError(f"{what} {path} is not a regular file")
+        if st.st_size > limit:
+            raise RnnedgeError(f"{what} {path} is too large ({st.st_size:,} bytes; at most {limit:,})")
+        data = fh.read(min(st.st_size, limit) + 1)  # one byte more than stat says: a file still growing
+    if len(data) > min(st.st_size, limit):
+        raise RnnedgeError(f"{what} {path} changed size while it was read")
+    return data
+
+
 def read_json(path: str | os.PathLike[str], what: str = "file") -> Any:
     """Read a JSON file, turning a missing, corrupt, absurdly large or absurdly nested file into one
     clear RnnedgeError."""
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise RnnedgeError(f"{what} {path} is too large ({path.stat().st_size:,} bytes) to be rnnedge's")
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_regular(path, MAX_JSON_BYTES, what).decode("utf-8"))
     except FileNotFoundError as exc:
         raise RnnedgeError(f"{what} not found: {path}") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -9,7 +9,6 @@ against the weights' header (rnnedge/training/weights.py) before any module or t
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -23,8 +22,10 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from rnnedge import __version__
+from rnnedge.commit import commit_with_ledger as commit_checkpoint
+from rnnedge.commit import member
 from rnnedge.errors import CheckpointError, ConfigError, RnnedgeError, WriteError
-from rnnedge.io import atomic_path, read_json
+from rnnedge.io import read_json, read_regular
 from rnnedge.models import CharLM, ModelConfig, build_model
 from rnnedge.training.weights import check_weights_header, parse_weights_header
 from rnnedge.vocab import CharVocab
@@ -34,6 +35,7 @@ FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 OPTIMIZER = "optimizer.safetensors"
+CHECKPOINT_FILES = (WEIGHTS, OPTIMIZER, CONFIG)
 
 
 @dataclass
@@ -55,9 +57,10 @@ def save_checkpoint(
     training: dict[str, Any] | None = None,
     optimizer_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write the checkpoint: every file goes to a temp name first, and only when all are complete are
-    they renamed into place (config.json last). A failed write (full disk) replaces nothing and is
-    one CheckpointError line; a checkpoint already in `out_dir` stays as it was."""
+    """Write the checkpoint as one unit (rnnedge/commit.py: a staging folder, one rename, then the
+    moves, config.json last) and record it in the folder's ledger (rnnedge/ownership.py). A failed
+    write (full disk) replaces nothing and is one CheckpointError line; a SIGKILL anywhere leaves the
+    old or the new checkpoint, never a mix."""
     out = Path(out_dir)
     weights = st_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
     optimizer = None
@@ -74,22 +77,25 @@ def save_checkpoint(
         "val_loss": val_loss,
         "training": training or {},
     }
+    files = {WEIGHTS: weights, **({OPTIMIZER: optimizer} if optimizer is not None else {})}
+    files[CONFIG] = (json.dumps(meta, indent=2, ensure_ascii=True) + "\n").encode("utf-8")
     try:
-        with contextlib.ExitStack() as stack:  # renames run in reverse: optimizer, weights, then config
-            config_tmp = stack.enter_context(atomic_path(out / CONFIG))
-            weights_tmp = stack.enter_context(atomic_path(out / WEIGHTS))
-            weights_tmp.write_bytes(weights)
-            if optimizer is not None:
-                stack.enter_context(atomic_path(out / OPTIMIZER)).write_bytes(optimizer)
-            config_tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    except WriteError as exc:
-        raise CheckpointError(f"cannot write the checkpoint to {out}: {exc.reason} (no partial file left)") from None
+        commit_checkpoint(out, files)
+    except (WriteError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, WriteError) else (exc.strerror or str(exc))
+        raise CheckpointError(f"cannot write the checkpoint to {out}: {reason} (no partial file left)") from None
     return out
 
 
+MAX_FILE_BYTES = 64 << 30  # larger than any checkpoint file rnnedge writes
+
+
 def _read_bytes(path: Path, what: str) -> bytes:
+    """The file's bytes, after checking it is a regular file of a sane size (never /dev/zero or a FIFO)."""
     try:
-        return path.read_bytes()
+        return read_regular(path, MAX_FILE_BYTES, what)
+    except RnnedgeError as exc:
+        raise CheckpointError(str(exc)) from None
     except FileNotFoundError as exc:
         raise CheckpointError(f"{what} not found: {path}") from exc
     except OSError as exc:
@@ -107,7 +113,7 @@ def _optimizer(ckpt: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor] | No
     """The saved AdamW moments, or None. A config that records `optimizer_sha256` vouches for exactly
     one optimizer file: a stale or replaced one is refused, not silently mixed in (older checkpoints
     without the key load their optimizer file unchecked, as before)."""
-    path = ckpt / OPTIMIZER
+    path = member(ckpt, OPTIMIZER)
     if "optimizer_sha256" in meta and meta["optimizer_sha256"] is None:
         return None  # saved without optimizer state; a file there belongs to another save
     if not path.is_file():
@@ -125,7 +131,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, with_optimizer: bool = Fals
     if not ckpt.is_dir():
         raise CheckpointError(f"checkpoint folder not found: {ckpt}")
     try:
-        meta = read_json(ckpt / CONFIG, "checkpoint config")
+        meta = read_json(member(ckpt, CONFIG), "checkpoint config")
     except RnnedgeError as exc:
         raise CheckpointError(str(exc)) from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -139,7 +145,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, with_optimizer: bool = Fals
         raise CheckpointError(f"{ckpt / CONFIG}: {exc}") from exc
     if len(vocab) != config.vocab_size:
         raise CheckpointError(f"{ckpt}: vocab has {len(vocab)} characters but the model expects {config.vocab_size}")
-    raw = _read_bytes(ckpt / WEIGHTS, "checkpoint weights")
+    raw = _read_bytes(member(ckpt, WEIGHTS), "checkpoint weights")
     expected = meta.get("weights_sha256")
     if expected and hashlib.sha256(raw).hexdigest() != expected:
         raise CheckpointError(f"{ckpt / WEIGHTS} does not match its config (checksum differs): corrupt or replaced")

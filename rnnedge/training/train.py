@@ -24,8 +24,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rnnedge.errors import CheckpointError, ConfigError, Interrupted, RnnedgeError
 from rnnedge.models import CharLM, build_model
+from rnnedge.outlock import remove_stale_temps, writer_lock
+from rnnedge.ownership import LEDGER, check_folder, check_replaceable
 from rnnedge.training import distributed as dist_util
-from rnnedge.training.checkpoint import load_checkpoint, save_checkpoint
+from rnnedge.training.checkpoint import CHECKPOINT_FILES, load_checkpoint, save_checkpoint
 from rnnedge.training.config import TrainConfig, check_resume, lr_at
 from rnnedge.training.data import (
     BatchSampler,
@@ -103,7 +105,12 @@ def train(
     same = resume is not None and Path(resume).resolve() == out.resolve()
     if (out / "config.json").exists() and not (same or overwrite):
         raise ConfigError(f"{out} already holds a checkpoint; choose another --out, --resume it, or pass --overwrite")
-    with _no_empty_folders_left(out):
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    with _no_empty_folders_left(out), writer_lock(out) if rank0 else contextlib.nullcontext():
+        if rank0:
+            ledger = check_folder(out, overwrite=overwrite or same)
+            check_replaceable(ledger, CHECKPOINT_FILES, overwrite=overwrite or same)
+            remove_stale_temps(out, [*CHECKPOINT_FILES, LEDGER])
         info, device = dist_util.setup(config.device)
         try:
             return _train(config, data, out, resume, info, device, quiet, log_every, stop_at)

@@ -14,6 +14,7 @@ from typing import Any
 from typer.testing import CliRunner, Result
 
 from rnnedge.cli import app
+from rnnedge.ownership import LEDGER
 
 TEMP_MARKS = (".tmp", ".rnnedge-", "probe")  # what a temp file or folder of rnnedge's is called
 runner = CliRunner()
@@ -90,7 +91,8 @@ def snapshot(*roots: Path) -> dict[str, tuple[str, int, str]]:
 
 def temp_leftovers(*roots: Path) -> list[str]:
     """Names under `roots` that look like an rnnedge temp file or folder."""
-    return [str(p) for r in roots if r.exists() for p in r.rglob("*") if any(m in p.name for m in TEMP_MARKS)]
+    found = [p for r in roots if r.exists() for p in r.rglob("*") if any(m in p.name for m in TEMP_MARKS)]
+    return [str(p) for p in found if p.name != LEDGER]  # the ledger is rnnedge's record, not a temp file
 
 
 def error_line(result: Result, code: int = 1) -> str:

@@ -1,0 +1,71 @@
+"""A checkpoint commits as one unit: SIGKILL at each rename of `train --resume CK --out CK` (strace's
+fault injection, deterministic) leaves the old or the new checkpoint, loadable with its optimizer; the
+next run finishes or redoes the commit and leaves no temp file. Subprocesses run under an address-space cap."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rnnedge.ownership import read_ledger
+from rnnedge.training.checkpoint import load_checkpoint
+from tests.faults.support import snapshot, temp_leftovers
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+
+
+def _cap() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))  # a tiny model never needs GBs
+
+
+def rnnedge(*args: object, kill_at: int | None = None, syscall: str = "rename") -> subprocess.CompletedProcess[str]:
+    """`rnnedge ARGS` in a subprocess; with `kill_at`, SIGKILLed at the kill_at-th `syscall` (strace)."""
+    cmd = [sys.executable, "-m", "rnnedge.cli", *map(str, args)]
+    if kill_at is not None:
+        inject = f"inject={syscall}:signal=SIGKILL:when={kill_at}"
+        cmd = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={syscall}", "-e", inject, *cmd]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, preexec_fn=_cap)
+
+
+def _steps(ckpt: Path) -> int:
+    loaded = load_checkpoint(ckpt, with_optimizer=True)
+    assert loaded.optimizer_tensors is not None
+    return int(loaded.training["steps_done"])
+
+
+def _resume(ck: Path, text: Path, steps: int) -> list[object]:
+    return ["train", "--resume", ck, "--out", ck, "--data", text, "--steps", steps, "--quiet", "--threads", "1"]
+
+
+@pytest.mark.parametrize("when", [2, 4, 6])  # the commit rename, a move, the final ledger
+def test_sigkill_at_each_rename_of_a_checkpoint_save(when: int, world: dict[str, Path], tmp_path: Path) -> None:
+    ck = Path(shutil.copytree(world["ckpt"], tmp_path / "ck"))
+    old = _steps(ck)
+    killed = rnnedge(*_resume(ck, world["text"], old + 2), kill_at=when)
+    assert killed.returncode in (-9, 137), killed.stderr
+    assert _steps(ck) in (old, old + 2)  # loads (weights, optimizer, config agree): old or new, never a mix
+    done = rnnedge(*_resume(ck, world["text"], old + 3))
+    assert done.returncode == 0, done.stderr
+    assert _steps(ck) == old + 3
+    assert temp_leftovers(tmp_path) == []
+    ledger = read_ledger(ck)
+    assert ledger is not None and all(ledger.owns(n) for n in ("config.json", "model.safetensors"))
+
+
+def test_train_out_refuses_a_users_model_file(world: dict[str, Path], tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "model.safetensors").write_bytes(b"the user's own weights")
+    before = snapshot(tmp_path)
+    result = rnnedge("train", "--arch", "mingru", "--layers", "1", "--d-model", "8", "--steps", "1", "--quiet",
+                     "--data", world["text"], "--out", mine, "--threads", "1")  # fmt: skip
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "--overwrite" in result.stderr and snapshot(tmp_path) == before
