@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 import tempfile
 from collections.abc import Mapping
@@ -104,20 +103,5 @@ def commit_with_ledger(folder: str | os.PathLike[str], files: Mapping[str, bytes
     folder = Path(folder)
     ledger = ownership.read_ledger(folder) or ownership.Ledger(folder, {})
     new = {name: ownership.entry_of(data) for name, data in files.items()}
-    path = folder / ownership.LEDGER
-    backup = folder / f".{ownership.LEDGER}.{secrets.token_hex(4)}.tmp"  # the old ledger, to put back
-    had = os.path.lexists(path)
-    if had:
-        os.link(path, backup)
-    try:
-        ownership.write_ledger(folder, ownership.pending(ledger, new))
-        try:
-            commit_files(folder, files)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.replace(backup, path) if had else os.unlink(path)  # nothing was committed
-            raise
-        ownership.write_ledger(folder, ownership.final(ledger, new))
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(backup)
+    with ownership.committing(ledger, new):
+        commit_files(folder, files)

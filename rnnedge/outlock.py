@@ -93,14 +93,16 @@ def _locked_fd(path: Path) -> int:
     raise OSError(errno.EBUSY, "lock file keeps changing", str(path))
 
 
-def remove_stale_temps(out: str | os.PathLike[str], names: Iterable[str] = ()) -> list[Path]:
+def remove_stale_temps(out: str | os.PathLike[str], names: Iterable[str] = (), keep: Iterable[Path] = ()) -> list[Path]:
     """Delete the temp files and folders earlier killed runs of rnnedge left for `out` (call with the
     writer lock held): atomic_path temps of `names` inside `out`, the checkpoint's staging folder, and
-    the report writers' temp folders beside `out`. Only plain files and real folders; returns them."""
+    the report writers' temp folders beside `out` (not those in or holding `keep`: this run's own).
+    Only plain files and real folders; returns them."""
     out = Path(os.path.abspath(out))
     patterns = [(out, re.compile(rf"\.{re.escape(n)}\.{_RAND}\.tmp")) for n in names]
     patterns.append((out, re.compile(rf"\.rnnedge-staging-{_RAND}")))
     patterns.append((out.parent, re.compile(rf"\.{re.escape(out.name)}\.(tmp|work|probe)-{_RAND}")))
+    kept = [os.path.abspath(k) for k in keep]
     removed: list[Path] = []
     for folder, pattern in patterns:
         try:
@@ -111,6 +113,8 @@ def remove_stale_temps(out: str | os.PathLike[str], names: Iterable[str] = ()) -
             if not pattern.fullmatch(name):
                 continue
             path = folder / name
+            if any(k == str(path) or k.startswith(str(path) + os.sep) for k in kept):
+                continue  # this run's own temp folder (or one holding its staged files)
             with contextlib.suppress(OSError):
                 st = os.lstat(path)
                 if stat.S_ISREG(st.st_mode):

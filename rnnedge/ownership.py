@@ -18,11 +18,13 @@ names (regular files only) and deletes nothing that was there.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -170,22 +172,27 @@ def check_folder(
     return Ledger(folder, {})
 
 
-def check_replaceable(ledger: Ledger, names: Iterable[str], *, overwrite: bool, what: str = "--out") -> None:
+def check_replaceable(
+    ledger: Ledger, names: Iterable[str], *, overwrite: bool, what: str = "--out", option: str | None = "--overwrite"
+) -> None:
     """RnnedgeError unless each of `names` is free, rnnedge's own, or (with `overwrite`) a regular file.
     A symlink, folder or device under one of the names is refused even with `overwrite`."""
-    for rel in names:
-        path = ledger.folder / rel
+    names = list(names)
+    for rel in names:  # first what no option allows: a symlinked folder or a file on the way
         parents = [ledger.folder / p for p in reversed(PurePosixPath(rel).parents) if str(p) != "."]
         if any(os.path.lexists(p) and (os.path.islink(p) or not p.is_dir()) for p in parents):
-            raise RnnedgeError(f"{path}: a folder on the way is a symlink or not a folder; choose another {what}")
+            raise RnnedgeError(
+                f"{ledger.folder / rel}: a folder on the way is a symlink or not a folder; choose another {what}"
+            )
+    for rel in names:
+        path = ledger.folder / rel
         if not os.path.lexists(path) or ledger.owns(rel):
             continue
         if regular(ledger.folder, rel) is None:
             raise RnnedgeError(f"{path} exists and is not a regular file; rnnedge will not replace it")
         if not overwrite:
-            raise RnnedgeError(
-                f"{path} exists and was not written by rnnedge; move it, choose another {what} or pass --overwrite"
-            )
+            hint = f"move it, choose another {what} or pass {option}" if option else "move it"
+            raise RnnedgeError(f"{path} exists and was not written by rnnedge; {hint}")
 
 
 def removable(ledger: Ledger, names: Iterable[str]) -> list[str]:
@@ -232,3 +239,29 @@ def final(ledger: Ledger, new: Mapping[str, Entry], removed: Iterable[str] = ())
     files = {rel: entries for rel, entries in pending(ledger, {}).items() if rel not in gone}
     files.update({rel: (entry,) for rel, entry in new.items()})
     return files
+
+
+@contextlib.contextmanager
+def committing(ledger: Ledger, new: Mapping[str, Entry]) -> Iterator[set[str]]:
+    """Around the renames that put `new` in place: first a ledger accepting old and new versions, after
+    the block the final one (without the names the block adds to the yielded set: files it removed).
+    If the block raises, the ledger as it was is put back (a hard-linked copy; no space needed)."""
+    folder = ledger.folder
+    path = folder / LEDGER
+    backup = folder / f".{LEDGER}.{secrets.token_hex(4)}.tmp"
+    had = os.path.lexists(path)
+    if had:
+        os.link(path, backup)
+    removed: set[str] = set()
+    try:
+        write_ledger(folder, pending(ledger, new))
+        try:
+            yield removed
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.replace(backup, path) if had else os.unlink(path)
+            raise
+        write_ledger(folder, final(ledger, new, removed))
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(backup)

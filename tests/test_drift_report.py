@@ -12,6 +12,7 @@ from rnnedge.drift import SCHEMA, DriftResult, run_drift, summarize, verdict, wr
 from rnnedge.drift.folder import schema1_files
 from rnnedge.drift.report import report_files
 from rnnedge.errors import RnnedgeError
+from rnnedge.ownership import LEDGER
 from tests.test_drift_helpers import TEXT, copy_variant, dynamic_int8, step_graph
 
 SETTINGS = {"data": "inline", "steps": 120, "streams": 4}
@@ -40,7 +41,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_report_files_schema_and_self_contained_html(results: list[DriftResult], tmp_path: Path) -> None:
     out = tmp_path / "REPORT"
     report = write_report(results, out, SETTINGS)
-    assert sorted(_snapshot(out)) == sorted(report_files(3)) == sorted(report["files"])
+    assert sorted(set(_snapshot(out)) - {LEDGER}) == sorted(report_files(3)) == sorted(report["files"])
     assert (out / "drift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((out / "report.json").read_text())
     assert data == json.loads(json.dumps(report)) and data["schema"] == SCHEMA == "rnnedge-drift-report/2"
@@ -120,7 +121,7 @@ def test_rerun_keeps_what_the_user_added(results: list[DriftResult], quick_plots
     write_report(results[:1], out, SETTINGS)  # one model now: layers_1/2.png are stale rnnedge files
     assert (out / "notes.txt").read_text() == "my notes" and (out / "mine" / "data.csv").read_text() == "1,2"
     assert (out / "plots" / "extra.png").read_bytes() == b"mine"
-    assert sorted(_snapshot(out)) == sorted([*report_files(1), "notes.txt", "mine/data.csv", "plots/extra.png"])
+    assert sorted(_snapshot(out)) == sorted([*report_files(1), "notes.txt", "mine/data.csv", "plots/extra.png", LEDGER])
     assert len(json.loads((out / "report.json").read_text())["models"]) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["REPORT"]  # no temp folder left beside it
 
@@ -129,13 +130,13 @@ def test_folder_without_a_report_is_refused(results: list[DriftResult], quick_pl
     out = tmp_path / "precious"
     out.mkdir()
     (out / "thesis.tex").write_text("keep me")
-    with pytest.raises(RnnedgeError, match="is not empty and holds no rnnedge drift report"):
+    with pytest.raises(RnnedgeError, match="is not empty and was not written by rnnedge; pass --overwrite"):
         write_report(results[:1], out, SETTINGS)
     assert _snapshot(out) == {"thesis.tex": b"keep me"}
     empty = tmp_path / "empty"
     empty.mkdir()
     write_report(results[:1], empty, SETTINGS)  # an empty folder is fine
-    assert sorted(_snapshot(empty)) == sorted(report_files(1))
+    assert sorted(_snapshot(empty)) == sorted([*report_files(1), LEDGER])
 
 
 def test_new_file_name_taken_by_a_user_file_is_refused(
@@ -159,8 +160,12 @@ def test_schema1_report_is_replaced_keeping_user_files(
         (out / name).write_bytes(b"v1")
     (out / "report.json").write_text(json.dumps({"schema": "rnnedge-drift-report/1", "models": [{}, {}]}))
     (out / "notes.txt").write_text("keep")
-    write_report(results[:1], out, SETTINGS)
-    assert sorted(_snapshot(out)) == sorted([*report_files(1), "notes.txt"])
+    before = _snapshot(out)
+    with pytest.raises(RnnedgeError, match=r"older rnnedge .*--overwrite"):  # legacy: nothing provably ours
+        write_report(results[:1], out, SETTINGS)
+    assert _snapshot(out) == before
+    write_report(results[:1], out, SETTINGS, overwrite=True)  # same names replaced, nothing deleted
+    assert sorted(_snapshot(out)) == sorted({*report_files(1), *schema1_files(2), "notes.txt", LEDGER})
     assert json.loads((out / "report.json").read_text())["schema"] == SCHEMA
 
 
@@ -173,8 +178,9 @@ def test_manifest_pointing_outside_the_folder_is_refused(
     (tmp_path / "victim.txt").write_text("outside")
     data["files"].append("../victim.txt")
     (out / "report.json").write_text(json.dumps(data))
-    with pytest.raises(RnnedgeError, match="file list this rnnedge cannot use"):
+    with pytest.raises(RnnedgeError, match=r"report\.json exists and was not written by rnnedge"):  # edited
         write_report(results[:1], out, SETTINGS)
+    write_report(results[:2], out, SETTINGS, overwrite=True)  # the file list is never trusted for deletion
     assert (tmp_path / "victim.txt").read_text() == "outside"
 
 

@@ -13,6 +13,10 @@ from rnnedge.errors import Interrupted, RnnedgeError
 from rnnedge.progress import close_all
 
 F = TypeVar("F", bound=Callable[..., Any])
+OVERWRITE_HELP = (
+    "Write into a non-empty folder rnnedge cannot prove it wrote (no ledger): files of the same names are "
+    "replaced, nothing else is deleted."
+)
 
 
 def fail(message: str) -> typer.Exit:

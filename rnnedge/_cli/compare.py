@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from rnnedge._cli.common import domain_errors, echo
+from rnnedge._cli.common import OVERWRITE_HELP, domain_errors, echo
 from rnnedge.errors import ConfigError
 from rnnedge.threads import THREADS_HELP, resolve_threads
 
@@ -68,6 +68,7 @@ def compare(
     max_seq_len: int = typer.Option(4096, "--max-seq-len", help="Checkpoints: the parallel graph's scan depth."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     on_unknown: str = typer.Option("error", "--on-unknown", help="Unknown held-out characters: error | skip."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Loss, parameters, MACs/token, state memory, latency vs t, throughput and drift of every model,
     fp32 and a precision variant; writes REPORT/compare.{json,md,html} and plots (see docs/compare.md)."""
@@ -90,7 +91,15 @@ def compare(
     )
     with Stages("compare", lines=False) as stages:  # a bar on a terminal; the log lines are the stages
         report = run_compare(
-            models, resolve_data(data), out, settings, exporter=_export, costs=_costs, data_label=data, log=stages.say
+            models,
+            resolve_data(data),
+            out,
+            settings,
+            exporter=_export,
+            costs=_costs,
+            data_label=data,
+            log=stages.say,
+            overwrite=overwrite,
         )
     for m in report["models"]:
         loss = m["loss"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rnnedge._cli.common import domain_errors, echo
+from rnnedge._cli.common import OVERWRITE_HELP, domain_errors, echo
 from rnnedge.threads import THREADS_HELP, resolve_threads
 
 
@@ -40,6 +40,7 @@ def drift(
         help="Where the variant runs: cpu (this CPU) | cpu-x86-avx2 | cpu-arm64 (emulated; `rnnedge targets`). "
         "The baseline runs on this CPU.",
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Run two variants' step graphs side by side; write REPORT/report.{json,md,html} and drift.png."""
     from rnnedge.drift.folder import check_target
@@ -59,7 +60,7 @@ def drift(
     if choice.on_gpu:
         raise ConfigError("drift runs on CPU targets (cpu, cpu-x86-avx2, cpu-arm64); for a GPU use `rnnedge eval`")
     resolve_providers(choice)  # one line now if the target cannot run here
-    check_target(out, report_files(len(dirs)))
+    check_target(out, report_files(len(dirs)), overwrite=overwrite)
     text = read_text(data, what="data file", min_chars=MIN_STEPS + 1)
     for d in dirs:  # check every folder and the text before the long runs start
         pair = open_pair(d, variant, baseline, threads, choice)
@@ -97,7 +98,7 @@ def drift(
         "target": where(choice),
     }
     echo(where_line(choice))
-    report = write_report(results, out, settings)
+    report = write_report(results, out, settings, overwrite=overwrite)
     for m in report["models"]:
         echo(f"{m['name']} ({m['arch']}): {m['verdict']}")
     echo(f"wrote {out}/report.html, report.md, report.json, drift.png")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rnnedge._cli.common import domain_errors, echo
+from rnnedge._cli.common import OVERWRITE_HELP, domain_errors, echo
 
 
 def _resolve_checkpoint(ckpt: str) -> Path:
@@ -80,6 +80,7 @@ def register(app: typer.Typer) -> None:
             help="With --from word-lm: LSTM | GRU | RNN_TANH | RNN_RELU (default: from the weights).",
         ),
         batch_first: bool = typer.Option(False, "--batch-first", help="With --from word-lm: the RNN is batch_first."),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """Export a checkpoint (or, with --from, your own model's weights) to parallel.onnx + step.onnx +
         manifest.json, verified before writing."""
@@ -118,6 +119,7 @@ def register(app: typer.Typer) -> None:
             simplify=not no_simplify,
             ort_format=ort_format,
             target=target,
+            overwrite=overwrite,
         )
         _summary(result.manifest)
         tolerance = result.manifest["verification"]["tolerance"]

@@ -53,17 +53,19 @@ def write_report(
     settings: CompareSettings,
     data: dict[str, Any],
     staged: Mapping[str, Path] | None = None,
+    *,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write the report (and `staged` files, {relative path: file to move in}) into `out`; returns compare.json.
 
-    Only files an earlier rnnedge compare report wrote in `out` are replaced; a folder holding anything
-    else and no such report is refused, and so is a report file whose name a user's file has taken.
+    Only files the folder's ledger proves rnnedge wrote are replaced or removed; any other non-empty
+    folder, or a report file name a user's file has taken, is refused unless `overwrite`.
     """
     if not measured:
         raise RnnedgeError("no models to report")
     staged = dict(staged or {})
     names = [*REPORT_FILES, *sorted(staged)]
-    target = check_target(out, names, COMPARE)
+    target = check_target(out, names, COMPARE, overwrite=overwrite)
     report = build(measured, settings, data, names)
     figs = figures(report, [m.drift for m in measured])
     files: dict[str, bytes | Path] = {

@@ -94,6 +94,7 @@ def run_compare(
     costs: Costs,
     data_label: str | None = None,
     log: Log = print,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Compare the models at `paths` (checkpoints or export folders) on the text file `data`; write
     REPORT/compare.{json,md,html} and plots into `out` and return the compare.json object.
@@ -115,7 +116,7 @@ def run_compare(
         check_outside(s, out)
         if s.kind == CHECKPOINT and exporter is None:
             raise ValueError(f"{s.path} is a checkpoint and no exporter was given")
-    check_target(out, REPORT_FILES, COMPARE)
+    check_target(out, REPORT_FILES, COMPARE, overwrite=overwrite)
     text = read_text(data, what="--data", min_chars=math.ceil(MIN_HELD_OUT / HELD_OUT_FRACTION))
     calib, held = held_out(text)
     held = held[: settings.eval_chars] if settings.eval_chars else held
@@ -139,6 +140,6 @@ def run_compare(
             "chars": len(text),
             "held_out_chars": len(held),
         }
-        return write_report(measured, out, settings, data_info, _staged_files(work))
+        return write_report(measured, out, settings, data_info, _staged_files(work), overwrite=overwrite)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,32 +1,36 @@
-"""The report folder: rnnedge replaces only the files it wrote there, never what a user added.
+"""The report folder: rnnedge replaces or removes only files its ledger proves it wrote there.
 
-A report's manifest (`report.json` for drift, `compare.json` for `rnnedge compare`: a `ReportKind`)
-lists every file the report wrote (`files`, relative to the folder; drift reports of schema /1 had a
-fixed layout instead). Writing a new report:
+The folder's ledger (rnnedge/ownership.py: names, sizes, sha256) decides what is rnnedge's; the report's
+own manifest (`report.json`, `compare.json`: a `ReportKind`) lists its files, but that list is user input
+and never decides a deletion. Writing a new report:
 
-1. check the target before any long run: a new folder, an empty one, or one holding an earlier
-   rnnedge report of the same kind. A folder that is not empty and holds no such report is refused,
-   and so is a new report file whose name is already taken by a file rnnedge did not write;
-2. write every file into a temp folder beside the target (a full disk or Ctrl-C here leaves the
-   target exactly as it was and removes the temp folder);
-3. a new target: rename the temp folder into place (atomic). An existing one: delete the earlier
-   report's files the new one no longer has, move the new manifest into place, then each other file,
-   each by an atomic rename. Nothing else in the folder is touched.
+1. check the target before any long run: a new folder, an empty one, or one with rnnedge's ledger; any
+   other non-empty folder (an older rnnedge's report without a ledger included) is refused unless
+   `overwrite`. A report file name taken by a file the ledger does not vouch for is refused unless
+   `overwrite`; one taken by a symlink, folder or device, or under a symlinked folder, always is;
+2. write every file, and the ledger, into a temp folder beside the target (a full disk or Ctrl-C here
+   leaves the target exactly as it was and removes the temp folder);
+3. under the writer lock (rnnedge/outlock.py; stale temp folders of killed runs are removed first):
+   a new target: rename the temp folder into place (atomic). An existing one: re-check the folder,
+   write a ledger that accepts old and new versions, delete the earlier report's files the new one no
+   longer has (only those whose bytes still match the ledger), move the new manifest, then each other
+   file into place, each by an atomic rename, then the final ledger. Nothing else is touched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from rnnedge import ownership
 from rnnedge.errors import RnnedgeError
+from rnnedge.outlock import remove_stale_temps, writer_lock
 
 REPORT_JSON = "report.json"
 SCHEMA_PREFIX = "rnnedge-drift-report/"
@@ -64,44 +68,7 @@ class ReportFolder:
     path: Path
     ours: frozenset[str]
     kind: ReportKind = DRIFT
-
-
-def _safe_relative(name: object) -> str | None:
-    """`name` if it is a plain relative path inside the folder (no '..', not absolute), else None."""
-    if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
-        return None
-    path = PurePosixPath(name)
-    if path.is_absolute() or any(part in ("", ".", "..") for part in path.parts) or str(path) != name:
-        return None
-    return name
-
-
-def earlier_report_files(out: Path, kind: ReportKind = DRIFT) -> frozenset[str] | None:
-    """The files an earlier rnnedge report of `kind` in `out` wrote, or None if `out` holds no such report.
-
-    RnnedgeError for a report rnnedge cannot read safely (newer schema, damaged file list).
-    """
-    path = out / kind.manifest
-    try:
-        if not path.is_file() or path.stat().st_size > MAX_REPORT_JSON_BYTES:
-            return None
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    schema = report.get("schema") if isinstance(report, dict) else None
-    if not isinstance(schema, str) or not schema.startswith(kind.schema_prefix):
-        return None
-    if schema in kind.legacy_files:
-        models = report.get("models")
-        return kind.legacy_files[schema](len(models) if isinstance(models, list) else 0)
-    files = report.get("files")
-    safe = [_safe_relative(f) for f in files] if isinstance(files, list) and schema == kind.schema else None
-    if safe is None or None in safe:
-        raise RnnedgeError(
-            f"{out} holds a {kind.command} report ({schema}) whose file list this rnnedge cannot use; "
-            "choose another --out"
-        )
-    return frozenset(f for f in safe if f is not None)
+    overwrite: bool = False
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -111,29 +78,17 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def check_target(out: str | os.PathLike[str], files: Iterable[str], kind: ReportKind = DRIFT) -> ReportFolder:
+def check_target(
+    out: str | os.PathLike[str], files: Iterable[str], kind: ReportKind = DRIFT, *, overwrite: bool = False
+) -> ReportFolder:
     """RnnedgeError (one line) unless a report with `files` can be written to `out` without losing anything.
 
-    Run it before the long work. `out` must be new, empty, or hold an earlier rnnedge report of `kind`,
-    and none of `files` may be taken by something rnnedge did not write; the location must be writable.
+    Run it before the long work (module doc, step 1); the location must be writable.
     """
     out = Path(out)
-    ours: frozenset[str] = frozenset()
-    if out.exists() or out.is_symlink():
-        if not out.is_dir():
-            raise RnnedgeError(f"--out {out} exists and is not a folder; choose another --out")
-        if any(out.iterdir()):
-            earlier = earlier_report_files(out, kind)
-            if earlier is None:
-                raise RnnedgeError(
-                    f"--out {out} is not empty and holds no {kind.command} report; choose another (or an empty) folder"
-                )
-            ours = earlier
-    for name in files:
-        path, rel = out / name, PurePosixPath(name)
-        blocked = [out / p for p in reversed(rel.parents) if str(p) != "." and (out / p).exists()]
-        if any(not p.is_dir() for p in blocked) or path.is_dir() or (path.exists() and name not in ours):
-            raise RnnedgeError(f"{path} exists and was not written by {kind.command}; move it or choose another --out")
+    ledger = ownership.check_folder(out, overwrite=overwrite)
+    names = list(files)
+    ownership.check_replaceable(ledger, names, overwrite=overwrite)
     try:
         for base in {_nearest_existing(out.parent), *([out] if out.is_dir() else [])}:
             if not base.is_dir():
@@ -141,7 +96,7 @@ def check_target(out: str | os.PathLike[str], files: Iterable[str], kind: Report
             Path(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=base)).rmdir()
     except OSError as exc:
         raise RnnedgeError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
-    return ReportFolder(out, ours, kind)
+    return ReportFolder(out, frozenset(ownership.owned_names(ledger)), kind, overwrite)
 
 
 def _make_parents(folder: Path) -> list[Path]:
@@ -165,14 +120,17 @@ def _temp_folder(parent: Path, name: str) -> Path:
 
 def _commit_into(target: ReportFolder, tmp: Path, files: Mapping[str, bytes | Path]) -> None:
     out = target.path
-    stale = sorted(target.ours - set(files))  # ours, and not part of the new report
-    for rel in stale:
-        path = out / rel
-        if path.is_file() or path.is_symlink():
-            path.unlink()
-    for rel in sorted(files, key=lambda f: f != target.kind.manifest):  # the manifest first
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp / rel, out / rel)
+    ledger = ownership.check_folder(out, overwrite=target.overwrite)  # again: the folder may have changed
+    ownership.check_replaceable(ledger, files, overwrite=target.overwrite)
+    new = {rel: _entry(tmp / rel) for rel in files}
+    stale = ownership.removable(ledger, sorted(set(ledger.files) - set(files) - {ownership.LEDGER}))
+    with ownership.committing(ledger, new) as removed:
+        for rel in stale:
+            (out / rel).unlink()
+            removed.add(rel)
+        for rel in sorted(files, key=lambda f: f != target.kind.manifest):  # the manifest first
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / rel, out / rel)
     shutil.rmtree(tmp)
     emptied = {p for rel in stale for p in (out / rel).parents if out in p.parents}  # e.g. plots/, exports/a/
     for folder in sorted(emptied, key=lambda p: -len(p.parts)):  # deepest first, once nothing is left in it
@@ -180,10 +138,18 @@ def _commit_into(target: ReportFolder, tmp: Path, files: Mapping[str, bytes | Pa
             folder.rmdir()
 
 
+def _entry(path: Path) -> ownership.Entry:
+    digest = ownership.file_digest(path.parent, path.name)
+    if digest is None:
+        raise RnnedgeError(f"{path} vanished while the report was written")
+    return digest
+
+
 def write_files(target: ReportFolder, files: Mapping[str, bytes | Path]) -> None:
     """Write `files` into the checked target (see module doc): {relative path: bytes, or a file to move
     there (on the same filesystem, e.g. staged beside the target)}, the report's manifest included."""
     out = target.path
+    staged = [d for d in files.values() if isinstance(d, Path)]
     created: list[Path] = []
     tmp: Path | None = None
     try:
@@ -195,10 +161,13 @@ def write_files(target: ReportFolder, files: Mapping[str, bytes | Path]) -> None
                 os.replace(data, tmp / rel)
             else:
                 (tmp / rel).write_bytes(data)
-        if not out.exists():
-            os.rename(tmp, out)
-        else:
-            _commit_into(target, tmp, files)
+        with writer_lock(out):
+            remove_stale_temps(out, [*files, ownership.LEDGER], keep=[tmp, *staged])
+            if not os.path.lexists(out):
+                ownership.write_ledger(tmp, {rel: (_entry(tmp / rel),) for rel in files})
+                os.rename(tmp, out)
+            else:
+                _commit_into(target, tmp, files)
     except BaseException as exc:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

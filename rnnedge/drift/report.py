@@ -85,16 +85,21 @@ def figures(results: Sequence[DriftResult]) -> list[Figure]:
 
 
 def write_report(
-    results: Sequence[DriftResult], out: str | os.PathLike[str], settings: dict[str, Any]
+    results: Sequence[DriftResult],
+    out: str | os.PathLike[str],
+    settings: dict[str, Any],
+    *,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write REPORT/{report.json, report.md, report.html, drift.png, plots/*.png}; returns the JSON object.
 
-    `settings` records the run as requested (data, steps, streams, ...). Only files an earlier rnnedge
-    report wrote in `out` are replaced; a folder holding anything else and no such report is refused.
+    `settings` records the run as requested (data, steps, streams, ...). Only files the folder's ledger
+    proves rnnedge wrote are replaced or removed; any other non-empty folder is refused unless `overwrite`
+    (rnnedge/drift/folder.py).
     """
     if not results:
         raise RnnedgeError("no drift results to report")
-    target = check_target(out, report_files(len(results)))
+    target = check_target(out, report_files(len(results)), overwrite=overwrite)
     report = build(results, settings)
     figs = figures(results)
     files = {

@@ -18,7 +18,7 @@ from typing import Any
 
 import onnx
 
-from rnnedge import __version__
+from rnnedge import __version__, ownership
 from rnnedge.errors import GraphError, RnnedgeError
 from rnnedge.exporter import mobile, trace
 from rnnedge.exporter import simplify as simp
@@ -49,6 +49,7 @@ def export_model(
     simplifier: simp.Simplifier | None = None,
     checks: Sequence[vfy.Check] | None = None,
     target: str = "default",
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export a checkpoint (folder or Checkpoint) to out_dir/{parallel,step}.onnx + manifest.json.
 
@@ -57,14 +58,18 @@ def export_model(
 
     Every check runs in ONNX Runtime before anything is written; on failure a VerificationError lists
     each check with its max abs difference and out_dir is left as it was. `simplifier` and `checks`
-    replace onnxsim and the default checks (for tests).
+    replace onnxsim and the default checks (for tests). A non-empty `out_dir` without rnnedge's ledger
+    is refused unless `overwrite` (rnnedge/ownership.py).
     """
     trace.check_opset(opset)
     mobile.check_target(target)
     levels = trace.levels_for(max_seq_len)
     out = Path(out_dir)
     loaded = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
-    return _guarded(loaded, out, opset, max_seq_len, levels, simplify, ort_format, verify, simplifier, checks, target)
+    return _guarded(
+        loaded, out, opset, max_seq_len, levels, simplify, ort_format, verify, simplifier, checks, target,
+        overwrite=overwrite,
+    )  # fmt: skip
 
 
 def export_checked(
@@ -77,6 +82,7 @@ def export_checked(
     ort_format: bool = False,
     extra_files: dict[str, bytes] | None = None,
     source: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> ExportResult:
     """The same export for any model that follows the recurrent-LM protocol (exporter/protocol.py;
     rnnedge.byom wraps user modules into it): `loaded.model` has `config` (arch, vocab_size, state_infos(),
@@ -87,14 +93,28 @@ def export_checked(
     levels = trace.levels_for(max_seq_len)
     out = Path(out_dir)
     return _guarded(
-        loaded, out, opset, max_seq_len, levels, simplify, ort_format, True, None, None, "default", extra_files, source
+        loaded,
+        out,
+        opset,
+        max_seq_len,
+        levels,
+        simplify,
+        ort_format,
+        True,
+        None,
+        None,
+        "default",
+        extra_files,
+        source,
+        overwrite=overwrite,
     )
 
 
-def _guarded(loaded: Checkpoint, out: Path, *args: Any) -> ExportResult:
+def _guarded(loaded: Checkpoint, out: Path, *args: Any, overwrite: bool = False) -> ExportResult:
+    ownership.check_folder(out, overwrite=overwrite)  # one line before the long work
     created = _probe_out_dir(out)
     try:
-        return _export(loaded, out, *args)
+        return _export(loaded, out, *args, overwrite=overwrite)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
@@ -163,6 +183,7 @@ def _export(
     target: str,
     extra_files: dict[str, bytes] | None = None,
     source: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> ExportResult:
     start = time.perf_counter()
     lm = loaded.model.eval()
@@ -221,7 +242,7 @@ def _export(
         manifest["ort_format"] = ort_entry
     if mobile_entry is not None:
         manifest["mobile"] = mobile_entry
-    write_export(out_dir, files, manifest)
+    write_export(out_dir, files, manifest, overwrite=overwrite)
     return ExportResult(out_dir, paths, manifest, results)
 
 

@@ -12,11 +12,13 @@ from typing import Any
 
 import onnx
 
-from rnnedge import __version__
+from rnnedge import __version__, ownership
+from rnnedge.errors import RnnedgeError
 from rnnedge.exporter import mobile
 from rnnedge.exporter import verify as vfy
 from rnnedge.graphmeta import FP32, MANIFEST, graph_file, list_variants
 from rnnedge.io import atomic_path, json_text
+from rnnedge.outlock import remove_stale_temps, writer_lock
 from rnnedge.tensorrt_rules import check_tensorrt
 from rnnedge.training.checkpoint import Checkpoint
 
@@ -117,19 +119,42 @@ def stale_files(out_dir: Path) -> list[Path]:
     return paths + [out_dir / n for n in DERIVED if (out_dir / n).exists()] + mobile.stale_files(out_dir)
 
 
-def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, Any]) -> None:
+def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, Any], *, overwrite: bool = False) -> None:
     """Write every file and the manifest to temp names; only when all are complete, rename them into
-    place (the manifest last) and drop the stale derived files. A failed write (a full disk) leaves
-    out_dir as it was."""
-    stale = [p for p in stale_files(out_dir) if p not in files]
-    if stale:
-        manifest["removed_stale"] = [p.relative_to(out_dir).as_posix() for p in stale]
-    with contextlib.ExitStack() as stack:  # renames run in reverse: the graphs, then the manifest
-        manifest_tmp = stack.enter_context(atomic_path(out_dir / MANIFEST))
-        for target, blob in files.items():
-            stack.enter_context(atomic_path(target)).write_bytes(blob)
-        manifest_tmp.write_text(json_text(manifest), encoding="utf-8")
-    for path in stale:
-        path.unlink()
+    place (the manifest last) and drop the stale derived files. Under the writer lock; only files the
+    folder's ledger proves rnnedge wrote are replaced or removed (rnnedge/ownership.py): a stale file of
+    the earlier export that is not provably rnnedge's is refused in one line (with `overwrite`: kept,
+    and listed as `kept_not_ours` in the manifest).
+    A failed write (a full disk) leaves out_dir as it was."""
+    with writer_lock(out_dir):
+        ledger = ownership.check_folder(out_dir, overwrite=overwrite)
+        rels = {p.relative_to(out_dir).as_posix(): blob for p, blob in files.items()}
+        ownership.check_replaceable(ledger, [*rels, MANIFEST], overwrite=overwrite)
+        named = [p.relative_to(out_dir).as_posix() for p in stale_files(out_dir) if p not in files]
+        stale = ownership.removable(ledger, named)
+        kept = sorted(set(named) - set(stale))
+        if kept and not overwrite:
+            raise RnnedgeError(
+                f"{out_dir / kept[0]} would be stale after this export, but rnnedge cannot prove it wrote it "
+                "(not in the folder's ledger, or changed since); move it, choose another --out or pass --overwrite"
+            )
+        if kept:
+            manifest["kept_not_ours"] = kept  # --overwrite: files rnnedge cannot prove it wrote stay
+        remove_stale_temps(out_dir, [*rels, MANIFEST, ownership.LEDGER])
+        if stale:
+            manifest["removed_stale"] = stale
+        manifest_bytes = json_text(manifest).encode("utf-8")
+        new = {rel: ownership.entry_of(blob) for rel, blob in rels.items()}
+        new[MANIFEST] = ownership.entry_of(manifest_bytes)
+        with ownership.committing(ledger, new) as removed, contextlib.ExitStack() as stack:
+            # renames run in reverse: the graphs, then the manifest
+            manifest_tmp = stack.enter_context(atomic_path(out_dir / MANIFEST))
+            for target, blob in files.items():
+                stack.enter_context(atomic_path(target)).write_bytes(blob)
+            manifest_tmp.write_bytes(manifest_bytes)
+            stack.close()
+            for rel in stale:
+                (out_dir / rel).unlink()
+                removed.add(rel)
     with contextlib.suppress(OSError):
         (out_dir / mobile.MOBILE_DIR).rmdir()  # only when a re-export without --target mobile emptied it

@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rnnedge import ownership
 from rnnedge.errors import RnnedgeError
 from rnnedge.graphmeta import MANIFEST, split_graph_file
 from rnnedge.io import atomic_path, json_text, read_json
 from rnnedge.ortformat import CONFIG_NAME, convert_to_ort
+from rnnedge.outlock import remove_stale_temps, writer_lock
 from rnnedge.quantization.recipes import Recipe
 from rnnedge.quantization.variant_graph import BuiltGraph
 
@@ -100,9 +102,28 @@ def write_variant(
     variants = manifest.setdefault("variants", {})
     entry = _variant_entry(folder, variants.get(recipe.name), recipe, built, ort[1] if ort else None)
     variants[recipe.name] = entry
-    with contextlib.ExitStack() as stack:  # all written first, then renamed: the graphs, the manifest last
-        manifest_tmp = stack.enter_context(atomic_path(folder / MANIFEST))
-        for target, blob in blobs.items():
-            stack.enter_context(atomic_path(target)).write_bytes(blob)
-        manifest_tmp.write_text(json_text(manifest), encoding="utf-8")
+    with writer_lock(folder):
+        ledger = _check_ownership(folder, [p.relative_to(folder).as_posix() for p in blobs], manifest)
+        manifest_bytes = json_text(manifest).encode("utf-8")
+        new = {p.relative_to(folder).as_posix(): ownership.entry_of(b) for p, b in blobs.items()}
+        new[MANIFEST] = ownership.entry_of(manifest_bytes)
+        with ownership.committing(ledger, new), contextlib.ExitStack() as stack:
+            # all written first, then renamed: the graphs, the manifest last
+            manifest_tmp = stack.enter_context(atomic_path(folder / MANIFEST))
+            for target, blob in blobs.items():
+                stack.enter_context(atomic_path(target)).write_bytes(blob)
+            manifest_tmp.write_bytes(manifest_bytes)
     return paths, entry
+
+
+def _check_ownership(folder: Path, names: list[str], manifest: dict[str, Any]) -> ownership.Ledger:
+    """The folder's ledger, after checking each file the variant replaces is rnnedge's (rnnedge/ownership.py).
+    Legacy rule: an export an older rnnedge wrote (no ledger) may get its rnnedge-export manifest rewritten
+    (its content is carried over), but a variant file already there is refused (nothing proves it ours)."""
+    found = ownership.read_ledger(folder)
+    ledger = found or ownership.Ledger(folder, {})
+    legacy_manifest = found is None and manifest.get("format") == "rnnedge-export"
+    replaced = names if legacy_manifest else [*names, MANIFEST]
+    ownership.check_replaceable(ledger, replaced, overwrite=False, what="export folder", option=None)
+    remove_stale_temps(folder, [*names, MANIFEST, ownership.LEDGER])
+    return ledger
