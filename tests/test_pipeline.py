@@ -121,6 +121,8 @@ def test_failed_pipeline_removes_only_what_it_created(setup: tuple[Path, Path], 
     monkeypatch.setattr(drift_pkg, "run_drift", broken)
     args = ["pipeline", str(ckpt), "--out", str(out), "--data", str(data), "--drift-steps", "32", "--threads", "1"]
     result = CliRunner().invoke(app, [*args, "--prompt", "All:"])
+    assert result.exit_code == 1 and "--overwrite" in result.output  # issue 19: not rnnedge's folder
+    result = CliRunner().invoke(app, [*args, "--prompt", "All:", "--overwrite"])
     assert result.exit_code == 1 and "broke on purpose" in result.output
     left = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
     assert left == ["export", "export/my-notes.md", "notes.txt"]

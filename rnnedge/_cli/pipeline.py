@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rnnedge._cli.common import domain_errors, echo
+from rnnedge._cli.common import OVERWRITE_HELP, domain_errors, echo
 from rnnedge.threads import THREADS_HELP, resolve_threads
 from rnnedge.training.presets import PRESET_HELP
 
@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
         preset: str | None = typer.Option(
             None, "--preset", help=f"Training only: model size {PRESET_HELP} (default: `rnnedge train`'s)."
         ),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """Train (optional) -> export -> precision variant -> drift report -> a sample from the variant."""
         from rnnedge.pipeline import PipelineConfig, run_pipeline
@@ -42,7 +43,7 @@ def register(app: typer.Typer) -> None:
         cfg = PipelineConfig(
             out=out, ckpt=ckpt, data=data, arch=arch, train_steps=train_steps, method=method,
             drift_steps=drift_steps, drift_streams=streams, prompt=prompt, tokens=tokens, seed=seed,
-            threads=resolve_threads(threads), preset=preset,
+            threads=resolve_threads(threads), preset=preset, overwrite=overwrite,
         )  # fmt: skip
         summary = run_pipeline(cfg, log=echo)
         echo(format_summary(summary))

@@ -36,6 +36,7 @@ class PipelineConfig:
     seed: int = 0
     threads: int = field(default_factory=default_threads)  # every stage: torch and ONNX Runtime
     preset: str | None = None  # training: a size preset of `rnnedge train --preset` (small, medium, large)
+    overwrite: bool = False  # write into a folder rnnedge cannot prove it wrote (rnnedge/ownership.py)
 
     def __post_init__(self) -> None:
         for name, flag in (

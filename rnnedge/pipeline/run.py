@@ -9,7 +9,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rnnedge import ownership
 from rnnedge.io import write_json, write_text
+from rnnedge.outlock import writer_lock
 from rnnedge.pipeline.config import PipelineConfig, checkpoint_vocab, probe_writable
 from rnnedge.pipeline.outputs import CreatedFiles
 from rnnedge.pipeline.texts import PipelineTexts, check_vocabulary, real_text, sampled_text, split_text
@@ -49,18 +51,38 @@ def _validate(cfg: PipelineConfig, log: Log) -> tuple[Path, Any, tuple[str, str]
     return ckpt, chosen, text
 
 
+OWN_FILES = (SUMMARY, "sample.txt", "data/heldout.txt", "data/calibration.txt")  # in OUT; folders have ledgers
+
+
 def run_pipeline(cfg: PipelineConfig, log: Log = print, write: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every stage and return (and write to OUT/summary.json) the summary.
 
     A failure or Ctrl-C removes every file and folder this run created under OUT (nothing else)."""
     ckpt, chosen, text = _validate(cfg, log)
     out = Path(cfg.out)
-    created = CreatedFiles(out)
-    try:
-        return _run(cfg, ckpt, chosen, text, out, log, write)
-    except BaseException:
-        created.remove_new()
-        raise
+    with writer_lock(out):
+        ledger = _check_owned(out, cfg.overwrite)
+        created = CreatedFiles(out)
+        try:
+            summary = _run(cfg, ckpt, chosen, text, out, log, write)
+        except BaseException:
+            created.remove_new()
+            raise
+        written = [rel for rel in OWN_FILES if ownership.regular(out, rel) is not None]
+        new = {rel: ownership.file_digest(out, rel) for rel in written}
+        ownership.write_ledger(out, ownership.final(ledger, {k: v for k, v in new.items() if v is not None}))
+        return summary
+
+
+def _check_owned(out: Path, overwrite: bool) -> ownership.Ledger:
+    """One line before any stage unless every file the run writes in `out` may be replaced: `out` and its
+    export/ and report/ folders are new, empty or rnnedge's (their ledgers), or `overwrite`."""
+    for sub in ("export", "report"):
+        if (out / sub).is_dir():
+            ownership.check_folder(out / sub, overwrite=overwrite)
+    ledger = ownership.check_folder(out, overwrite=overwrite)
+    ownership.check_replaceable(ledger, OWN_FILES, overwrite=overwrite)
+    return ledger
 
 
 def _run(cfg, ckpt, chosen, text, out, log, write) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -84,7 +106,7 @@ def _run(cfg, ckpt, chosen, text, out, log, write) -> dict[str, Any]:  # type: i
     with _stage(log, timings, n, total, "export parallel + step graphs (verified in ONNX Runtime)"):
         from rnnedge.exporter import export_model
 
-        exported = export_model(ckpt, export_dir)
+        exported = export_model(ckpt, export_dir, overwrite=cfg.overwrite)
     texts = split_text(*text) if text is not None else sampled_text(export_dir, cfg.seed)
     check_vocabulary(texts.heldout, exported_vocab(export_dir), texts.source)
     heldout_path, calib_path = _write_texts(out, texts, chosen.needs_calibration, log)
@@ -102,7 +124,7 @@ def _run(cfg, ckpt, chosen, text, out, log, write) -> dict[str, Any]:  # type: i
             threads=cfg.threads, name=model_name(export_dir),
         )  # fmt: skip
         settings = {"data": texts.source, "steps": cfg.drift_steps, "streams": cfg.drift_streams}
-        report = write_report([drift], out / "report", {**settings, "on_unknown": "error"})
+        report = write_report([drift], out / "report", {**settings, "on_unknown": "error"}, overwrite=cfg.overwrite)
     n += 1
     with _stage(log, timings, n, total, f"generate {cfg.tokens} characters from the {chosen.name} step graph"):
         sample = _sample(cfg, export_dir, chosen.name, write)
