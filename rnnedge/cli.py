@@ -63,7 +63,10 @@ def main() -> None:
         code = app(standalone_mode=False)
     except Exception as exc:
         if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):  # not a click/typer usage error
-            raise
+            from rnnedge._cli.common import _one_line
+
+            ended = _one_line(exc)  # outside a command (e.g. converting an option): still one line
+            raise SystemExit(getattr(ended, "exit_code", 1)) from None
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `rnnedge` / `rnnedge CMD`: the help, not an error
             typer.echo(exc.format_message())
             raise SystemExit(0) from None

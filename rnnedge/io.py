@@ -15,6 +15,7 @@ from typing import Any
 from rnnedge.errors import RnnedgeError, WriteError
 
 MAX_JSON_BYTES = 16 << 20  # a config or manifest rnnedge writes is a few kB; larger is not one of ours
+MAX_TEXT_BYTES = 1 << 30  # a text file read whole (train, eval, drift, calibration): at most 1 GiB
 
 
 @contextlib.contextmanager

@@ -28,12 +28,22 @@ def default_threads() -> int:
     return max(1, min(MAX_DEFAULT, usable_cpus() // 2))
 
 
+def max_threads() -> int:
+    """The most `--threads` accepted: 4 per CPU of the machine, at least 8 (more only thrashes)."""
+    return max(8, 4 * (os.cpu_count() or 1))
+
+
 def resolve_threads(threads: int | None) -> int:
-    """`--threads` as given (a positive integer), or the default when None; ConfigError otherwise."""
+    """`--threads` as given (a positive integer, at most max_threads()), or the default when None;
+    ConfigError otherwise."""
     if threads is None:
         return default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"--threads must be a positive integer, got {threads!r}")
+    if threads > max_threads():
+        raise ConfigError(
+            f"--threads {threads} is far more than this machine's {os.cpu_count()} CPUs (at most {max_threads()})"
+        )
     return threads
 
 

@@ -1,12 +1,16 @@
-"""The CLI boundary: domain errors become one line on stderr and exit code 1 (no traceback)."""
+"""The CLI boundary: every error becomes one line on stderr and exit code 1 (no traceback; RNNEDGE_DEBUG=1
+shows it for errors rnnedge did not word itself)."""
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import click
 import typer
 
 from rnnedge.errors import Interrupted, RnnedgeError
@@ -49,9 +53,54 @@ def _one_line(exc: BaseException) -> BaseException:
     if isinstance(exc, KeyboardInterrupt):
         typer.echo("\nrnnedge: interrupted; no partial file was written", err=True)
         return typer.Exit(code=130)
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or _is_allocation_failure(exc):
+        _debug_traceback(exc)
         return fail("out of memory (try a smaller batch, sequence length or model)")
+    if isinstance(exc, (SystemExit, click.exceptions.Exit, click.exceptions.Abort, click.ClickException)):
+        return exc  # typer's own exits and usage errors (cli.main words those)
+    if isinstance(exc, Exception):
+        _debug_traceback(exc)
+        return fail(describe(exc))
     return exc
+
+
+DEBUG_ENV = "RNNEDGE_DEBUG"  # RNNEDGE_DEBUG=1: the traceback of an unexpected error, before its one line
+MAX_LINE = 400
+
+
+def _debug_traceback(exc: BaseException) -> None:
+    if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+
+
+def _is_allocation_failure(exc: BaseException) -> bool:
+    """torch's and ONNX Runtime's allocation failures (a RuntimeError, not a MemoryError)."""
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        w in text for w in ("can't allocate memory", "out of memory", "failed to allocate", "bad_alloc")
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception rnnedge did not word itself: the OS's words and the file for an
+    OSError (ENAMETOOLONG, EACCES, ...), the text problem for an encoding error, the engine's words
+    otherwise (ONNX Runtime run errors, torch errors), on one line of at most MAX_LINE characters."""
+    if isinstance(exc, OSError):
+        where = exc.filename if exc.filename is not None else ""
+        name = str(where)
+        if len(name) > 120:
+            name = name[:60] + "..." + name[-40:]
+        text = f"{name}: {exc.strerror or exc}" if name else str(exc.strerror or exc)
+    elif isinstance(exc, UnicodeError):
+        text = f"text cannot be encoded or decoded here ({exc}); check the file's or the terminal's encoding"
+    else:
+        kind = type(exc).__name__
+        module = type(exc).__module__
+        engine = "ONNX Runtime" if "onnxruntime" in module else ("torch" if module.startswith("torch") else None)
+        first = " ".join(str(exc).split()) or kind
+        text = f"{engine} failed: {first}" if engine else f"{first} ({kind})"
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
 
 
 def echo(message: str = "", *, err: bool = False) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnedge.errors import RnnedgeError
+from rnnedge.io import MAX_TEXT_BYTES, read_regular
 from rnnedge.vocab import CharVocab, OnUnknown
 
 MIN_CHARS = 32
@@ -19,7 +20,7 @@ def read_text(path: str | os.PathLike[str], what: str = "text", min_chars: int =
     if path.is_dir():
         raise RnnedgeError(f"{what} {path} is a folder, not a text file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, MAX_TEXT_BYTES, what).decode("utf-8")  # never /dev/zero or a FIFO
     except FileNotFoundError as exc:
         raise RnnedgeError(f"{what} not found: {path}") from exc
     except (OSError, UnicodeDecodeError) as exc:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from rnnedge.errors import ConfigError, RnnedgeError
-from rnnedge.io import write_bytes
+from rnnedge.io import MAX_TEXT_BYTES, read_regular, write_bytes
 from rnnedge.vocab import CharVocab
 
 SHAKESPEARE = "shakespeare"
@@ -36,14 +36,16 @@ def cache_dir() -> Path:
 def read_text(path: str | os.PathLike[str]) -> str:
     """Read a UTF-8 text file; missing, empty or undecodable files raise DataError."""
     p = Path(path).expanduser()
-    if not p.is_file():
+    if not p.exists():
         raise DataError(f"text file not found: {p}")
     try:
-        text = p.read_bytes().decode("utf-8")
+        text = read_regular(p, MAX_TEXT_BYTES, "text file").decode("utf-8")  # never /dev/zero or a FIFO
     except UnicodeDecodeError as exc:
         raise DataError(f"{p} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except OSError as exc:
         raise DataError(f"cannot read {p}: {exc.strerror or exc}") from None
+    except RnnedgeError as exc:
+        raise DataError(str(exc)) from None
     if not text:
         raise DataError(f"{p} is empty")
     return text

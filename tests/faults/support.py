@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,3 +133,35 @@ def edit_json(path: Path, change: Callable[[Any], Any]) -> None:
     obj = json.loads(path.read_text(encoding="utf-8"))
     new = change(obj)
     path.write_text(json.dumps(obj if new is None else new), encoding="utf-8")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+MEMORY_CAP = 6 << 30  # address-space cap of every subprocess run: no case may allocate GBs
+
+
+def _cap_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
+def rnnedge_subprocess(
+    *args: Any, kill_at: int | None = None, syscall: str = "rename", timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`rnnedge ARGS` in a subprocess under an address-space cap (for cases that could read or allocate
+    without limit); with `kill_at`, SIGKILLed at the kill_at-th `syscall` by strace's fault injection."""
+    cmd = [sys.executable, "-m", "rnnedge.cli", *map(str, args)]
+    if kill_at is not None:
+        inject = f"inject={syscall}:signal=SIGKILL:when={kill_at}"
+        cmd = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={syscall}", "-e", inject, *cmd]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, preexec_fn=_cap_memory)
+
+
+def assert_refused_subprocess(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """A subprocess run ended with exit 1 and one `rnnedge: error:` line holding every needle."""
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("rnnedge: error: "), result.stderr
+    for needle in needles:
+        assert needle.lower() in lines[0].lower(), f"{needle!r} not in: {lines[0]}"
+    return lines[0]

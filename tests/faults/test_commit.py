@@ -4,35 +4,17 @@ next run finishes or redoes the commit and leaves no temp file. Subprocesses run
 
 from __future__ import annotations
 
-import os
-import resource
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rnnedge.ownership import read_ledger
 from rnnedge.training.checkpoint import load_checkpoint
-from tests.faults.support import snapshot, temp_leftovers
+from tests.faults.support import rnnedge_subprocess, snapshot, temp_leftovers
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
-
-
-def _cap() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))  # a tiny model never needs GBs
-
-
-def rnnedge(*args: object, kill_at: int | None = None, syscall: str = "rename") -> subprocess.CompletedProcess[str]:
-    """`rnnedge ARGS` in a subprocess; with `kill_at`, SIGKILLed at the kill_at-th `syscall` (strace)."""
-    cmd = [sys.executable, "-m", "rnnedge.cli", *map(str, args)]
-    if kill_at is not None:
-        inject = f"inject={syscall}:signal=SIGKILL:when={kill_at}"
-        cmd = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={syscall}", "-e", inject, *cmd]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, preexec_fn=_cap)
+rnnedge = rnnedge_subprocess
 
 
 def _steps(ckpt: Path) -> int:
