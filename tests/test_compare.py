@@ -241,7 +241,7 @@ def test_bad_inputs_are_one_line_and_write_nothing(models, tmp_path: Path) -> No
     (full / "notes.txt").parent.mkdir()
     (full / "notes.txt").write_text("mine", encoding="utf-8")
     res = run("compare", models["transformer"], "--data", models["text"], "--out", full, *FAST)
-    assert_one_line_error(res, "holds no rnnedge compare report")
+    assert_one_line_error(res, "was not written by rnnedge; pass --overwrite")
     assert [p.name for p in full.iterdir()] == ["notes.txt"]
     assert not [p for p in tmp_path.iterdir() if ".work-" in p.name or ".tmp-" in p.name]
 

@@ -158,7 +158,7 @@ def test_out_folder_that_is_not_a_report(env: dict[str, Path], tmp_path: Path) -
     precious.mkdir()
     (precious / "thesis.tex").write_text("keep me")
     code, output = _run(str(env["a"]), "--data", str(env["data"]), "--out", str(precious), *QUICK)
-    assert code == 1 and "holds no rnnedge drift report" in output
+    assert code == 1 and "was not written by rnnedge; pass --overwrite" in output
     assert [p.name for p in precious.iterdir()] == ["thesis.tex"]
 
 

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from rnnedge.errors import VerificationError
+from rnnedge.errors import RnnedgeError, VerificationError
 from rnnedge.exporter import check_tensorrt, export_model
 from rnnedge.exporter import verify as vfy
 from rnnedge.exporter.simplify import onnxsim_simplify, try_simplify
@@ -146,14 +146,25 @@ def test_tensorrt_check_finds_planted_problems(tmp_path) -> None:
 def test_ort_format_and_stale_files(ckpt, tmp_path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    (out / "parallel.int8.onnx").write_bytes(b"stale")
-    result = export_model(ckpt, out, ort_format=True, simplify=False, max_seq_len=1024)
+    (out / "parallel.int8.onnx").write_bytes(b"stale")  # named like a variant, but not rnnedge's (no ledger)
+    with pytest.raises(RnnedgeError, match="--overwrite"):
+        export_model(ckpt, out, ort_format=True, simplify=False, max_seq_len=1024)
+    result = export_model(ckpt, out, ort_format=True, simplify=False, max_seq_len=1024, overwrite=True)
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(
-        ["manifest.json", "parallel.onnx", "step.onnx", "parallel.ort", "step.ort", "required_operators.config"]
+        [
+            "manifest.json",
+            "parallel.onnx",
+            "step.onnx",
+            "parallel.ort",
+            "step.ort",
+            "required_operators.config",
+            "parallel.int8.onnx",
+            ".rnnedge-ledger.json",
+        ]
     )
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["removed_stale"] == ["parallel.int8.onnx"]
+    assert manifest["kept_not_ours"] == ["parallel.int8.onnx"] and "removed_stale" not in manifest
     entry = manifest["ort_format"]
     assert entry["files"] == ["parallel.ort", "required_operators.config", "step.ort"]
     assert any("LayerNormalization" in line for line in entry["required_operators"])

@@ -190,9 +190,12 @@ def test_reexport_without_mobile_removes_the_mobile_folder(tmp_path) -> None:
     ckpt = make_checkpoint(tmp_path / "ckpt", "mingru", seed=4)
     out = tmp_path / "out"
     export_model(ckpt, out, max_seq_len=1024, target="mobile", simplify=False, verify=False)
-    (out / "mobile" / "step.int8-qdq.onnx").write_bytes(b"a variant of the old graph")
-    again = export_model(ckpt, out, max_seq_len=1024, target="mobile", verify=False)
-    assert "mobile/step.int8-qdq.onnx" in again.manifest["removed_stale"]
+    (out / "mobile" / "step.int8-qdq.onnx").write_bytes(b"a variant of the old graph")  # not in the ledger
+    with pytest.raises(RnnedgeError, match="cannot prove it wrote it"):
+        export_model(ckpt, out, max_seq_len=1024, target="mobile", verify=False)
+    again = export_model(ckpt, out, max_seq_len=1024, target="mobile", verify=False, overwrite=True)
+    assert again.manifest["kept_not_ours"] == ["mobile/step.int8-qdq.onnx"]  # kept: not provably rnnedge's
+    (out / "mobile" / "step.int8-qdq.onnx").unlink()
     assert sorted(p.name for p in (out / "mobile").iterdir()) == ["required_operators.config", "step.onnx", "step.ort"]
     plain = export_model(ckpt, out, max_seq_len=1024, verify=False)
     assert not (out / "mobile").exists()
