@@ -143,8 +143,8 @@ def user_entries(folder: Path) -> list[str]:
     """Names in `folder` (top level) that are not rnnedge's bookkeeping (ledger)."""
     try:
         return sorted(n for n in os.listdir(folder) if n not in IGNORED)
-    except FileNotFoundError:
-        return []
+    except (FileNotFoundError, NotADirectoryError):
+        return []  # not there (or under a file): the writer's own probe words that
 
 
 def check_folder(
