@@ -183,6 +183,7 @@ def _export(
     target: str,
     extra_files: dict[str, bytes] | None = None,
     source: dict[str, Any] | None = None,
+    *,
     overwrite: bool = False,
 ) -> ExportResult:
     start = time.perf_counter()
