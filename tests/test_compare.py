@@ -18,6 +18,7 @@ from rnnedge.errors import ConfigError, InputError
 from rnnedge.exporter import export_model
 from rnnedge.models import MIXER_NAMES, ModelConfig, build_model, mixer_spec
 from rnnedge.models.costs import config_costs, count_costs
+from rnnedge.ownership import LEDGER
 from rnnedge.quantization import quantize_export
 from rnnedge.runtime import StepSession
 from rnnedge.training.checkpoint import save_checkpoint
@@ -171,7 +172,7 @@ def report(models, tmp_path_factory) -> Path:
 def test_compare_writes_json_markdown_html_and_plots(report: Path, models) -> None:
     data = json.loads((report / "compare.json").read_text())
     assert data["schema"] == "rnnedge-compare-report/1" and set(data["files"]) == {
-        str(p.relative_to(report).as_posix()) for p in report.rglob("*") if p.is_file()
+        str(p.relative_to(report).as_posix()) for p in report.rglob("*") if p.is_file() and p.name != LEDGER
     }
     assert {"compare.md", "compare.html", "compare.png", "plots/drift.png"} <= set(data["files"])
     assert "exports/mingru/step.int8-dynamic.onnx" in data["files"]  # the checkpoint, exported and quantized here
