@@ -93,8 +93,8 @@ def open_session(
     target = emulated_target(providers)
     if target is not None and target.open is not None:
         session_options(threads, config, spinning, optimization)  # the same argument checks as in process
-        entries = {**(config or {}), **({} if spinning else {"session.intra_op.allow_spinning": "0"})}
-        return target.open(source, threads=threads, config=entries, optimization=optimization)
+        configs = {**(config or {}), **({} if spinning else {"session.intra_op.allow_spinning": "0"})}
+        return target.open(source, threads=threads, config=configs, optimization=optimization)
     entries = choice_entries(providers, tf32)
     opts = session_options(threads, config, spinning, optimization, optimized_model)
     try:
