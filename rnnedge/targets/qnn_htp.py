@@ -1,0 +1,147 @@
+"""qnn-htp: Qualcomm's Hexagon NPU (HTP backend), run here on the x86_64 HTP simulator that ships in the
+PyPI wheel `onnxruntime-qnn` 2.7.0 (QNN SDK 2.51; a plugin execution provider for onnxruntime >= 1.24.2).
+
+This is Qualcomm's simulator of the Hexagon NPU, not a phone: it computes what the HTP computes (its
+quantized kernels, its fp16 mode), slowly (~10 steps/s). The graph is the step graph in the export's
+`qnn-htp/` folder (`rnnedge export --target qnn-htp`: batch fixed, no Erf, no scalar-base Pow), and
+its variants are fully quantized QDQ graphs (`a16w8`, `a8w8`: the recurrent state quantized too) or
+the float graph run in the HTP's fp16 mode (`htp-fp16`). Every session disables the CPU fallback, so a
+node the NPU cannot take is an error naming it, never a silent CPU run.
+"""
+
+from __future__ import annotations
+
+import platform
+from functools import cache
+from importlib import metadata
+from typing import Any
+
+from rnnedge.targets.spec import Availability, TargetSpec
+
+EP = "QNNExecutionProvider"
+WHEEL = "onnxruntime-qnn"
+HINT = "install it with `pip install 'rnnedge[npu]'` (onnxruntime-qnn 2.7.0; x86_64 Linux or Windows)"
+NO_FALLBACK = {"session.disable_cpu_ep_fallback": "1"}
+HTP_OPTIONS = {"backend_type": "htp"}
+# fp16 mode: the session is refused without a SoC model; 57 with HTP v75 (Snapdragon 8 Gen 3) is one the
+# simulator accepts (reference.md).
+FP16_OPTIONS = {"enable_htp_fp16_precision": "1", "soc_model": "57", "htp_arch": "75"}
+FP16_RECIPE = "HtpFp16"  # the recipe type whose variants run in the HTP's fp16 mode
+
+
+def _wheel_version() -> str | None:
+    try:
+        return metadata.version(WHEEL)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@cache
+def _devices() -> tuple[Any, ...]:
+    """The QNN EP's devices, registering its library once per process (ORT refuses a second registration)."""
+    import onnxruntime as ort
+    import onnxruntime_qnn as oq
+
+    if not any(d.ep_name == EP for d in ort.get_ep_devices()):
+        ort.register_execution_provider_library(EP, oq.get_library_path())
+    return tuple(d for d in ort.get_ep_devices() if d.ep_name == EP)
+
+
+@cache
+def _probe() -> Availability:
+    version = _wheel_version()
+    if version is None:
+        return Availability(False, f"{WHEEL} is not installed; {HINT}")
+    if platform.system() != "Linux" or platform.machine().lower() not in ("x86_64", "amd64"):
+        return Availability(False, f"the HTP simulator in {WHEEL} runs on x86_64 Linux, not {platform.machine()}")
+    try:
+        devices = _devices()
+    except Exception as exc:  # the EP library fails to load (missing system libraries, ORT too old)
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        return Availability(False, f"{WHEEL} {version}: its EP library does not register: {first}")
+    if not devices:
+        return Availability(False, f"{WHEEL} {version}: the QNN EP registered but lists no device")
+    return Availability(True, f"{WHEEL} {version}: QNN HTP simulator (x86_64), {len(devices)} device(s)")
+
+
+def _is_fp16_variant(source: Any) -> bool:
+    """True when the graph is an `HtpFp16` variant (its recipe metadata says so)."""
+    import json
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    meta = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"]).get_modelmeta()
+    recipe = meta.custom_metadata_map.get("rnnedge.recipe", "")
+    try:
+        return bool(recipe) and json.loads(recipe).get("type") == FP16_RECIPE
+    except ValueError:
+        return False
+
+
+def provider_options(fp16: bool = False, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The QNN EP options rnnedge sets: the HTP backend, fp16 mode for float graphs, plus `extra`."""
+    return {**HTP_OPTIONS, **(FP16_OPTIONS if fp16 else {}), **(extra or {})}
+
+
+def open_session(
+    source: Any,
+    threads: int | None = None,
+    config: dict[str, str] | None = None,
+    optimization: str = "all",
+    *,
+    fp16: bool | None = None,
+    options: dict[str, str] | None = None,
+) -> Any:
+    """An ORT InferenceSession of `source` on the HTP, CPU fallback disabled (a node the HTP cannot take
+    is an error naming it). `fp16=None`: the HTP's fp16 mode when the graph is an htp-fp16 variant.
+    `options`: more QNN EP options (e.g. ep.context_enable for a context binary: `config` entries)."""
+    import onnxruntime as ort
+
+    from rnnedge.errors import DependencyError, GraphError
+    from rnnedge.inference.sessions import session_options
+
+    why = _probe()
+    if not why.ok:
+        raise DependencyError(f"qnn-htp cannot run here: {why.reason}")
+    opts = session_options(threads, {**(config or {}), **NO_FALLBACK}, True, optimization)
+    use_fp16 = _is_fp16_variant(source) if fp16 is None else fp16
+    opts.add_provider_for_devices(list(_devices()), provider_options(use_fp16, options))
+    try:
+        return ort.InferenceSession(source, sess_options=opts)
+    except Exception as exc:  # ORT names the node the QNN EP could not take
+        text = " ".join(str(exc).split())
+        what = "the graph" if isinstance(source, bytes) else str(source)
+        raise GraphError(f"the HTP (QNN EP, CPU fallback off) cannot run {what}: {text[:400]}") from exc
+
+
+def _export(*args: Any, **kwargs: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
+    from rnnedge.exporter.qnn_htp import export_htp  # torch/onnx side: imported only when exporting
+
+    return export_htp(*args, **kwargs)
+
+
+def _describe() -> dict[str, Any]:
+    return {"cpu": f"Qualcomm HTP simulator ({WHEEL} {_wheel_version() or 'absent'})", "simulated": True}
+
+
+SPEC = TargetSpec(
+    name="qnn-htp",
+    summary="Qualcomm Hexagon NPU (HTP) on Qualcomm's x86_64 simulator from onnxruntime-qnn; graphs in qnn-htp/",
+    device="Qualcomm Hexagon NPU (HTP), simulated on x86_64 by the QNN SDK",
+    runs="host",
+    probe=_probe,
+    int8_path=lambda: "HTP fixed point (QDQ: uint8/uint16 activations, uint8 weights, state quantized)",
+    describe=_describe,
+    providers=(EP,),
+    provider_options={EP: HTP_OPTIONS},
+    session_config=NO_FALLBACK,
+    open=open_session,
+    export=_export,
+    folder="qnn-htp",
+    recipes=("a16w8", "a8w8", "htp-fp16"),
+    tolerance=1e-4,
+    reference="onnxruntime-qnn 2.7.0 (QNN SDK 2.51) HTP simulator; ../shared/docs/reference.md, Qualcomm Hexagon NPU",
+)
