@@ -158,7 +158,9 @@ class GraphSession:
         n, batch = self.fixed_batch, len(ids)
         if n is not None and batch != n and batch % n == 0:  # a fixed-batch graph: B streams, B/N calls
             parts = [self.run(ids[i : i + n], [s[i : i + n] for s in states]) for i in range(0, batch, n)]
-            return np.concatenate([p[0] for p in parts]), [np.concatenate(s) for s in zip(*(p[1] for p in parts))]
+            return np.concatenate([p[0] for p in parts]), [
+                np.concatenate(s) for s in zip(*(p[1] for p in parts), strict=True)
+            ]
         feed = dict(zip(self.state_inputs, states, strict=True))
         feed[INPUT_IDS] = np.ascontiguousarray(ids, dtype=self.ids_dtype)
         out = self.session.run(self.outputs, feed)

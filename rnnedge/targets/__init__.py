@@ -1,8 +1,8 @@
 """Targets: where a graph runs (torch-free). One file per target + one line in registry.py.
 
-    from rnnedge.targets import target_spec, all_targets, where
-    target_spec("cpu-arm64").probe()        # Availability(ok, reason)
-    where("cpu-arm64")                      # what a report records: target, device, CPU, int8 path
+from rnnedge.targets import target_spec, all_targets, where
+target_spec("cpu-arm64").probe()        # Availability(ok, reason)
+where("cpu-arm64")                      # what a report records: target, device, CPU, int8 path
 """
 
 from __future__ import annotations

@@ -73,7 +73,10 @@ def _is_fp16_variant(source: Any) -> bool:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.log_severity_level = 3
-    meta = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"]).get_modelmeta()
+    try:
+        meta = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"]).get_modelmeta()
+    except Exception:  # a compiled context binary (EPContext nodes) loads on the QNN EP only
+        return False
     recipe = meta.custom_metadata_map.get("rnnedge.recipe", "")
     try:
         return bool(recipe) and json.loads(recipe).get("type") == FP16_RECIPE
