@@ -85,7 +85,6 @@ def register(app: typer.Typer) -> None:
         """Stream characters from the step graph to stdout as they are sampled (prompt first)."""
         from rnnedge.inference import ProviderChoice
         from rnnedge.runtime import StepSession, generate
-
         from rnnedge.targets import graph_folder
 
         choice = ProviderChoice(provider, tf32=tf32)

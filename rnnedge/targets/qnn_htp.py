@@ -11,12 +11,17 @@ node the NPU cannot take is an error naming it, never a silent CPU run.
 
 from __future__ import annotations
 
+import os
 import platform
+import re
+import tempfile
 from functools import cache
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from rnnedge.targets.spec import Availability, TargetSpec
+from rnnedge.tool_output import tool_output
 
 EP = "QNNExecutionProvider"
 WHEEL = "onnxruntime-qnn"
@@ -27,6 +32,8 @@ HTP_OPTIONS = {"backend_type": "htp"}
 # simulator accepts (reference.md).
 FP16_OPTIONS = {"enable_htp_fp16_precision": "1", "soc_model": "57", "htp_arch": "75"}
 FP16_RECIPE = "HtpFp16"  # the recipe type whose variants run in the HTP's fp16 mode
+UNSUPPORTED = re.compile(r"name: ([^,\s]+), type: (\w+) \}")  # "Unsupported nodes in QNN EP: {...}"
+COMPOSE_FAILED = re.compile(r"failed for node `([^`]+)` of type `(\w+)`")  # "QNN.graphAddNode() failed ..."
 
 
 def _wheel_version() -> str | None:
@@ -112,12 +119,25 @@ def open_session(
     opts = session_options(threads, {**(config or {}), **NO_FALLBACK}, True, optimization)
     use_fp16 = _is_fp16_variant(source) if fp16 is None else fp16
     opts.add_provider_for_devices(list(_devices()), provider_options(use_fp16, options))
-    try:
-        return ort.InferenceSession(source, sess_options=opts)
-    except Exception as exc:  # ORT names the node the QNN EP could not take
-        text = " ".join(str(exc).split())
-        what = "the graph" if isinstance(source, bytes) else str(source)
-        raise GraphError(f"the HTP (QNN EP, CPU fallback off) cannot run {what}: {text[:400]}") from exc
+    if not isinstance(source, bytes):
+        source = os.path.abspath(source)  # the session is made inside a scratch folder
+    with tempfile.TemporaryDirectory(prefix="rnnedge-qnn-") as tmp, tool_output(Path(tmp)) as log:
+        try:
+            return ort.InferenceSession(source, sess_options=opts)
+        except Exception as exc:
+            failure = exc
+    # The QNN EP logs which nodes it could not take; the exception itself only says that some could not.
+    nodes = dict.fromkeys(f"{op} {name}" for name, op in UNSUPPORTED.findall(log.text))
+    nodes |= dict.fromkeys(f"{op} {name} (QNN {qnn})" for name, qnn, op in _composed(log.text))
+    text = " ".join(str(failure).split())
+    what = "the graph" if isinstance(source, bytes) else str(source)
+    named = f"; nodes the HTP cannot take: {', '.join(list(nodes)[:6])}" if nodes else ""
+    raise GraphError(f"the HTP (QNN EP, CPU fallback off) cannot run {what}{named} ({text[:300]})") from failure
+
+
+def _composed(log: str) -> list[tuple[str, str, str]]:
+    """(node, QNN op, ONNX op) for each `graphAddNode() failed for node` line, the ONNX op read from the name."""
+    return [(name, qnn, name.rsplit("/", 1)[-1].split("_")[0]) for name, qnn in COMPOSE_FAILED.findall(log)]
 
 
 def _export(*args: Any, **kwargs: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
