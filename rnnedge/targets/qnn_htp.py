@@ -33,6 +33,7 @@ HTP_OPTIONS = {"backend_type": "htp"}
 FP16_OPTIONS = {"enable_htp_fp16_precision": "1", "soc_model": "57", "htp_arch": "75"}
 FP16_RECIPE = "HtpFp16"  # the recipe type whose variants run in the HTP's fp16 mode
 UNSUPPORTED = re.compile(r"name: ([^,\s]+), type: (\w+) \}")  # "Unsupported nodes in QNN EP: {...}"
+PLACED = re.compile(r"^\s+(\w+) \((.*)\)\s*$")  # "  Erf (node name)" under "Node(s) placed on [CPU...]"
 COMPOSE_FAILED = re.compile(r"failed for node `([^`]+)` of type `(\w+)`")  # "QNN.graphAddNode() failed ..."
 
 
@@ -129,10 +130,40 @@ def open_session(
     # The QNN EP logs which nodes it could not take; the exception itself only says that some could not.
     nodes = dict.fromkeys(f"{op} {name}" for name, op in UNSUPPORTED.findall(log.text))
     nodes |= dict.fromkeys(f"{op} {name} (QNN {qnn})" for name, qnn, op in _composed(log.text))
+    if not nodes and "fallback to CPU EP has been explicitly disabled" in str(failure):
+        nodes = dict.fromkeys(_cpu_placed(source, use_fp16, options))
     text = " ".join(str(failure).split())
     what = "the graph" if isinstance(source, bytes) else str(source)
     named = f"; nodes the HTP cannot take: {', '.join(list(nodes)[:6])}" if nodes else ""
     raise GraphError(f"the HTP (QNN EP, CPU fallback off) cannot run {what}{named} ({text[:300]})") from failure
+
+
+def _cpu_placed(source: Any, fp16: bool, options: dict[str, str] | None) -> list[str]:
+    """The nodes ONNX Runtime places on the CPU EP beside the HTP (a diagnosis session with fallback
+    allowed and verbose placement logging): "OpType (node name)" each, or one line when all are."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 0
+    opts.add_provider_for_devices(list(_devices()), provider_options(fp16, options))
+    with tempfile.TemporaryDirectory(prefix="rnnedge-qnn-") as tmp, tool_output(Path(tmp)) as log:
+        try:
+            ort.InferenceSession(source, sess_options=opts)
+        except Exception:  # the diagnosis only reads the log
+            pass
+    found, inside = [], False
+    for line in log.text.splitlines():
+        if "placed on [" in line:
+            inside = "[CPUExecutionProvider]" in line and "Node(s)" in line
+            if "All nodes placed on [CPUExecutionProvider]" in line:
+                return [f"every node ({line.rsplit(':', 1)[-1].strip()})"]
+            continue
+        match = PLACED.match(line) if inside else None
+        if match:
+            found.append(f"{match.group(1)} {match.group(2)}")
+        elif inside and line.strip():
+            inside = False
+    return found
 
 
 def _composed(log: str) -> list[tuple[str, str, str]]:
