@@ -11,6 +11,7 @@ node the NPU cannot take is an error naming it, never a silent CPU run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -147,10 +148,8 @@ def _cpu_placed(source: Any, fp16: bool, options: dict[str, str] | None) -> list
     opts.log_severity_level = 0
     opts.add_provider_for_devices(list(_devices()), provider_options(fp16, options))
     with tempfile.TemporaryDirectory(prefix="rnnedge-qnn-") as tmp, tool_output(Path(tmp)) as log:
-        try:
+        with contextlib.suppress(Exception):  # the diagnosis only reads the log
             ort.InferenceSession(source, sess_options=opts)
-        except Exception:  # the diagnosis only reads the log
-            pass
     found, inside = [], False
     for line in log.text.splitlines():
         if "placed on [" in line:
