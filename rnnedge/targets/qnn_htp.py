@@ -147,9 +147,9 @@ def _cpu_placed(source: Any, fp16: bool, options: dict[str, str] | None) -> list
     opts = ort.SessionOptions()
     opts.log_severity_level = 0
     opts.add_provider_for_devices(list(_devices()), provider_options(fp16, options))
-    with tempfile.TemporaryDirectory(prefix="rnnedge-qnn-") as tmp, tool_output(Path(tmp)) as log:
-        with contextlib.suppress(Exception):  # the diagnosis only reads the log
-            ort.InferenceSession(source, sess_options=opts)
+    quiet = contextlib.suppress(Exception)  # the diagnosis only reads the log
+    with tempfile.TemporaryDirectory(prefix="rnnedge-qnn-") as tmp, tool_output(Path(tmp)) as log, quiet:
+        ort.InferenceSession(source, sess_options=opts)
     found, inside = [], False
     for line in log.text.splitlines():
         if "placed on [" in line:
