@@ -48,14 +48,17 @@ def quantize(
     method: str = typer.Option(
         "int8-dynamic",
         "--method",
-        help="Recipe: int8-dynamic, int8-qdq, fp16, int8-weight or int4-weight (aliases: dynamic, static).",
+        help="Recipe: int8-dynamic, int8-qdq, fp16, int8-weight or int4-weight (aliases: dynamic, static); "
+        "for an export made with --target qnn-htp: a16w8, a8w8 or htp-fp16 (written to DIR/qnn-htp/).",
     ),
     eval_text: Path | None = typer.Option(None, "--eval", help="Held-out text for the loss check."),
     calib: Path | None = typer.Option(
         None, "--calib", help="Calibration text (int8-qdq); alone, its last 10% is held out for the loss check."
     ),
     calib_method: str | None = typer.Option(None, "--calib-method", help="int8-qdq: minmax, entropy or percentile."),
-    calib_steps: int | None = typer.Option(None, "--calib-steps", help="int8-qdq: step-graph timesteps calibrated."),
+    calib_steps: int | None = typer.Option(
+        None, "--calib-steps", help="int8-qdq, a16w8, a8w8: step-graph timesteps calibrated (per stream)."
+    ),
     per_channel: bool | None = typer.Option(
         None, "--per-channel/--per-tensor", help="int8 recipes: per-channel weight scales."
     ),
@@ -118,4 +121,5 @@ def quantize(
     for line in _report_lines(result):
         echo(line)
     written = [*result.paths.values(), *result.extra_files]
-    echo(f"wrote {', '.join(p.name for p in written)} in {folder}; manifest variants[{result.variant}] updated")
+    where = written[0].parent if written else folder  # DIR/qnn-htp for the qnn-htp recipes
+    echo(f"wrote {', '.join(p.name for p in written)} in {where}; manifest variants[{result.variant}] updated")

@@ -94,8 +94,8 @@ def open_session(
     target = own_session_target(providers)
     if target is not None and target.open is not None:
         session_options(threads, config, spinning, optimization)  # the same argument checks as in process
-        entries = {**(config or {}), **({} if spinning else {"session.intra_op.allow_spinning": "0"})}
-        return target.open(source, threads=threads, config=entries, optimization=optimization)
+        own = {**(config or {}), **({} if spinning else {"session.intra_op.allow_spinning": "0"})}
+        return target.open(source, threads=threads, config=own, optimization=optimization)
     entries = choice_entries(providers, tf32)
     opts = session_options(threads, config, spinning, optimization, optimized_model)
     try:
