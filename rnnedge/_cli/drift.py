@@ -57,6 +57,10 @@ def drift(
     if choice.on_gpu:
         raise ConfigError("drift runs on CPU targets (cpu, cpu-x86-avx2, cpu-arm64); for a GPU use `rnnedge eval`")
     resolve_providers(choice)  # one line now if the target cannot run here
+    if choice.name == "qnn-htp" and steps * streams > 2000:
+        echo(
+            f"note: Qualcomm's HTP simulator runs ~10 steps/s: {steps} x {streams} steps take ~{steps * streams // 600} min"
+        )
     check_target(out, report_files(len(dirs)))
     names = _names(dirs)
     dirs = [graph_folder(d, choice) for d in dirs]  # e.g. DIR/qnn-htp for --provider qnn-htp
