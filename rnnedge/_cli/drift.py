@@ -59,7 +59,8 @@ def drift(
     resolve_providers(choice)  # one line now if the target cannot run here
     if choice.name == "qnn-htp" and steps * streams > 2000:
         echo(
-            f"note: Qualcomm's HTP simulator runs ~10 steps/s: {steps} x {streams} steps take ~{steps * streams // 600} min"
+            f"note: Qualcomm's HTP simulator runs ~10 steps/s: {steps} x {streams} steps take "
+            f"~{steps * streams // 600} min"
         )
     check_target(out, report_files(len(dirs)))
     names = _names(dirs)
