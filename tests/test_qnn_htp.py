@@ -216,3 +216,20 @@ def test_drift_eval_and_generate_with_provider_qnn_htp(exports: dict, tmp_path) 
         app, ["generate", str(folder), "--variant", "a16w8", "--provider", "qnn-htp", "-n", "8", "-p", "ab"]
     )
     assert res.exit_code == 0 and len(res.output.strip()) >= 2, res.output
+
+
+def test_re_export_removes_the_older_models_htp_variants(exports: dict, tmp_path) -> None:
+    """A variant of the older model never stays beside a re-exported graph (qnn-htp/ is rnnedge's)."""
+    out = tmp_path / "ex"
+    ckpt = exports["mingru"].parent / "ck_mingru"
+    export_model(ckpt, out, max_seq_len=256, target="qnn-htp", verify=False)
+    folder = out / "qnn-htp"
+    (folder / "step.a16w8.onnx").write_bytes((folder / "step.onnx").read_bytes())
+    (folder / "step.a16w8.ctx.onnx").write_bytes(b"x")
+    (folder / "notes.txt").write_text("mine", encoding="utf-8")
+    export_model(ckpt, out, max_seq_len=256, target="qnn-htp", verify=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "notes.txt", "step.onnx"]
+    export_model(ckpt, out, max_seq_len=256, verify=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]  # a user's file is never removed
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert "step.onnx" in manifest["qnn_htp_removed_stale"] and "qnn_htp" not in manifest

@@ -17,6 +17,7 @@ does not run on the HTP (an integer accelerator): its variants do (quantization/
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import onnx
@@ -29,7 +30,7 @@ from rnnedge.exporter.mobile_ops import MobileError, fix_batch
 from rnnedge.exporter.peephole import PeepholeError
 from rnnedge.exporter.qnn_htp_graph import HtpGraphError, to_htp_ops
 from rnnedge.exporter.simplify import onnxsim_simplify
-from rnnedge.graphmeta import MANIFEST
+from rnnedge.graphmeta import MANIFEST, list_variants
 from rnnedge.io import json_text
 
 HTP_DIR = "qnn-htp"
@@ -139,3 +140,12 @@ def export_htp(
     }
     files = {f"{HTP_DIR}/step.onnx": data, f"{HTP_DIR}/{MANIFEST}": json_text(sub).encode("utf-8")}
     return files, section
+
+
+def stale_files(out_dir: Path) -> list[Path]:
+    """Every file rnnedge writes in out_dir/qnn-htp (graphs, variants, context binaries, its manifest):
+    a re-export replaces or removes them all, so no variant of an older model stays beside the new graph."""
+    folder = out_dir / HTP_DIR
+    paths = [p for kinds in list_variants(folder).values() for p in kinds.values()]
+    paths += sorted(folder.glob("step.*.ctx.onnx")) if folder.is_dir() else []
+    return paths + ([folder / MANIFEST] if (folder / MANIFEST).is_file() else [])
