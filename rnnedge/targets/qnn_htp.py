@@ -109,7 +109,8 @@ def open_session(
 ) -> Any:
     """An ORT InferenceSession of `source` on the HTP, CPU fallback disabled (a node the HTP cannot take
     is an error naming it). `fp16=None`: the HTP's fp16 mode when the graph is an htp-fp16 variant.
-    `options`: more QNN EP options (e.g. ep.context_enable for a context binary: `config` entries)."""
+    `options`: more QNN EP provider options; `config`: session config entries (e.g. `ep.context_enable=1`
+    and `ep.context_file_path` write the compiled context binary)."""
     import onnxruntime as ort
 
     from rnnedge.errors import DependencyError, GraphError
