@@ -233,3 +233,20 @@ def test_re_export_removes_the_older_models_htp_variants(exports: dict, tmp_path
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]  # a user's file is never removed
     manifest = json.loads((out / MANIFEST).read_text())
     assert "step.onnx" in manifest["qnn_htp_removed_stale"] and "qnn_htp" not in manifest
+
+
+def test_quantize_cli_defaults_to_a16w8_in_the_htp_folder(exports: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rnnedge._cli import quantize as cli
+
+    seen = {}
+
+    def fake(folder, method, **kwargs):
+        seen[str(folder)] = method
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr("rnnedge.quantization.quantize_export", fake)
+    runner = CliRunner()
+    for folder in (exports["mingru"] / "qnn-htp", exports["mingru"]):
+        runner.invoke(app, ["quantize", str(folder), "--calib", str(exports["text"])])
+    assert seen == {str(exports["mingru"] / "qnn-htp"): "a16w8", str(exports["mingru"]): "int8-dynamic"}
+    assert cli._folder_target(exports["plain"]) is None
