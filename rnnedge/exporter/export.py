@@ -68,6 +68,8 @@ def export_model(
         from rnnedge.exporter.qnn_htp import check_batch
 
         check_batch(batch)
+    elif batch != 1:
+        raise RnnedgeError(f"--batch {batch} applies to --target qnn-htp (the mobile graph's batch is 1)")
     levels = trace.levels_for(max_seq_len)
     out = Path(out_dir)
     loaded = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
