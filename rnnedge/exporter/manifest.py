@@ -13,7 +13,7 @@ from typing import Any
 import onnx
 
 from rnnedge import __version__
-from rnnedge.exporter import mobile
+from rnnedge.exporter import mobile, qnn_htp
 from rnnedge.exporter import verify as vfy
 from rnnedge.graphmeta import FP32, MANIFEST, graph_file, list_variants
 from rnnedge.io import atomic_path, json_text
@@ -124,6 +124,10 @@ def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, An
     stale = [p for p in stale_files(out_dir) if p not in files]
     if stale:
         manifest["removed_stale"] = [p.relative_to(out_dir).as_posix() for p in stale]
+    htp_stale = [p for p in qnn_htp.stale_files(out_dir) if p not in files]  # variants of the older model
+    if htp_stale:  # not under removed_stale: that key lists plain names of this folder (variant_files.py)
+        manifest["qnn_htp_removed_stale"] = [p.name for p in htp_stale]
+    stale += htp_stale
     with contextlib.ExitStack() as stack:  # renames run in reverse: the graphs, then the manifest
         manifest_tmp = stack.enter_context(atomic_path(out_dir / MANIFEST))
         for target, blob in files.items():
@@ -133,3 +137,5 @@ def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, An
         path.unlink()
     with contextlib.suppress(OSError):
         (out_dir / mobile.MOBILE_DIR).rmdir()  # only when a re-export without --target mobile emptied it
+    with contextlib.suppress(OSError):
+        (out_dir / qnn_htp.HTP_DIR).rmdir()  # likewise for --target qnn-htp

@@ -1,5 +1,6 @@
-"""Execution providers: rnnedge's names (cpu | cuda | tensorrt, and the emulated CPU targets
-cpu-x86-avx2 | cpu-arm64) -> what this onnxruntime build has, or the emulator that runs the graph.
+"""Execution providers: rnnedge's names (cpu | cuda | tensorrt, the emulated CPU targets
+cpu-x86-avx2 | cpu-arm64, and qnn-htp) -> what this onnxruntime build has, or the target that opens
+the graph's session itself (an emulator, or a plugin EP such as Qualcomm's QNN).
 
 CUDA runs with TF32 off unless asked (`tf32=True`): TF32 rounds MatMul inputs to 10 mantissa bits
 (~5e-4 relative per product instead of fp32's ~6e-8), which ORT's CUDA EP uses by default; it would
@@ -17,7 +18,7 @@ from typing import Any
 import onnxruntime as ort
 
 from rnnedge.errors import DependencyError, RnnedgeError
-from rnnedge.targets.registry import EMULATED, target_spec
+from rnnedge.targets.registry import EMULATED, OWN_SESSIONS, target_spec
 from rnnedge.targets.spec import TargetSpec
 
 # --provider names -> ONNX Runtime execution providers (most preferred first; CPU is always the fallback).
@@ -30,7 +31,7 @@ PROVIDERS = {
 GPU_HINT = "install the GPU build with `pip install 'rnnedge[gpu]'` (onnxruntime-gpu, on a CUDA machine)"
 CUDA_EP, TENSORRT_EP = "CUDAExecutionProvider", "TensorrtExecutionProvider"
 DEVICE_PROVIDERS = (CUDA_EP, TENSORRT_EP)  # providers whose tensors live in CUDA device memory
-PROVIDER_NAMES = (*PROVIDERS, *EMULATED)  # what --provider takes
+PROVIDER_NAMES = (*PROVIDERS, *OWN_SESSIONS)  # what --provider takes
 
 
 def _check_name(name: str) -> str:
@@ -87,6 +88,21 @@ def emulated_target(providers: ProviderArg) -> TargetSpec | None:
     return spec
 
 
+def own_session_target(providers: ProviderArg) -> TargetSpec | None:
+    """The TargetSpec when `providers` names a target that opens its own sessions (its spec's `open`:
+    an emulated CPU, qnn-htp), else None. DependencyError, with the reason, when it cannot run here."""
+    name = providers.name if isinstance(providers, ProviderChoice) else providers
+    if not isinstance(name, str) or name.lower() not in OWN_SESSIONS:
+        return None
+    if name.lower() in EMULATED:
+        return emulated_target(name)
+    spec = target_spec(name.lower())
+    available = spec.probe()
+    if not available.ok:
+        raise DependencyError(f"--provider {spec.name} cannot run here: {available.reason}")
+    return spec
+
+
 def resolve_providers(providers: ProviderArg) -> list[str]:
     """`None`/'cpu'/'cuda'/'tensorrt' or a list of ORT provider names -> the providers this build has.
 
@@ -99,8 +115,9 @@ def resolve_providers(providers: ProviderArg) -> list[str]:
         providers = providers.name
     if isinstance(providers, str):
         key = _check_name(providers)
-        if emulated_target(key) is not None:
-            return ["CPUExecutionProvider"]  # the emulated CPU's own, inside the worker
+        target = own_session_target(key)
+        if target is not None:  # the emulated CPU's own, inside the worker; or the target's EP
+            return list(target.providers)
         wanted = list(PROVIDERS[key])
     else:
         wanted = list(providers)

@@ -31,6 +31,11 @@ def check_targets(names: tuple[str, ...]) -> tuple[str, ...]:
         key = check_target_name(name)
         if key == host_target():
             continue  # the host is always verified
+        if key == "qnn-htp":
+            raise VerificationError(
+                "--verify-on qnn-htp: the HTP runs its own recipes (a16w8, a8w8, htp-fp16, made from an export "
+                "with --target qnn-htp), which are always verified on it before they are written"
+            )
         if key not in EMULATED:
             raise VerificationError(f"--verify-on {name}: only CPU targets run variants here ({', '.join(EMULATED)})")
         why = target_spec(key).probe()

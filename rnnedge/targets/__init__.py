@@ -1,13 +1,14 @@
 """Targets: where a graph runs (torch-free). One file per target + one line in registry.py.
 
-    from rnnedge.targets import target_spec, all_targets, where
-    target_spec("cpu-arm64").probe()        # Availability(ok, reason)
-    where("cpu-arm64")                      # what a report records: target, device, CPU, int8 path
+from rnnedge.targets import target_spec, all_targets, where
+target_spec("cpu-arm64").probe()        # Availability(ok, reason)
+where("cpu-arm64")                      # what a report records: target, device, CPU, int8 path
 """
 
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 from typing import Any
 
 from rnnedge.targets.registry import ALIASES, EMULATED, TARGET_NAMES, all_targets, check_target_name, target_spec
@@ -30,6 +31,20 @@ def where(provider: Any = None) -> dict[str, Any]:
     return target_spec(key).facts()
 
 
+def graph_folder(folder: str | Path, provider: Any = None) -> Path:
+    """Where an export folder's graphs for `provider` (a name or a ProviderChoice) are: the target's own
+    folder inside it (`DIR/qnn-htp`, written by `export --target qnn-htp`) when it is there, else `folder`."""
+    path = Path(folder)
+    name = str(getattr(provider, "name", provider) or "").lower()
+    key = ALIASES.get(name, name)
+    if key not in TARGET_NAMES or not path.is_dir():
+        return path
+    sub = target_spec(key).folder
+    if sub and (path / sub / "step.onnx").is_file():
+        return path / sub
+    return path
+
+
 def where_line(provider: Any = None) -> str:
     """One line for a command's output: the target, its CPU and how its int8 kernels compute."""
     f = where(provider)
@@ -46,6 +61,7 @@ __all__ = [
     "TargetSpec",
     "all_targets",
     "check_target_name",
+    "graph_folder",
     "host_target",
     "target_spec",
     "where",
