@@ -47,7 +47,7 @@ def _shift_of(
     shape = producers.get(fill.input[0])
     head = _prefix_slice(ed, producers, shape.input[0]) if shape is not None and shape.op_type == "Shape" else None
     x, end, axis = tail
-    if head is None or attr(shape, "start") is not None or attr(shape, "end") is not None:
+    if shape is None or head is None or attr(shape, "start") is not None or attr(shape, "end") is not None:
         return None
     if end >= 0 or axis < 0 or head != (x, -end, axis) or attr(node, "axis") != axis:
         return None

@@ -1,8 +1,8 @@
 """Targets: where a graph runs (torch-free). One file per target + one line in registry.py.
 
-    from rnnedge.targets import target_spec, all_targets, where
-    target_spec("cpu-arm64").probe()        # Availability(ok, reason)
-    where("cpu-arm64")                      # what a report records: target, device, CPU, int8 path
+from rnnedge.targets import target_spec, all_targets, where
+target_spec("cpu-arm64").probe()        # Availability(ok, reason)
+where("cpu-arm64")                      # what a report records: target, device, CPU, int8 path
 """
 
 from __future__ import annotations
@@ -10,7 +10,15 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from rnnedge.targets.registry import ALIASES, EMULATED, TARGET_NAMES, all_targets, check_target_name, target_spec
+from rnnedge.targets.registry import (
+    ALIASES,
+    EMULATED,
+    ROUTED,
+    TARGET_NAMES,
+    all_targets,
+    check_target_name,
+    target_spec,
+)
 from rnnedge.targets.spec import Availability, TargetSpec
 
 
@@ -41,6 +49,7 @@ def where_line(provider: Any = None) -> str:
 __all__ = [
     "ALIASES",
     "EMULATED",
+    "ROUTED",
     "TARGET_NAMES",
     "Availability",
     "TargetSpec",
