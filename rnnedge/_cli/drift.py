@@ -37,8 +37,8 @@ def drift(
     provider: str = typer.Option(
         "cpu",
         "--provider",
-        help="Where the variant runs: cpu (this CPU) | cpu-x86-avx2 | cpu-arm64 (emulated; `rnnedge targets`). "
-        "The baseline runs on this CPU.",
+        help="Where the variant runs: cpu (this CPU) | cpu-x86-avx2 | cpu-arm64 (emulated; `rnnedge targets`) "
+        "| openvino | tract (other runtimes). The baseline runs on this CPU.",
     ),
 ) -> None:
     """Run two variants' step graphs side by side; write REPORT/report.{json,md,html} and drift.png."""

@@ -23,7 +23,8 @@ from rnnedge.errors import GraphError
 from rnnedge.targets.remote import RemoteArg, RemoteBinding, RemoteMeta
 
 METADATA_PROPS = 14  # ModelProto.metadata_props: repeated StringStringEntryProto {1: key, 2: value}
-GRAPH, GRAPH_OUTPUT = 7, 12  # ModelProto.graph; GraphProto.output: repeated ValueInfoProto {1: name}
+GRAPH = 7  # ModelProto.graph
+GRAPH_INITIALIZER, GRAPH_INPUT, GRAPH_OUTPUT = 5, 11, 12  # GraphProto fields (TensorProto {8: name}, ValueInfoProto)
 ORT_TYPE = {  # NumPy dtype name -> the ORT type string get_inputs()/get_outputs() report
     "float32": "tensor(float)",
     "float16": "tensor(float16)",
@@ -84,13 +85,35 @@ def read_metadata(data: bytes) -> dict[str, str]:
     return out
 
 
-def output_names(data: bytes) -> list[str]:
-    """The graph output names of a serialized ONNX ModelProto, in order."""
+ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
+
+
+def _sub(data: bytes, number: int) -> list[bytes]:
+    return [v for n, w, v in _fields(data) if n == number and w == 2]
+
+
+def _value_info(data: bytes) -> RemoteArg:
+    """ValueInfoProto {1: name, 2: TypeProto {1: tensor {1: elem_type, 2: shape {1: dim {1: value, 2: param}}}}}."""
+    name = b"".join(_sub(data, 1)[:1]).decode()
+    tensor = b"".join(_sub(b"".join(_sub(data, 2)[:1]), 1)[:1])
+    elem = next((v for n, w, v in _fields(tensor) if n == 1 and w == 0), 0)
+    dims: list[Any] = []
+    for dim in _sub(b"".join(_sub(tensor, 2)[:1]), 1):
+        fields = {n: v for n, _, v in _fields(dim)}
+        dims.append(fields[1] if 1 in fields else fields[2].decode() if 2 in fields else "?")
+    dtype = ELEM_TYPES.get(elem, f"elem_type {elem}")
+    return RemoteArg(name, ORT_TYPE.get(dtype, f"tensor({dtype})"), dims)
+
+
+def read_io(data: bytes) -> tuple[list[RemoteArg], list[RemoteArg]]:
+    """The graph inputs (initializers excluded) and outputs a serialized ONNX ModelProto declares, in order:
+    name, ORT type string and shape (an int, or the symbolic dim's name), as ONNX Runtime reports them."""
     try:
-        graph = next((v for n, w, v in _fields(data) if n == GRAPH and w == 2), b"")
-        outputs = [v for n, w, v in _fields(graph) if n == GRAPH_OUTPUT and w == 2]
-        return [next((v for n, w, v in _fields(o) if n == 1 and w == 2), b"").decode() for o in outputs]
-    except (ValueError, UnicodeDecodeError) as exc:
+        graph = b"".join(_sub(data, GRAPH)[:1])
+        initializers = {b"".join(_sub(t, 8)[:1]).decode() for t in _sub(graph, GRAPH_INITIALIZER)}
+        inputs = [a for a in map(_value_info, _sub(graph, GRAPH_INPUT)) if a.name not in initializers]
+        return inputs, [_value_info(v) for v in _sub(graph, GRAPH_OUTPUT)]
+    except (ValueError, UnicodeDecodeError, KeyError) as exc:
         raise GraphError(f"not an ONNX model: {exc}") from exc
 
 
@@ -118,13 +141,14 @@ def as_file(source: str | os.PathLike[str] | bytes) -> Iterator[str]:
 
 
 class ForeignSession:
-    """Base of a graph compiled by another runtime; subclasses set the I/O and implement `_compute`."""
+    """Base of a graph compiled by another runtime: I/O and metadata as the ONNX file declares them (what
+    ONNX Runtime reports too, so two sessions' signatures compare); subclasses implement `_compute`."""
 
     provider = "foreign"
 
-    def __init__(self, meta: Mapping[str, str], inputs: Sequence[RemoteArg], outputs: Sequence[RemoteArg]):
-        self._meta = RemoteMeta(dict(meta))
-        self._inputs, self._outputs = list(inputs), list(outputs)
+    def __init__(self, data: bytes):
+        self._meta = RemoteMeta(read_metadata(data))
+        self._inputs, self._outputs = read_io(data)
         self._output_names = [o.name for o in self._outputs]
 
     def _compute(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:

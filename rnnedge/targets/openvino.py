@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from rnnedge.errors import DependencyError, GraphError
-from rnnedge.targets.foreign import ORT_TYPE, ForeignSession, as_file, onnx_bytes, read_metadata
+from rnnedge.targets.foreign import ForeignSession, as_file, onnx_bytes
 from rnnedge.targets.isa import cpu_flags, cpu_model, x86_isa
-from rnnedge.targets.remote import RemoteArg, RemoteBinding
+from rnnedge.targets.remote import RemoteBinding
 from rnnedge.targets.spec import Availability, TargetSpec
 
 HINT = "install it with `pip install 'rnnedge[runtimes]'` (or `pip install openvino`)"
@@ -42,12 +42,6 @@ def _probe() -> Availability:
     except Exception as exc:  # a broken install, a missing CPU plugin
         return Availability(False, f"openvino cannot use the CPU: {str(exc).splitlines()[0][:200]}")
     return Availability(True, f"OpenVINO {ov.get_version().split('-')[0]}, CPU plugin on {name}")
-
-
-def _arg(port: Any) -> RemoteArg:
-    dims = [d.get_length() if d.is_static else "?" for d in port.get_partial_shape()]
-    dtype = np.dtype(port.get_element_type().to_dtype()).name
-    return RemoteArg(port.get_any_name(), ORT_TYPE.get(dtype, f"tensor({dtype})"), dims)
 
 
 class OpenVinoSession(ForeignSession):
@@ -70,9 +64,11 @@ class OpenVinoSession(ForeignSession):
         self._compiled: dict[tuple[tuple[int, ...], ...], Any] = {}
         self._requests: dict[tuple[tuple[int, ...], ...], Any] = {}
         self._options: dict[str, str] = {}
-        super().__init__(
-            read_metadata(data), [_arg(p) for p in self._model.inputs], [_arg(p) for p in self._model.outputs]
-        )
+        super().__init__(data)
+        names = {n for p in [*self._model.inputs, *self._model.outputs] for n in p.get_names()}
+        missing = [a.name for a in [*self._inputs, *self._outputs] if a.name not in names]
+        if missing:
+            raise GraphError(f"OpenVINO's model lacks the graph's {', '.join(missing)}")
 
     def properties(self) -> dict[str, str]:
         """The CPU plugin properties a static-shape compile gets (see the module docstring)."""
@@ -87,8 +83,8 @@ class OpenVinoSession(ForeignSession):
         compiled = self._compiled.get(shapes)
         if compiled is None:
             model = self._model.clone()
-            ports = zip(model.inputs, shapes, strict=True)
-            model.reshape({p.get_any_name(): self._ov.PartialShape(list(s)) for p, s in ports})
+            ports = zip(self._inputs, shapes, strict=True)
+            model.reshape({a.name: self._ov.PartialShape(list(s)) for a, s in ports})
             self._options = self.properties()
             try:
                 compiled = self._core.compile_model(model, "CPU", dict(self._options))
@@ -106,12 +102,12 @@ class OpenVinoSession(ForeignSession):
         request = self._requests.get(shapes)
         if request is None:
             request = self._requests[shapes] = self._compile(shapes).create_infer_request()
-        arrays = [np.ascontiguousarray(feed[i.name]) for i in self._inputs]
+        arrays = {i.name: np.ascontiguousarray(feed[i.name]) for i in self._inputs}
         try:
             request.infer(arrays)
         except Exception as exc:
             raise GraphError(f"OpenVINO: {str(exc).strip().splitlines()[0][:300]}") from exc
-        return [request.get_output_tensor(k).data.copy() for k in range(len(self._outputs))]
+        return [request.get_tensor(o.name).data.copy() for o in self._outputs]
 
     def get_provider_options(self) -> dict[str, dict[str, str]]:
         return {self.provider: dict(self._options or self.properties())}
@@ -120,11 +116,8 @@ class OpenVinoSession(ForeignSession):
         """A binding whose own infer request reads and writes these arrays in place (shared memory)."""
         binding = RemoteBinding(inputs, outputs)
         request = self._compile(self._shapes(inputs)).create_infer_request()
-        for k, arg in enumerate(self._inputs):
-            request.set_input_tensor(k, self._ov.Tensor(inputs[arg.name], shared_memory=True))
-        for k, arg in enumerate(self._outputs):
-            if arg.name in outputs:
-                request.set_output_tensor(k, self._ov.Tensor(outputs[arg.name], shared_memory=True))
+        for name, arr in [*inputs.items(), *outputs.items()]:
+            request.set_tensor(name, self._ov.Tensor(arr, shared_memory=True))
         binding.request = request  # type: ignore[attr-defined]
         return binding
 

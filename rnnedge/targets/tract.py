@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 
 from rnnedge.errors import DependencyError, GraphError
-from rnnedge.targets.foreign import ORT_TYPE, ForeignSession, as_file, onnx_bytes, output_names, read_metadata
+from rnnedge.targets.foreign import ORT_TYPE, ForeignSession, as_file, onnx_bytes
 from rnnedge.targets.isa import cpu_flags, cpu_model, x86_isa
-from rnnedge.targets.remote import RemoteArg
 from rnnedge.targets.spec import Availability, TargetSpec
 
 HINT = "install it with `pip install 'rnnedge[runtimes]'` (or `pip install tract`)"
@@ -58,14 +57,6 @@ def _why(exc: Exception) -> str:
     return "; ".join([lines[0], causes[-1]] if causes else lines[:1])[:400]
 
 
-def _arg(name: str, fact: str) -> RemoteArg:
-    """RemoteArg from a tract fact dump such as 'batch,32,f32' (a symbol stays a string)."""
-    *dims, kind = fact.split(",")
-    dtype = TRACT_TYPES.get(kind.strip(), kind.strip())
-    shape: list[Any] = [int(d) if d.strip().isdigit() else d.strip() for d in dims]
-    return RemoteArg(name, ORT_TYPE.get(dtype, f"tensor({dtype})"), shape)
-
-
 class TractSession(ForeignSession):
     """An rnnedge graph in tract: typed and optimized per concrete input shape, on first use."""
 
@@ -79,17 +70,12 @@ class TractSession(ForeignSession):
         self._path = None if isinstance(source, bytes) else os.fspath(source)
         self._threads = threads
         self._runnables: dict[tuple[tuple[int, ...], ...], Any] = {}
+        super().__init__(self._data)
         model = self._load()
-        inputs = [_arg(model.input_name(i), str(model.input_fact(i))) for i in range(model.input_count())]
-        try:
-            model = model.into_model()  # typed with the graph's symbols: the outputs' facts
-        except Exception as exc:
-            raise GraphError(f"tract cannot type the graph: {_why(exc)}") from exc
-        names = output_names(self._data)  # tract names an output after the node that makes it
-        if len(names) != model.output_count():
-            raise GraphError(f"tract sees {model.output_count()} outputs; the graph declares {len(names)}")
-        outputs = [_arg(name, str(model.output_fact(i))) for i, name in enumerate(names)]
-        super().__init__(read_metadata(self._data), inputs, outputs)
+        names = [model.input_name(i) for i in range(model.input_count())]
+        if sorted(names) != sorted(i.name for i in self._inputs) or model.output_count() != len(self._outputs):
+            raise GraphError(f"tract sees inputs {names} and {model.output_count()} outputs; the graph declares others")
+        self._inputs = [next(a for a in self._inputs if a.name == n) for n in names]  # tract's input order
 
     def _load(self) -> Any:
         try:
