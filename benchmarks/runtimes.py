@@ -107,7 +107,8 @@ def main() -> None:
     text = args.data.read_text(encoding="utf-8")
     split = int(len(text) * 0.9)
     runtimes = {r: (r == "cpu" or target_spec(r).probe().ok) for r in RUNTIMES}
-    result: dict[str, Any] = {"env": env(), "settings": {k: v for k, v in vars(args).items() if k not in ("data", "out")} | {"data": args.data.name}, "cells": []}
+    settings = {k: v for k, v in vars(args).items() if k not in ("data", "out")} | {"data": args.data.name}
+    result: dict[str, Any] = {"env": env(), "settings": settings, "cells": []}
     result["runtimes"] = {r: ("ONNX Runtime" if r == "cpu" else target_spec(r).probe().reason) for r in RUNTIMES}
     with tempfile.TemporaryDirectory(prefix="rnnedge-runtimes-") as tmp:
         root = Path(tmp)
