@@ -168,5 +168,6 @@ SPEC = TargetSpec(
     int8_path=lambda: "OpenVINO CPU plugin's own int8 kernels (oneDNN; VNNI/AMX where the CPU has them)",
     describe=_describe,
     open=_open,
+    recipes=("int8-dynamic", "int8-qdq", "fp16", "int4-weight"),  # those run here (benchmarks/runtimes.py)
     reference="OpenVINO CPU plugin properties (INFERENCE_PRECISION_HINT, SNIPPETS_MODE); ../shared/docs/reference.md",
 )
