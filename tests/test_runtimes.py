@@ -146,3 +146,14 @@ def test_an_absent_runtime_says_how_to_install_it(export: Path, runtime: str, mo
     assert not why.ok and "rnnedge[runtimes]" in why.reason
     with pytest.raises(DependencyError, match=f"--provider {runtime} cannot run here: .*pip install"):
         open_session(export / "step.onnx", runtime)
+
+
+def test_quantize_verifies_a_variant_in_each_runtime(export: Path, tmp_path: Path) -> None:
+    for runtime in RUNTIMES:
+        needs(runtime)
+    (tmp_path / "eval.txt").write_text(TEXT[:1500])
+    res = quantize_export(export, "int8-dynamic", eval_text=tmp_path / "eval.txt", verify_on_targets=RUNTIMES)
+    on = res.graphs["step"]["targets"]
+    assert set(on) == set(RUNTIMES)
+    for runtime in RUNTIMES:
+        assert on[runtime]["target"] == runtime and abs(on[runtime]["loss_delta"]) < 0.5
