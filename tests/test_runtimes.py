@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,7 @@ from rnnedge.inference import open_graph, open_session
 from rnnedge.quantization import quantize_export
 from rnnedge.targets import target_spec
 from rnnedge.targets.foreign import read_io, read_metadata
+from rnnedge.targets.qemu import qemu_binary
 from tests.test_quantize_support import TEXT, make_export
 
 RUNTIMES = ("openvino", "tract")
@@ -157,3 +161,31 @@ def test_quantize_verifies_a_variant_in_each_runtime(export: Path, tmp_path: Pat
     assert set(on) == set(RUNTIMES)
     for runtime in RUNTIMES:
         assert on[runtime]["target"] == runtime and abs(on[runtime]["loss_delta"]) < 0.5
+
+
+AVX2_STEP = """
+import sys
+import numpy as np
+from rnnedge.inference import open_graph
+graph = open_graph(sys.argv[1], "step", "openvino", threads=1)
+logits, _ = graph.run(np.array([1]), graph.zero_states(1))
+options = graph.session.get_provider_options()["OpenVINO CPU"]
+print("ran", logits.shape, "SNIPPETS_MODE=" + options["SNIPPETS_MODE"])
+"""
+
+
+def test_openvino_one_thread_step_compiles_on_an_avx2_cpu(export: Path, tmp_path: Path) -> None:
+    """On an AVX2-only CPU (qemu's Haswell) OpenVINO's CPU plugin segfaults compiling a batch-1 step graph
+    for one thread unless snippets are off (its plain compile_model dies with SIGSEGV there): the target's
+    session compiles and runs it."""
+    needs("openvino")
+    qemu = qemu_binary("x86_64")
+    if qemu is None:
+        pytest.skip("qemu-x86_64 is not installed (apt-get install qemu-user-static)")
+    script = tmp_path / "avx2_step.py"
+    script.write_text(AVX2_STEP)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    argv = [qemu, "-cpu", "Haswell-noTSX", sys.executable, str(script), str(export / "step.onnx")]
+    res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-800:]
+    assert "ran (1, " in res.stdout and "SNIPPETS_MODE=DISABLE" in res.stdout
