@@ -75,7 +75,7 @@ class OpenVinoSession(ForeignSession):
         props = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
         if self._threads is not None:
             props["INFERENCE_NUM_THREADS"] = str(self._threads)
-        if self._threads == 1:
+        if (self._threads or os.cpu_count() or 1) == 1:  # one thread, asked for or all there is
             props["SNIPPETS_MODE"] = "DISABLE"  # the batch-1, one-thread compile_model segfault
         return {**props, **self._extra}
 
