@@ -38,7 +38,8 @@ def drift(
         "cpu",
         "--provider",
         help="Where the variant runs: cpu (this CPU) | cpu-x86-avx2 | cpu-arm64 (emulated; `rnnedge targets`) "
-        "| qnn-htp (Qualcomm's HTP simulator; reads DIR/qnn-htp/). The baseline runs on this CPU.",
+        "| qnn-htp (Qualcomm's HTP simulator; reads DIR/qnn-htp/) | openvino | tract (other runtimes). "
+        "The baseline runs on this CPU.",
     ),
 ) -> None:
     """Run two variants' step graphs side by side; write REPORT/report.{json,md,html} and drift.png."""

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 _VARIANT_HELP = "Precision variant: fp32 (step.onnx) or a recipe name, e.g. int8-dynamic (step.int8-dynamic.onnx)."
 _PROVIDER_HELP = (
     "Where the graphs run: cpu (this CPU) | cpu-x86-avx2 | cpu-arm64 (emulated with qemu; `rnnedge targets`) "
-    "| cuda | tensorrt | qnn-htp (Qualcomm's HTP simulator; reads DIR/qnn-htp/)."
+    "| cuda | tensorrt | qnn-htp (Qualcomm's HTP simulator; reads DIR/qnn-htp/) | openvino | tract (other "
+    "runtimes, the `runtimes` extra)."
 )
 _TF32_HELP = (
     "CUDA only: allow TF32 MatMuls (faster on Ampere+ GPUs; inputs rounded to 10 mantissa bits, ~5e-4 relative "

@@ -24,6 +24,7 @@ from rnnedge.exporter import mobile, trace
 from rnnedge.exporter import simplify as simp
 from rnnedge.exporter import verify as vfy
 from rnnedge.exporter.manifest import GraphRecord, build_manifest, write_export
+from rnnedge.exporter.portable import portable
 from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo, graph_file
 from rnnedge.models import CharLM
 from rnnedge.training.checkpoint import Checkpoint, load_checkpoint
@@ -150,7 +151,9 @@ def _annotate(model: onnx.ModelProto, lm: CharLM, kind: str) -> None:
 
 
 def _finish(model: onnx.ModelProto, info: GraphInfo) -> bytes:
-    """Attach metadata, run onnx.checker's full check, serialize."""
+    """Make the graph portable (portable.py: scan shifts as Pad + Slice, no value_info), attach metadata,
+    run onnx.checker's full check, serialize."""
+    portable(model)
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, info.to_metadata())
     model.producer_name, model.producer_version = "rnnedge", __version__

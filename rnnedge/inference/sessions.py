@@ -13,7 +13,7 @@ import onnxruntime as ort
 
 from rnnedge.errors import GraphError, RnnedgeError
 from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo, parse_metadata
-from rnnedge.inference.providers import ProviderArg, choice_entries, cuda_graph_enabled, own_session_target
+from rnnedge.inference.providers import ProviderArg, choice_entries, cuda_graph_enabled, routed_target
 
 # ORT's type strings for the dtypes a state may have (graphmeta.STATE_DTYPES).
 ORT_TYPES = {
@@ -82,16 +82,17 @@ def open_session(
     """An InferenceSession for a file or serialized model; GraphError if ONNX Runtime cannot load it.
 
     `providers`: a name, a list of ORT provider names or a ProviderChoice (its options apply; `tf32`
-    here turns TF32 on as well). `optimized_model`: see session_options. A target that opens its own
-    sessions (`--provider cpu-arm64 | cpu-x86-avx2`: a RemoteSession under qemu; `qnn-htp`: the QNN
-    EP) returns what its spec's `open` makes, with the same methods.
+    here turns TF32 on as well). `optimized_model`: see session_options. A routed target (an emulated
+    CPU, `--provider cpu-arm64 | cpu-x86-avx2`; `qnn-htp`, the QNN EP; another runtime, `--provider
+    openvino | tract`) returns what its spec's `open` makes (RemoteSession, targets/foreign.py, an ORT
+    session on the QNN EP), with the same methods.
     """
     if not isinstance(source, bytes):
         path = Path(source)
         if not path.is_file():
             raise GraphError(f"graph not found: {path}")
         source = str(path)
-    target = own_session_target(providers)
+    target = routed_target(providers)
     if target is not None and target.open is not None:
         session_options(threads, config, spinning, optimization)  # the same argument checks as in process
         own = {**(config or {}), **({} if spinning else {"session.intra_op.allow_spinning": "0"})}

@@ -11,7 +11,15 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from rnnedge.targets.registry import ALIASES, EMULATED, TARGET_NAMES, all_targets, check_target_name, target_spec
+from rnnedge.targets.registry import (
+    ALIASES,
+    EMULATED,
+    ROUTED,
+    TARGET_NAMES,
+    all_targets,
+    check_target_name,
+    target_spec,
+)
 from rnnedge.targets.spec import Availability, TargetSpec
 
 
@@ -56,6 +64,7 @@ def where_line(provider: Any = None) -> str:
 __all__ = [
     "ALIASES",
     "EMULATED",
+    "ROUTED",
     "TARGET_NAMES",
     "Availability",
     "TargetSpec",
