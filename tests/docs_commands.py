@@ -127,6 +127,15 @@ class World:
     fresh: Callable[[str, Path], Path]  # (doc token, source folder or None) -> a private copy / new path
     tokenizer: Path | None = None  # a tiny BPE tokenizers JSON trained on `text` (docs' tokenizer.json)
     byom: dict[tuple[str, str], Path] | None = None  # (--from adapter, tokenizer kind) -> a weights file
+    export_htp: Path | None = None  # an export with qnn-htp/ and its a16w8 variant (None: no onnxruntime-qnn)
+
+
+HTP_RECIPES = ("a16w8", "a8w8", "htp-fp16")
+
+
+def needs_htp(cmd: DocCommand) -> bool:
+    """The command works on an export's qnn-htp/ folder (its provider or one of its recipes)."""
+    return "qnn-htp" in cmd.argv or any(m in cmd.argv for m in HTP_RECIPES)
 
 
 def tokenizer_kind(spec: str) -> str:
@@ -170,6 +179,8 @@ def cheap(cmd: DocCommand, world: World) -> list[str]:
     name = argv[0]
     needs_all = any(v in argv for v in VARIANTS[1:])
     export = world.export_all if needs_all else world.export_one
+    if needs_htp(cmd) and world.export_htp is not None:
+        export = world.export_htp
     flags = flag_options(name)
     resumed: dict[str, Path] = {}
     out: list[str] = [name]
@@ -197,7 +208,7 @@ def cheap(cmd: DocCommand, world: World) -> list[str]:
         prev = argv[i - 1]
         if prev.startswith("-") and prev not in flags:
             out.append(word)  # an option's value
-        elif name in EXPORT_COMMANDS or (name in ("eval", "compare") and _is_export_path(word)):
+        elif name in EXPORT_COMMANDS or (name in ("eval", "compare") and (_is_export_path(word) or needs_htp(cmd))):
             out.append(str(world.fresh(word, export)))
         elif name in ("export", "eval", "compare", "pipeline"):
             out.append(str(world.fresh(word, world.ckpt)))

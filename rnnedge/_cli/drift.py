@@ -37,7 +37,8 @@ def drift(
     provider: str = typer.Option(
         "cpu",
         "--provider",
-        help="Where the variant runs: cpu (this CPU) | cpu-x86-avx2 | cpu-arm64 (emulated; `rnnedge targets`). "
+        help="Where the variant runs: cpu (this CPU) | cpu-x86-avx2 | cpu-arm64 (emulated; `rnnedge targets`) "
+        "| qnn-htp (Qualcomm's HTP simulator; reads DIR/qnn-htp/) | openvino | tract (other runtimes). "
         "The baseline runs on this CPU.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
@@ -49,7 +50,7 @@ def drift(
     from rnnedge.drift.run import MIN_STEPS, run_drift
     from rnnedge.errors import ConfigError
     from rnnedge.inference import ProviderChoice, encode_text, read_text, resolve_providers
-    from rnnedge.targets import where, where_line
+    from rnnedge.targets import graph_folder, where, where_line
 
     if on_unknown not in ("error", "skip"):
         raise ConfigError(f"--on-unknown must be 'error' or 'skip', not {on_unknown!r}")
@@ -60,13 +61,20 @@ def drift(
     if choice.on_gpu:
         raise ConfigError("drift runs on CPU targets (cpu, cpu-x86-avx2, cpu-arm64); for a GPU use `rnnedge eval`")
     resolve_providers(choice)  # one line now if the target cannot run here
+    if choice.name == "qnn-htp" and steps * streams > 2000:
+        echo(
+            f"note: Qualcomm's HTP simulator runs ~10 steps/s: {steps} x {streams} steps take "
+            f"~{steps * streams // 600} min"
+        )
     check_target(out, report_files(len(dirs)), overwrite=overwrite)
+    names = _names(dirs)
+    dirs = [graph_folder(d, choice) for d in dirs]  # e.g. DIR/qnn-htp for --provider qnn-htp
     text = read_text(data, what="data file", min_chars=MIN_STEPS + 1)
     for d in dirs:  # check every folder and the text before the long runs start
         pair = open_pair(d, variant, baseline, threads, choice)
         encode_text(text, pair.baseline.info.vocab, on_unknown, what=f"--data {data}", min_chars=MIN_STEPS + 1)  # type: ignore[arg-type]
     results = []
-    for d, name in zip(dirs, _names(dirs), strict=True):
+    for d, name in zip(dirs, names, strict=True):
         echo(f"drift {name}: {steps} steps x {streams} streams ...")
         r = run_drift(
             d,

@@ -47,6 +47,10 @@ def _summary(manifest: dict) -> None:
             share = f"{100 * fig['largest_partition_share']:.1f}%"
             echo(f"  {ep}: {fig['partitions']} partition(s), {share} of {fig['nodes']} nodes in the largest")
 
+    if manifest.get("qnn_htp"):
+        htp = manifest["qnn_htp"]
+        echo(f"qnn-htp/: step.onnx, {htp['graph']['nodes']} nodes, batch {htp['batch']}, opset {htp['graph']['opset']}")
+
 
 def register(app: typer.Typer) -> None:
     @app.command("export")
@@ -61,7 +65,10 @@ def register(app: typer.Typer) -> None:
         no_simplify: bool = typer.Option(False, "--no-simplify", help="Skip onnxsim."),
         ort_format: bool = typer.Option(False, "--ort-format", help="Also write .ort files + required-ops config."),
         target: str = typer.Option(
-            "default", "--target", help="'mobile' adds mobile/: a batch-1 step graph for NNAPI/CoreML, .ort, op config."
+            "default",
+            "--target",
+            help="'mobile' adds mobile/: a batch-1 step graph for NNAPI/CoreML, .ort, op config; 'qnn-htp' adds "
+            "qnn-htp/: a fixed-batch step graph Qualcomm's HTP (Hexagon NPU) runs whole.",
         ),
         source: str = typer.Option(
             None, "--from", help="Bring your own model: word-lm (nn.LSTM/GRU/RNN LM) or mingru-pytorch (minLM)."
@@ -80,6 +87,7 @@ def register(app: typer.Typer) -> None:
             help="With --from word-lm: LSTM | GRU | RNN_TANH | RNN_RELU (default: from the weights).",
         ),
         batch_first: bool = typer.Option(False, "--batch-first", help="With --from word-lm: the RNN is batch_first."),
+        batch: int = typer.Option(1, "--batch", help="qnn-htp: the step graph's fixed batch (streams per call)."),
         overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """Export a checkpoint (or, with --from, your own model's weights) to parallel.onnx + step.onnx +
@@ -119,6 +127,7 @@ def register(app: typer.Typer) -> None:
             simplify=not no_simplify,
             ort_format=ort_format,
             target=target,
+            batch=batch,
             overwrite=overwrite,
         )
         _summary(result.manifest)

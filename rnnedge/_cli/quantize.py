@@ -50,20 +50,35 @@ def _report_lines(result: Any) -> list[str]:
     return lines
 
 
+def _folder_target(folder: Path) -> str | None:
+    """The `target` a target's own export folder records in its manifest (qnn-htp/manifest.json), if any."""
+    import json
+
+    try:
+        data = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("target") if isinstance(data, dict) and isinstance(data.get("target"), str) else None
+
+
 @domain_errors
 def quantize(
     folder: Path = typer.Argument(..., help="Export folder holding step.onnx and parallel.onnx."),
-    method: str = typer.Option(
-        "int8-dynamic",
+    method: str | None = typer.Option(
+        None,
         "--method",
-        help="Recipe: int8-dynamic, int8-qdq, fp16, int8-weight or int4-weight (aliases: dynamic, static).",
+        help="Recipe: int8-dynamic (the default), int8-qdq, fp16, int8-weight or int4-weight (aliases: dynamic, "
+        "static); for an export made with --target qnn-htp: a16w8, a8w8 or htp-fp16 (written to DIR/qnn-htp/; "
+        "a16w8 is the default when DIR is that folder).",
     ),
     eval_text: Path | None = typer.Option(None, "--eval", help="Held-out text for the loss check."),
     calib: Path | None = typer.Option(
         None, "--calib", help="Calibration text (int8-qdq); alone, its last 10% is held out for the loss check."
     ),
     calib_method: str | None = typer.Option(None, "--calib-method", help="int8-qdq: minmax, entropy or percentile."),
-    calib_steps: int | None = typer.Option(None, "--calib-steps", help="int8-qdq: step-graph timesteps calibrated."),
+    calib_steps: int | None = typer.Option(
+        None, "--calib-steps", help="int8-qdq, a16w8, a8w8: step-graph timesteps calibrated (per stream)."
+    ),
     per_channel: bool | None = typer.Option(
         None, "--per-channel/--per-tensor", help="int8 recipes: per-channel weight scales."
     ),
@@ -123,6 +138,8 @@ def quantize(
         "keep_float": tuple(keep_float) or None,
         "graphs": tuple(g.strip() for g in graphs.split(",") if g.strip()) if graphs is not None else None,
     }
+    if method is None:  # the target's first recipe in its own folder (DIR/qnn-htp), else int8-dynamic
+        method = "a16w8" if _folder_target(folder) == "qnn-htp" else "int8-dynamic"
     with Stages("quantize", lines=False) as stages:  # a bar on a terminal; the log lines are the stages
         result = quantize_export(
             folder,
@@ -140,4 +157,5 @@ def quantize(
     for line in _report_lines(result):
         echo(line)
     written = [*result.paths.values(), *result.extra_files]
-    echo(f"wrote {', '.join(p.name for p in written)} in {folder}; manifest variants[{result.variant}] updated")
+    where = written[0].parent if written else folder  # DIR/qnn-htp for the qnn-htp recipes
+    echo(f"wrote {', '.join(p.name for p in written)} in {where}; manifest variants[{result.variant}] updated")

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 _VARIANT_HELP = "Precision variant: fp32 (step.onnx) or a recipe name, e.g. int8-dynamic (step.int8-dynamic.onnx)."
 _PROVIDER_HELP = (
     "Where the graphs run: cpu (this CPU) | cpu-x86-avx2 | cpu-arm64 (emulated with qemu; `rnnedge targets`) "
-    "| cuda | tensorrt."
+    "| cuda | tensorrt | qnn-htp (Qualcomm's HTP simulator; reads DIR/qnn-htp/) | openvino | tract (other "
+    "runtimes, the `runtimes` extra)."
 )
 _TF32_HELP = (
     "CUDA only: allow TF32 MatMuls (faster on Ampere+ GPUs; inputs rounded to 10 mantissa bits, ~5e-4 relative "
@@ -88,11 +89,11 @@ def register(app: typer.Typer) -> None:
         """Stream characters from the step graph to stdout as they are sampled (prompt first)."""
         from rnnedge.inference import ProviderChoice
         from rnnedge.runtime import StepSession, generate
+        from rnnedge.targets import graph_folder
 
         choice = ProviderChoice(provider, tf32=tf32)
-        session = StepSession(
-            _resolve_model(model, variant), providers=choice, threads=resolve_threads(threads), variant=variant
-        )
+        path = graph_folder(_resolve_model(model, variant), choice)  # DIR/qnn-htp for --provider qnn-htp
+        session = StepSession(path, providers=choice, threads=resolve_threads(threads), variant=variant)
         chars = generate(
             session,
             prompt,
@@ -148,6 +149,12 @@ def register(app: typer.Typer) -> None:
             raise RnnedgeError(f"--stream must be a number of tokens >= 1 (0 = off), got {stream}")
         threads = resolve_threads(threads)
         choice = ProviderChoice(provider, tf32=tf32)
+        if choice.name == "qnn-htp":
+            raise RnnedgeError(
+                "bench times the device it runs on; qnn-htp is Qualcomm's x86 simulator of the HTP, whose speed "
+                "says nothing about a phone's NPU. Check its accuracy with `rnnedge eval` or "
+                "`rnnedge drift --provider qnn-htp`"
+            )
         if choice.name in EMULATED:
             raise RnnedgeError(
                 f"bench times the CPU it runs on; under an emulator ({choice.name}) it would time qemu. "

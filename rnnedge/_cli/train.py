@@ -149,7 +149,8 @@ def eval_cmd(
     provider: str = typer.Option(
         "cpu",
         "--provider",
-        help="Exports only: cpu (this CPU) | cpu-x86-avx2 | cpu-arm64 (emulated; `rnnedge targets`) | cuda | tensorrt.",
+        help="Exports only: cpu (this CPU) | cpu-x86-avx2 | cpu-arm64 (emulated; `rnnedge targets`) | cuda | tensorrt "
+        "| qnn-htp (Qualcomm's HTP simulator; reads DIR/qnn-htp/).",
     ),
     tf32: bool = typer.Option(
         False,
@@ -187,8 +188,11 @@ def eval_cmd(
             from rnnedge.runtime.evaluate import evaluate_export
         except ImportError as exc:
             raise DependencyError(f"evaluating an export needs onnxruntime ({exc})") from None
+        from rnnedge.targets import graph_folder
+
         choice = ProviderChoice(provider, tf32=tf32)
         resolve_providers(choice)  # unknown or missing provider: one line before the text is read
+        path = graph_folder(path, choice)  # DIR/qnn-htp for --provider qnn-htp
         result = evaluate_export(
             path,
             _text_arg(data, stages),

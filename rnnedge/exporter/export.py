@@ -24,6 +24,7 @@ from rnnedge.exporter import mobile, trace
 from rnnedge.exporter import simplify as simp
 from rnnedge.exporter import verify as vfy
 from rnnedge.exporter.manifest import GraphRecord, build_manifest, write_export
+from rnnedge.exporter.portable import portable
 from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo, graph_file
 from rnnedge.models import CharLM
 from rnnedge.training.checkpoint import Checkpoint, load_checkpoint
@@ -49,12 +50,15 @@ def export_model(
     simplifier: simp.Simplifier | None = None,
     checks: Sequence[vfy.Check] | None = None,
     target: str = "default",
+    batch: int = 1,
     overwrite: bool = False,
 ) -> ExportResult:
     """Export a checkpoint (folder or Checkpoint) to out_dir/{parallel,step}.onnx + manifest.json.
 
     `target="mobile"` adds out_dir/mobile/ (exporter/mobile.py): a fixed-shape step graph for
     ONNX Runtime's NNAPI/CoreML EPs, its .ort file and operator config, verified the same way.
+    `target="qnn-htp"` adds out_dir/qnn-htp/ (exporter/qnn_htp.py): a step graph with `batch` fixed
+    that Qualcomm's HTP runs whole (no Erf, no scalar-base Pow), verified the same way.
 
     Every check runs in ONNX Runtime before anything is written; on failure a VerificationError lists
     each check with its max abs difference and out_dir is left as it was. `simplifier` and `checks`
@@ -63,12 +67,18 @@ def export_model(
     """
     trace.check_opset(opset)
     mobile.check_target(target)
+    if target == "qnn-htp":
+        from rnnedge.exporter.qnn_htp import check_batch
+
+        check_batch(batch)
+    elif batch != 1:
+        raise RnnedgeError(f"--batch {batch} applies to --target qnn-htp (the mobile graph's batch is 1)")
     levels = trace.levels_for(max_seq_len)
     out = Path(out_dir)
     loaded = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
     return _guarded(
-        loaded, out, opset, max_seq_len, levels, simplify, ort_format, verify, simplifier, checks, target,
-        overwrite=overwrite,
+        loaded, out, opset, max_seq_len, levels, simplify, ort_format, verify, simplifier, checks, target, None, None,
+        batch, overwrite,
     )  # fmt: skip
 
 
@@ -158,7 +168,9 @@ def _annotate(model: onnx.ModelProto, lm: CharLM, kind: str) -> None:
 
 
 def _finish(model: onnx.ModelProto, info: GraphInfo) -> bytes:
-    """Attach metadata, run onnx.checker's full check, serialize."""
+    """Make the graph portable (portable.py: scan shifts as Pad + Slice, no value_info), attach metadata,
+    run onnx.checker's full check, serialize."""
+    portable(model)
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, info.to_metadata())
     model.producer_name, model.producer_version = "rnnedge", __version__
@@ -183,7 +195,7 @@ def _export(
     target: str,
     extra_files: dict[str, bytes] | None = None,
     source: dict[str, Any] | None = None,
-    *,
+    batch: int = 1,
     overwrite: bool = False,
 ) -> ExportResult:
     start = time.perf_counter()
@@ -233,6 +245,14 @@ def _export(
         mobile_files, mobile_entry = mobile.export_mobile(recs["step"].model, recs["parallel"].data, ref, do_verify)
         files.update({out_dir / name: blob for name, blob in mobile_files.items()})
         timings["mobile"] = time.perf_counter() - t0
+    htp_entry = None
+    if target == "qnn-htp":
+        from rnnedge.exporter.qnn_htp import export_htp
+
+        t0 = time.perf_counter()
+        htp_files, htp_entry = export_htp(recs["step"].model, recs["parallel"].data, ref, do_verify, batch)
+        files.update({out_dir / name: blob for name, blob in htp_files.items()})
+        timings["qnn_htp"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
     manifest = build_manifest(loaded, opset, max_seq_len, levels, recs, results, do_verify, timings, providers)
     if source is not None:
@@ -243,6 +263,8 @@ def _export(
         manifest["ort_format"] = ort_entry
     if mobile_entry is not None:
         manifest["mobile"] = mobile_entry
+    if htp_entry is not None:
+        manifest["qnn_htp"] = htp_entry
     write_export(out_dir, files, manifest, overwrite=overwrite)
     return ExportResult(out_dir, paths, manifest, results)
 

@@ -14,7 +14,7 @@ import onnx
 
 from rnnedge import __version__, ownership
 from rnnedge.errors import RnnedgeError
-from rnnedge.exporter import mobile
+from rnnedge.exporter import mobile, qnn_htp
 from rnnedge.exporter import verify as vfy
 from rnnedge.graphmeta import FP32, MANIFEST, graph_file, list_variants
 from rnnedge.io import atomic_path, json_text
@@ -124,7 +124,8 @@ def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, An
     place (the manifest last) and drop the stale derived files. Under the writer lock; only files the
     folder's ledger proves rnnedge wrote are replaced or removed (rnnedge/ownership.py): a stale file of
     the earlier export that is not provably rnnedge's is refused in one line (with `overwrite`: kept,
-    and listed as `kept_not_ours` in the manifest).
+    and listed as `kept_not_ours` in the manifest). The qnn-htp/ folder's variants of the older model
+    are rnnedge's when its own ledger (quantize wrote them) or the export's proves it.
     A failed write (a full disk) leaves out_dir as it was."""
     with writer_lock(out_dir):
         ledger = ownership.check_folder(out_dir, overwrite=overwrite)
@@ -132,7 +133,15 @@ def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, An
         ownership.check_replaceable(ledger, [*rels, MANIFEST], overwrite=overwrite)
         named = [p.relative_to(out_dir).as_posix() for p in stale_files(out_dir) if p not in files]
         stale = ownership.removable(ledger, named)
-        kept = sorted(set(named) - set(stale))
+        htp_dir = out_dir / qnn_htp.HTP_DIR
+        htp_ledger = ownership.read_ledger(htp_dir) if htp_dir.is_dir() else None
+        htp_named = [p.relative_to(out_dir).as_posix() for p in qnn_htp.stale_files(out_dir) if p not in files]
+        htp_stale = [
+            rel
+            for rel in htp_named
+            if ledger.owns(rel) or (htp_ledger is not None and htp_ledger.owns(Path(rel).name))
+        ]
+        kept = sorted((set(named) - set(stale)) | (set(htp_named) - set(htp_stale)))
         if kept and not overwrite:
             raise RnnedgeError(
                 f"{out_dir / kept[0]} would be stale after this export, but rnnedge cannot prove it wrote it "
@@ -143,6 +152,8 @@ def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, An
         remove_stale_temps(out_dir, [*rels, MANIFEST, ownership.LEDGER])
         if stale:
             manifest["removed_stale"] = stale
+        if htp_stale:  # not under removed_stale: that key lists plain names of this folder (variant_files.py)
+            manifest["qnn_htp_removed_stale"] = [Path(rel).name for rel in htp_stale]
         manifest_bytes = json_text(manifest).encode("utf-8")
         new = {rel: ownership.entry_of(blob) for rel, blob in rels.items()}
         new[MANIFEST] = ownership.entry_of(manifest_bytes)
@@ -153,8 +164,10 @@ def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, An
                 stack.enter_context(atomic_path(target)).write_bytes(blob)
             manifest_tmp.write_bytes(manifest_bytes)
             stack.close()
-            for rel in stale:
-                (out_dir / rel).unlink()
+            for rel in [*stale, *htp_stale]:
+                (out_dir / rel).unlink(missing_ok=True)
                 removed.add(rel)
     with contextlib.suppress(OSError):
         (out_dir / mobile.MOBILE_DIR).rmdir()  # only when a re-export without --target mobile emptied it
+    with contextlib.suppress(OSError):
+        (out_dir / qnn_htp.HTP_DIR).rmdir()  # likewise for --target qnn-htp

@@ -1,5 +1,6 @@
-"""Execution providers: rnnedge's names (cpu | cuda | tensorrt, and the emulated CPU targets
-cpu-x86-avx2 | cpu-arm64) -> what this onnxruntime build has, or the emulator that runs the graph.
+"""Execution providers: rnnedge's names (cpu | cuda | tensorrt, the emulated CPU targets
+cpu-x86-avx2 | cpu-arm64, qnn-htp, and the other runtimes openvino | tract) -> what this onnxruntime
+build has, or the target (emulator, plugin EP, other runtime) whose `open` makes the graph's session.
 
 CUDA runs with TF32 off unless asked (`tf32=True`): TF32 rounds MatMul inputs to 10 mantissa bits
 (~5e-4 relative per product instead of fp32's ~6e-8), which ORT's CUDA EP uses by default; it would
@@ -17,7 +18,7 @@ from typing import Any
 import onnxruntime as ort
 
 from rnnedge.errors import DependencyError, RnnedgeError
-from rnnedge.targets.registry import EMULATED, target_spec
+from rnnedge.targets.registry import ROUTED, target_spec
 from rnnedge.targets.spec import TargetSpec
 
 # --provider names -> ONNX Runtime execution providers (most preferred first; CPU is always the fallback).
@@ -30,7 +31,7 @@ PROVIDERS = {
 GPU_HINT = "install the GPU build with `pip install 'rnnedge[gpu]'` (onnxruntime-gpu, on a CUDA machine)"
 CUDA_EP, TENSORRT_EP = "CUDAExecutionProvider", "TensorrtExecutionProvider"
 DEVICE_PROVIDERS = (CUDA_EP, TENSORRT_EP)  # providers whose tensors live in CUDA device memory
-PROVIDER_NAMES = (*PROVIDERS, *EMULATED)  # what --provider takes
+PROVIDER_NAMES = (*PROVIDERS, *ROUTED)  # what --provider takes
 
 
 def _check_name(name: str) -> str:
@@ -74,17 +75,22 @@ class ProviderChoice:
 ProviderArg = str | Sequence[str] | ProviderChoice | None
 
 
-def emulated_target(providers: ProviderArg) -> TargetSpec | None:
-    """The TargetSpec when `providers` names an emulated CPU target (its graphs run in a worker under
-    qemu, targets/remote.py), else None. DependencyError, with the reason, when it cannot run here."""
+def routed_target(providers: ProviderArg) -> TargetSpec | None:
+    """The TargetSpec when `providers` names a routed target (registry.ROUTED: an emulated CPU, whose
+    graphs run in a worker under qemu, or another runtime), else None. DependencyError, with the reason,
+    when it cannot run here."""
     name = providers.name if isinstance(providers, ProviderChoice) else providers
-    if not isinstance(name, str) or name.lower() not in EMULATED:
+    if not isinstance(name, str) or name.lower() not in ROUTED:
         return None
     spec = target_spec(name.lower())
     available = spec.probe()
     if not available.ok:
         raise DependencyError(f"--provider {spec.name} cannot run here: {available.reason}")
     return spec
+
+
+emulated_target = routed_target  # the name before other runtimes were routed too
+own_session_target = routed_target  # the qnn-htp branch's name
 
 
 def resolve_providers(providers: ProviderArg) -> list[str]:
@@ -99,8 +105,9 @@ def resolve_providers(providers: ProviderArg) -> list[str]:
         providers = providers.name
     if isinstance(providers, str):
         key = _check_name(providers)
-        if emulated_target(key) is not None:
-            return ["CPUExecutionProvider"]  # the emulated CPU's own, inside the worker
+        target = routed_target(key)
+        if target is not None:  # the emulated CPU's own inside the worker, the target's EP, or another runtime
+            return list(target.providers)
         wanted = list(PROVIDERS[key])
     else:
         wanted = list(providers)

@@ -13,7 +13,7 @@ import onnxruntime as ort
 
 from rnnedge.errors import GraphError, RnnedgeError
 from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo, parse_metadata
-from rnnedge.inference.providers import ProviderArg, choice_entries, cuda_graph_enabled, emulated_target
+from rnnedge.inference.providers import ProviderArg, choice_entries, cuda_graph_enabled, routed_target
 
 # ORT's type strings for the dtypes a state may have (graphmeta.STATE_DTYPES).
 ORT_TYPES = {
@@ -82,19 +82,21 @@ def open_session(
     """An InferenceSession for a file or serialized model; GraphError if ONNX Runtime cannot load it.
 
     `providers`: a name, a list of ORT provider names or a ProviderChoice (its options apply; `tf32`
-    here turns TF32 on as well). `optimized_model`: see session_options. An emulated CPU target
-    (`--provider cpu-arm64 | cpu-x86-avx2`) returns its RemoteSession, with the same methods.
+    here turns TF32 on as well). `optimized_model`: see session_options. A routed target (an emulated
+    CPU, `--provider cpu-arm64 | cpu-x86-avx2`; `qnn-htp`, the QNN EP; another runtime, `--provider
+    openvino | tract`) returns what its spec's `open` makes (RemoteSession, targets/foreign.py, an ORT
+    session on the QNN EP), with the same methods.
     """
     if not isinstance(source, bytes):
         path = Path(source)
         if not path.is_file():
             raise GraphError(f"graph not found: {path}")
         source = str(path)
-    target = emulated_target(providers)
+    target = routed_target(providers)
     if target is not None and target.open is not None:
         session_options(threads, config, spinning, optimization)  # the same argument checks as in process
-        entries = {**(config or {}), **({} if spinning else {"session.intra_op.allow_spinning": "0"})}
-        return target.open(source, threads=threads, config=entries, optimization=optimization)
+        own = {**(config or {}), **({} if spinning else {"session.intra_op.allow_spinning": "0"})}
+        return target.open(source, threads=threads, config=own, optimization=optimization)
     entries = choice_entries(providers, tf32)
     opts = session_options(threads, config, spinning, optimization, optimized_model)
     try:
@@ -123,6 +125,13 @@ class GraphSession:
         ids = next(i for i in self.session.get_inputs() if i.name == INPUT_IDS)
         return np.dtype(np.int32) if ids.type == "tensor(int32)" else np.dtype(np.int64)
 
+    @functools.cached_property
+    def fixed_batch(self) -> int | None:
+        """The batch a fixed-shape graph takes (the mobile and qnn-htp step graphs), None when symbolic."""
+        ids = next(i for i in self.session.get_inputs() if i.name == INPUT_IDS)
+        first = ids.shape[0] if ids.shape else None
+        return first if isinstance(first, int) and first > 0 else None
+
     @property
     def state_inputs(self) -> list[str]:
         return [s.input for s in self.info.states]
@@ -147,6 +156,12 @@ class GraphSession:
                 f"{self.source} was opened with CUDA graphs, which replay fixed device buffers; "
                 "host arrays cannot be fed to it (StepSession binds device buffers)"
             )
+        n, batch = self.fixed_batch, len(ids)
+        if n is not None and batch != n and batch % n == 0:  # a fixed-batch graph: B streams, B/N calls
+            parts = [self.run(ids[i : i + n], [s[i : i + n] for s in states]) for i in range(0, batch, n)]
+            return np.concatenate([p[0] for p in parts]), [
+                np.concatenate(s) for s in zip(*(p[1] for p in parts), strict=True)
+            ]
         feed = dict(zip(self.state_inputs, states, strict=True))
         feed[INPUT_IDS] = np.ascontiguousarray(ids, dtype=self.ids_dtype)
         out = self.session.run(self.outputs, feed)

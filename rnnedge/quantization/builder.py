@@ -113,7 +113,12 @@ class VariantBuilder(ABC):
 
 
 def stamp(model: onnx.ModelProto, info: GraphInfo) -> bytes:
-    """`model` with its rnnedge metadata replaced by `info`'s (other metadata kept), serialized."""
+    """`model` with its rnnedge metadata replaced by `info`'s (other metadata kept), serialized.
+
+    ONNX Runtime's quantizers write `value_info` with the symbolic batch/time dims; it goes, as in the
+    exporter (exporter/portable.py), so a runtime given fixed shapes (tract) takes the variant as it is.
+    """
+    del model.graph.value_info[:]
     others = {p.key: p.value for p in model.metadata_props if not p.key.startswith(PREFIX)}
     del model.metadata_props[:]
     for key, value in {**others, **info.to_metadata()}.items():

@@ -15,7 +15,7 @@ from onnxruntime.quantization import CalibrationDataReader
 from rnnedge.errors import RnnedgeError
 from rnnedge.graphmeta import INPUT_IDS
 from rnnedge.inference import GraphSession, StepRunner, streams_of
-from rnnedge.quantization.recipes import StaticQdqInt8
+from rnnedge.quantization.recipes import Recipe
 
 Feed = dict[str, np.ndarray]
 STREAMS = 8
@@ -75,6 +75,17 @@ def step_feeds(
     return feeds
 
 
+def split_feeds(feeds: list[Feed], batch: int | None) -> list[Feed]:
+    """Feeds of B streams -> feeds of `batch` streams each (B a multiple of it); unchanged when None."""
+    if batch is None:
+        return feeds
+    out = []
+    for feed in feeds:
+        b = len(feed[INPUT_IDS])
+        out += [{k: v[i : i + batch] for k, v in feed.items()} for i in range(0, b - b % batch, batch)]
+    return out
+
+
 def parallel_feeds(
     graph: GraphSession,
     ids: np.ndarray,
@@ -100,10 +111,17 @@ def parallel_feeds(
     return feeds
 
 
-def calibration_feeds(recipe: StaticQdqInt8, graph: GraphSession, ids: np.ndarray) -> list[Feed]:
-    """The feeds `recipe` calibrates `graph` (fp32) with, from calibration ids (N,)."""
+def calibration_feeds(recipe: Recipe, graph: GraphSession, ids: np.ndarray) -> list[Feed]:
+    """The feeds `recipe` (a calibrating one: calib_steps, calib_method) calibrates `graph` (fp32) with,
+    from calibration ids (N,). A fixed-batch graph (qnn-htp) is fed its own batch: each step's B
+    streams are split into feeds of N."""
+    steps: int = getattr(recipe, "calib_steps", 512)
+    method: str = getattr(recipe, "calib_method", "minmax")
     if graph.info.kind == "step":
-        return step_feeds(graph, ids, steps=recipe.calib_steps)
+        streams = getattr(recipe, "calib_streams", STREAMS)
+        per_stream = getattr(recipe, "calib_feeds", MAX_STEP_FEEDS)
+        feeds = step_feeds(graph, ids, streams=streams, steps=steps, max_feeds=per_stream)
+        return split_feeds(feeds, graph.fixed_batch)
     # Histogram calibrators (entropy, percentile) need every feed of one shape.
-    lengths = (16, 64, 256) if recipe.calib_method == "minmax" else (128,)
+    lengths = (16, 64, 256) if method == "minmax" else (128,)
     return parallel_feeds(graph, ids, lengths=lengths)

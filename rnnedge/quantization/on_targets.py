@@ -3,9 +3,10 @@
 int8 results are a property of the CPU's kernels, not of the file (targets/isa.py): the same
 `step.int8-dynamic.onnx` was 0.41 logits from fp32 on a VNNI x86 and 1.22 on an AVX2-only one. So a
 variant's check runs on the host (always) and on every `verify_on` target (emulated CPUs run under
-qemu): the step graph, the first TARGET_CHARS held-out characters, as STREAMS streams from zero state,
-against the fp32 graph on the host. The manifest records each target's facts and loss delta; a delta
-over the budget (`max_loss_delta`) refuses the variant before anything is written.
+qemu; the other runtimes, openvino and tract, in process): the step graph, the first TARGET_CHARS
+held-out characters, as STREAMS streams from zero state, against the fp32 graph on the host. The
+manifest records each target's facts and loss delta; a delta over the budget (`max_loss_delta`)
+refuses the variant before anything is written.
 """
 
 from __future__ import annotations
@@ -18,21 +19,27 @@ import numpy as np
 from rnnedge.errors import VerificationError
 from rnnedge.inference import GraphSession, open_graph
 from rnnedge.quantization import loss
-from rnnedge.targets import EMULATED, check_target_name, host_target, target_spec, where
+from rnnedge.targets import ROUTED, check_target_name, host_target, target_spec, where
 
 TARGET_CHARS = 4000  # held-out characters run on each emulated target (~0.3 ms per step call there)
 Log = Callable[[str], None]
 
 
 def check_targets(names: tuple[str, ...]) -> tuple[str, ...]:
-    """The registered names of `names`, each an emulated CPU target that runs here; one line otherwise."""
+    """The registered names of `names`, each a routed target (an emulated CPU or another runtime) that runs
+    here; one line otherwise."""
     out = []
     for name in names:
         key = check_target_name(name)
         if key == host_target():
             continue  # the host is always verified
-        if key not in EMULATED:
-            raise VerificationError(f"--verify-on {name}: only CPU targets run variants here ({', '.join(EMULATED)})")
+        if key == "qnn-htp":
+            raise VerificationError(
+                "--verify-on qnn-htp: the HTP runs its own recipes (a16w8, a8w8, htp-fp16, made from an export "
+                "with --target qnn-htp), which are always verified on it before they are written"
+            )
+        if key not in ROUTED:
+            raise VerificationError(f"--verify-on {name}: only these targets run variants here ({', '.join(ROUTED)})")
         why = target_spec(key).probe()
         if not why.ok:
             raise VerificationError(f"--verify-on {name}: {why.reason}")

@@ -27,7 +27,7 @@ from rnnedge.quantization.calibrate import calibration_feeds
 from rnnedge.quantization.graph_edits import graph_info, load_proto, match_patterns, name_nodes, refuse_quantized
 from rnnedge.quantization.methods import builder_for
 from rnnedge.quantization.on_targets import check_targets, verified_on, verify_on
-from rnnedge.quantization.recipes import Recipe, StaticQdqInt8, with_options
+from rnnedge.quantization.recipes import Recipe, with_options
 from rnnedge.quantization.recipes import recipe as preset
 from rnnedge.quantization.texts import TextPath, Texts, read_texts
 from rnnedge.quantization.variant_files import ort_outputs, read_manifest, write_variant
@@ -97,6 +97,24 @@ def load_fp32_graphs(folder: Path, kinds: tuple[str, ...]) -> dict[str, Fp32Grap
     return loaded
 
 
+def target_folder(root: Path, recipe: Recipe) -> Path:
+    """Where a target recipe's graphs live: `root/<target folder>` (e.g. qnn-htp/) when `root` is an
+    export made with `--target <target>`, else `root` itself (already that folder, or a plain export)."""
+    target = getattr(recipe, "target", None)
+    if not target:
+        return root
+    from rnnedge.targets import target_spec
+
+    sub = root / target_spec(target).folder
+    if (sub / graph_file("step")).is_file():
+        return sub
+    if (root / graph_file("step")).is_file() and not (root.name == target_spec(target).folder):
+        raise GraphError(
+            f"{root} has no {sub.name}/ folder: export with `rnnedge export CKPT --out DIR --target {target}`"
+        )
+    return root
+
+
 def make_builders(
     recipe: Recipe, graphs: dict[str, Fp32Graph], texts: Texts, workdir: Path, say: Log
 ) -> dict[str, VariantBuilder]:
@@ -104,8 +122,8 @@ def make_builders(
     builders = {}
     for kind, g in graphs.items():
         feeds = None
-        if isinstance(recipe, StaticQdqInt8) and texts.calib_ids is not None:
-            say(f"calibrating the {kind} graph ({recipe.calib_method}) on {texts.calib_source}")
+        if recipe.needs_calibration and texts.calib_ids is not None:
+            say(f"calibrating the {kind} graph ({getattr(recipe, 'calib_method', 'minmax')}) on {texts.calib_source}")
             feeds = calibration_feeds(recipe, g.session, texts.calib_ids)
         builders[kind] = builder_for(recipe, g.proto, g.session.info, workdir, feeds)
     return builders
@@ -177,7 +195,7 @@ def _quantize_export(
         raise RnnedgeError(f"--max-loss-delta must be >= 0, got {max_loss_delta}")
     policy = _unknown_policy(on_unknown)
     say = log or (lambda _m: None)
-    root = Path(folder)
+    root = target_folder(Path(folder), chosen)
     manifest = read_manifest(root) if root.is_dir() else {}  # untrusted: refused before any graph is loaded
     graphs = load_fp32_graphs(root, chosen.graphs)
     vocab = next(iter(graphs.values())).session.info.vocab
@@ -207,7 +225,20 @@ def _quantize_export(
         built["step"].report["targets"] = on_targets
     for b in built.values():
         b.report["verified_on"] = verified_on(on_targets if b.kind == "step" else {})
+    written: dict[str, bytes] = {}
+    if getattr(chosen, "target", None) == "qnn-htp":  # run on the HTP simulator before anything is written
+        from rnnedge.quantization.on_htp import context_file, verify_on_htp
+
+        htp, ctx = verify_on_htp(
+            chosen, built["step"].data, graphs["step"].session, texts.eval_ids, max_loss_delta, say
+        )
+        if ctx is not None:
+            written[context_file(chosen.name)] = ctx
+            htp["context_binary"]["file"] = context_file(chosen.name)
+        built["step"].report["htp"] = htp
+        built["step"].report["verified_on"].append(htp["target"])
     ort = ort_outputs(root, built)
-    paths, entry = write_variant(root, chosen, built, ort, manifest)
+    paths, entry = write_variant(root, chosen, built, ort, manifest, written)
     extra = tuple(root / name for name in sorted(ort[0])) if ort else ()
+    extra += tuple(root / name for name in sorted(written))
     return QuantizeResult(chosen.name, chosen, paths, {k: b.report for k, b in built.items()}, entry, extra)

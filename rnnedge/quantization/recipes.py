@@ -17,6 +17,10 @@ on all of them, so a variant verified on one CPU holds on the others (benchmarks
     fp16           weights and activations float16, I/O and state kept float32 by default
     int8-weight    weight-only int8 (MatMulNBits, 8 bits), activations float
     int4-weight    weight-only 4-bit (MatMulNBits, block 32), activations float
+    a16w8, a8w8    qnn-htp target: the whole step graph QDQ through ORT's QNN config (uint16 or uint8
+                   activations, uint8 weights), the recurrent state quantized too; calibrated over long
+                   streams with the state fed back (quantization/methods/qnn.py)
+    htp-fp16       qnn-htp target: the float graph, run in the HTP's fp16 mode (enable_htp_fp16_precision)
 """
 
 from __future__ import annotations
@@ -152,13 +156,78 @@ class WeightOnly(Recipe):
             raise ConfigError(f"accuracy level must be 0-4, got {self.accuracy_level!r}")
 
 
-RECIPE_TYPES: dict[str, type[Recipe]] = {cls.__name__: cls for cls in (DynamicInt8, StaticQdqInt8, Fp16, WeightOnly)}
+@dataclass(frozen=True, kw_only=True)
+class QnnQdq(Recipe):
+    """Qualcomm HTP (qnn-htp target): every op QDQ through ORT's `get_qnn_qdq_config` (asymmetric uint
+    activations of `activation_bits`, uint8 weights), the recurrent state included, so the HTP runs the
+    graph with integer state. Calibrated with the state fed back over `calib_streams` streams of
+    `calib_steps` steps; `verify_steps` steps are run on the HTP before writing (0: not run)."""
+
+    kind: ClassVar[str] = "qnn-qdq"
+    target: ClassVar[str] = "qnn-htp"
+    graphs: tuple[str, ...] = ("step",)
+    activation_bits: int = 16
+    per_channel: bool = False
+    calib_method: str = "minmax"
+    calib_steps: int = 1000  # per stream: the state drifts over a long stream, 300 steps clipped it
+    calib_streams: int = 8
+    calib_feeds: int = 250  # feeds kept per stream (every k-th step)
+    verify_steps: int = 100  # HTP simulator steps in the check before writing (~10 steps/s)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.graphs != ("step",):
+            raise ConfigError(f"recipe {self.name}: the qnn-htp target takes the step graph only")
+        if self.activation_bits not in (8, 16):
+            raise ConfigError(f"recipe {self.name}: activation bits must be 8 or 16, got {self.activation_bits!r}")
+        if self.calib_method != "minmax":
+            raise ConfigError(f"recipe {self.name}: calib method must be minmax (the state's full range)")
+        for key in ("calib_steps", "calib_streams", "calib_feeds"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"recipe {self.name}: {key} must be a positive integer, got {value!r}")
+        if isinstance(self.verify_steps, bool) or not isinstance(self.verify_steps, int) or self.verify_steps < 0:
+            raise ConfigError(f"recipe {self.name}: verify_steps must be an integer >= 0, got {self.verify_steps!r}")
+
+    @property
+    def needs_calibration(self) -> bool:
+        return True
+
+    @property
+    def keeps_state_float(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, kw_only=True)
+class HtpFp16(Recipe):
+    """Qualcomm HTP (qnn-htp target) in fp16: the float graph as it is, which the qnn-htp provider runs
+    with `enable_htp_fp16_precision` (its metadata names this recipe); `verify_steps` steps on the HTP."""
+
+    kind: ClassVar[str] = "htp-fp16"
+    target: ClassVar[str] = "qnn-htp"
+    graphs: tuple[str, ...] = ("step",)
+    verify_steps: int = 32  # ~0.4 s per step in the simulator's fp16 mode
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.graphs != ("step",):
+            raise ConfigError(f"recipe {self.name}: the qnn-htp target takes the step graph only")
+        if isinstance(self.verify_steps, bool) or not isinstance(self.verify_steps, int) or self.verify_steps < 0:
+            raise ConfigError(f"recipe {self.name}: verify_steps must be an integer >= 0, got {self.verify_steps!r}")
+
+
+RECIPE_TYPES: dict[str, type[Recipe]] = {
+    cls.__name__: cls for cls in (DynamicInt8, StaticQdqInt8, Fp16, WeightOnly, QnnQdq, HtpFp16)
+}
 PRESETS: dict[str, Recipe] = {
     "int8-dynamic": DynamicInt8(name="int8-dynamic"),
     "int8-qdq": StaticQdqInt8(name="int8-qdq"),
     "fp16": Fp16(name="fp16"),
     "int8-weight": WeightOnly(name="int8-weight", bits=8, block_size=32),
     "int4-weight": WeightOnly(name="int4-weight", bits=4, block_size=32),
+    "a16w8": QnnQdq(name="a16w8", activation_bits=16),
+    "a8w8": QnnQdq(name="a8w8", activation_bits=8),
+    "htp-fp16": HtpFp16(name="htp-fp16"),
 }
 ALIASES = {"dynamic": "int8-dynamic", "static": "int8-qdq", "qdq": "int8-qdq"}  # rnnedge 0.1's --method names
 

@@ -92,11 +92,14 @@ def write_variant(
     built: dict[str, BuiltGraph],
     ort: tuple[dict[str, bytes], dict[str, Any]] | None,
     manifest: dict[str, Any],
+    extra: dict[str, bytes] | None = None,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
-    """Write the checked graphs (and .ort files), then `manifest` (read_manifest's, before anything was
-    loaded) with the variant's entry; returns ({kind: path}, variant entry)."""
+    """Write the checked graphs (and .ort files, and `extra` {file name: bytes}, e.g. a QNN context
+    binary), then `manifest` (read_manifest's, before anything was loaded) with the variant's entry;
+    returns ({kind: path}, variant entry)."""
     paths = {kind: folder / b.file for kind, b in built.items()}
     blobs = {paths[kind]: b.data for kind, b in built.items()}
+    blobs.update({folder / name: blob for name, blob in (extra or {}).items()})
     if ort is not None:
         blobs.update({folder / name: blob for name, blob in ort[0].items()})
     variants = manifest.setdefault("variants", {})

@@ -100,7 +100,7 @@ class ParallelSession:
         return loss_summary(float(token_nll.mean()), token_nll.size, self.vocab, ids)
 
 
-def loss_summary(loss: float, chars: int, vocab: Any = None, ids: np.ndarray | None = None) -> dict[str, float | int]:
+def loss_summary(loss: float, chars: int, vocab: Any = None, ids: np.ndarray | None = None) -> dict[str, Any]:
     """{loss_nats, bits_per_char, chars} from a mean NLL; InputError if the graph gave non-finite logits.
 
     With the tokenizer and the ids, also the text's own units, so a char model and a subword model compare
@@ -109,7 +109,7 @@ def loss_summary(loss: float, chars: int, vocab: Any = None, ids: np.ndarray | N
     `chars` counts tokens, as before for characters; `nats_per_char` is the per-character figure."""
     if not math.isfinite(loss):
         raise InputError("the graph produced non-finite logits on this text")
-    out: dict[str, float | int] = {"loss_nats": loss, "bits_per_char": loss / math.log(2), "chars": int(chars)}
+    out: dict[str, Any] = {"loss_nats": loss, "bits_per_char": loss / math.log(2), "chars": int(chars)}
     if vocab is not None and ids is not None and ids.size >= 2:
         total = loss * chars
         whole, first = vocab.decode(ids), vocab.decode(ids[:1])

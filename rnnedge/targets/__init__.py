@@ -8,9 +8,18 @@ where("cpu-arm64")                      # what a report records: target, device,
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 from typing import Any
 
-from rnnedge.targets.registry import ALIASES, EMULATED, TARGET_NAMES, all_targets, check_target_name, target_spec
+from rnnedge.targets.registry import (
+    ALIASES,
+    EMULATED,
+    ROUTED,
+    TARGET_NAMES,
+    all_targets,
+    check_target_name,
+    target_spec,
+)
 from rnnedge.targets.spec import Availability, TargetSpec
 
 
@@ -30,6 +39,20 @@ def where(provider: Any = None) -> dict[str, Any]:
     return target_spec(key).facts()
 
 
+def graph_folder(folder: str | Path, provider: Any = None) -> Path:
+    """Where an export folder's graphs for `provider` (a name or a ProviderChoice) are: the target's own
+    folder inside it (`DIR/qnn-htp`, written by `export --target qnn-htp`) when it is there, else `folder`."""
+    path = Path(folder)
+    name = str(getattr(provider, "name", provider) or "").lower()
+    key = ALIASES.get(name, name)
+    if key not in TARGET_NAMES or not path.is_dir():
+        return path
+    sub = target_spec(key).folder
+    if sub and (path / sub / "step.onnx").is_file():
+        return path / sub
+    return path
+
+
 def where_line(provider: Any = None) -> str:
     """One line for a command's output: the target, its CPU and how its int8 kernels compute."""
     f = where(provider)
@@ -41,11 +64,13 @@ def where_line(provider: Any = None) -> str:
 __all__ = [
     "ALIASES",
     "EMULATED",
+    "ROUTED",
     "TARGET_NAMES",
     "Availability",
     "TargetSpec",
     "all_targets",
     "check_target_name",
+    "graph_folder",
     "host_target",
     "target_spec",
     "where",

@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rnnedge.errors import DependencyError
@@ -87,7 +88,7 @@ def _run(cmd: list[str], what: str, cwd: Path | None = None) -> None:
         raise DependencyError(f"{what} failed ({' '.join(cmd[:3])} ...): {tail[0][:300]}")
 
 
-def build(log=print) -> Path:  # type: ignore[no-untyped-def]
+def build(log: Callable[[str], None] = print) -> Path:
     """Build (or find) the ARM64 sysroot; returns its folder. DependencyError with the failing step."""
     root = arm64_root()
     versions = {p: importlib.metadata.version(p) for p in ("onnxruntime", "numpy")}

@@ -153,11 +153,11 @@ class RemoteSession:
             for stream in (proc.stdin, proc.stdout):
                 with contextlib.suppress(OSError):
                     stream.close()
-            self._proc = None
+            self._proc = None  # type: ignore[assignment]
         log = getattr(self, "_log", None)
         if log is not None:
             log.close()
-            self._log = None
+            self._log = None  # type: ignore[assignment]
         if self._tmp:
             Path(self._tmp).unlink(missing_ok=True)
             self._tmp = None

@@ -18,13 +18,14 @@ import json
 import platform
 import struct
 import sys
+from typing import Any
 
 import numpy as np
 
 DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
 
 
-def read_message(stream) -> tuple[dict, dict]:  # type: ignore[no-untyped-def]
+def read_message(stream: Any) -> tuple[dict, dict]:
     """(header, arrays) of the next message; ({}, {}) at end of input."""
     raw = stream.read(4)
     if len(raw) < 4:
@@ -41,7 +42,7 @@ def read_message(stream) -> tuple[dict, dict]:  # type: ignore[no-untyped-def]
     return header, arrays
 
 
-def write_message(stream, header: dict, arrays: dict | None = None) -> None:  # type: ignore[no-untyped-def]
+def write_message(stream: Any, header: dict, arrays: dict | None = None) -> None:
     """Write one message (see the module docstring) and flush."""
     table, chunks, offset = [], [], 0
     for name, value in (arrays or {}).items():
@@ -55,11 +56,11 @@ def write_message(stream, header: dict, arrays: dict | None = None) -> None:  # 
     stream.flush()
 
 
-def _args(values) -> list:  # type: ignore[no-untyped-def]
+def _args(values: Any) -> list:
     return [[v.name, v.type, [d if isinstance(d, int) else str(d) for d in v.shape]] for v in values]
 
 
-def _open(ort, req: dict):  # type: ignore[no-untyped-def]
+def _open(ort: Any, req: dict) -> Any:
     opts = ort.SessionOptions()
     levels = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC"}
     opts.graph_optimization_level = getattr(

@@ -1,0 +1,93 @@
+"""Graph forms every ONNX runtime takes as they are (OpenVINO, tract, ONNX Runtime): two edits of a written graph.
+
+1. The doubling scan's shift (`rnnedge/models/scan.py::_shift`) traces to
+   `Concat([ConstantOfShape(Shape(x[:, :s])), x[:, :-s]], axis=1)`. ONNX clamps Slice bounds to [0, T], so
+   with T < s the head is T long and the tail empty; tract evaluates the bounds on its symbolic T without
+   clamping, and `T - s` wraps negative (`Invalid range 0..18446744073709551601`). The same value is
+   `Pad(x, s fill steps before t = 0)[:, :-s]`: its Slice end is (T + s) - s = T, never out of range, for
+   any T. The Pad's fill block is s long instead of min(s, T) (at most 2^levels steps in all passes).
+2. `value_info` is dropped: the tracer and onnxsim annotate hundreds of intermediate values with the
+   symbolic `batch`/`time` dims, which contradict a fixed shape a runtime is given (tract: `Impossible to
+   unify Sym(batch) with Val(1)`). Every runtime infers these shapes itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from rnnedge.exporter.graphedit import Editor, attr
+
+
+def _prefix_slice(ed: Editor, producers: dict[str, onnx.NodeProto], value: str) -> tuple[str, int, int] | None:
+    """(data, end, axis) when `value` is `data[..., :end]` along one axis with constant bounds and step 1."""
+    node = producers.get(value)
+    if node is None or node.op_type != "Slice" or len(node.input) < 4:
+        return None
+    bounds = [ed.consts.get(name) for name in node.input[1:]]
+    if any(b is None or b.size != 1 for b in bounds):
+        return None
+    start, end, axis, *step = (int(b.item()) for b in bounds if b is not None)
+    if start != 0 or step not in ([], [1]):
+        return None
+    return node.input[0], end, axis
+
+
+def _shift_of(
+    ed: Editor, producers: dict[str, onnx.NodeProto], node: onnx.NodeProto
+) -> tuple[str, int, int, float] | None:
+    """(x, s, axis, fill) when `node` is the traced `_shift(x, s, fill)` along a non-negative axis."""
+    if node.op_type != "Concat" or len(node.input) != 2:
+        return None
+    tail = _prefix_slice(ed, producers, node.input[1])
+    fill = producers.get(node.input[0])
+    if tail is None or fill is None or fill.op_type != "ConstantOfShape" or not fill.input:
+        return None
+    shape = producers.get(fill.input[0])
+    head = _prefix_slice(ed, producers, shape.input[0]) if shape is not None and shape.op_type == "Shape" else None
+    x, end, axis = tail
+    if shape is None or head is None or attr(shape, "start") is not None or attr(shape, "end") is not None:
+        return None
+    if end >= 0 or axis < 0 or head != (x, -end, axis) or attr(node, "axis") != axis:
+        return None
+    value = attr(fill, "value")
+    fill_value = float(numpy_helper.to_array(value).reshape(-1)[0]) if value is not None else 0.0
+    if value is not None and numpy_helper.to_array(value).dtype != np.float32:
+        return None
+    return x, -end, axis, fill_value
+
+
+def _rank(model: onnx.ModelProto, value: str) -> int | None:
+    """The rank of `value` from ONNX shape inference, or None when it is not known."""
+    for info in [*model.graph.value_info, *model.graph.input, *model.graph.output]:
+        if info.name == value and info.type.tensor_type.HasField("shape"):
+            return len(info.type.tensor_type.shape.dim)
+    return None
+
+
+def portable(model: onnx.ModelProto) -> int:
+    """Rewrite every scan shift as Pad + Slice and drop `value_info`, in place; returns how many shifts.
+
+    The rewritten graph computes the same values (bit for bit in ONNX Runtime: the same copies and
+    fills); a graph without shifts (every step graph) only loses its `value_info`.
+    """
+    inferred = onnx.shape_inference.infer_shapes(model)
+    ed = Editor(model, "portable")
+    producers = {v: n for n in model.graph.node for v in n.output}
+    count = 0
+    for node in model.graph.node:
+        shift = _shift_of(ed, producers, node)
+        rank = _rank(inferred, shift[0]) if shift is not None else None
+        if shift is None or rank is None or shift[2] >= rank:
+            ed.keep(node)
+            continue
+        x, steps, axis, fill = shift
+        pads = [0] * (2 * rank)
+        pads[axis] = steps  # `steps` fill values before position 0 of `axis`
+        padded = ed.add1("Pad", [x, ed.const(pads, np.int64), ed.const(fill, np.float32)], "shift_pad", mode="constant")
+        bounds = [ed.const([0], np.int64), ed.const([-steps], np.int64), ed.const([axis], np.int64)]
+        ed.nodes.append(onnx.helper.make_node("Slice", [padded, *bounds], list(node.output), name=node.name))
+        count += 1
+    ed.finish({})
+    return count

@@ -1,0 +1,191 @@
+"""The exported graphs in other runtimes (the `runtimes` extra): OpenVINO and tract load them as they are
+and match ONNX Runtime, through the same `--provider` sessions eval/generate/drift use.
+
+fp32: step and parallel graphs of tiny models, a stream with the state fed back, <= 1e-4 against ORT on
+the same graph. int8 variants: each loads and runs; its parity with ORT's int8 is recorded (the kernels
+differ by design), not asserted tight. A test skips, with the reason, where its runtime is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from rnnedge.errors import DependencyError
+from rnnedge.exporter.portable import portable
+from rnnedge.inference import open_graph, open_session
+from rnnedge.quantization import quantize_export
+from rnnedge.targets import target_spec
+from rnnedge.targets.foreign import read_io, read_metadata
+from rnnedge.targets.qemu import qemu_binary
+from tests.test_quantize_support import TEXT, make_export
+
+RUNTIMES = ("openvino", "tract")
+TOL = 1e-4
+CHUNKS = (1, 3, 17, 64, 5)  # parallel-graph calls, state carried: T below and at 2^levels (max_seq_len 128)
+
+
+def needs(name: str) -> None:
+    why = target_spec(name).probe()
+    if not why.ok:
+        pytest.skip(f"{name} cannot run here: {why.reason}")
+
+
+@pytest.fixture(scope="module", params=["mingru", "lstm"])
+def export(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_export(tmp_path_factory.mktemp(request.param) / "export", arch=request.param, d_model=16, train_steps=2)
+
+
+def step_stream(path: Path, provider: str, tokens: np.ndarray) -> np.ndarray:
+    """(steps, V) logits of one stream fed `tokens`, the state fed back from zero."""
+    graph = open_graph(path, "step", provider, threads=1)
+    assert (graph.session.get_providers()[0] == "CPUExecutionProvider") == (provider == "cpu")
+    states, out = graph.zero_states(1), []
+    for t in tokens:
+        logits, states = graph.run(np.array([t]), states)
+        out.append(logits[0])
+    return np.stack(out)
+
+
+def parallel_stream(path: Path, provider: str, tokens: np.ndarray) -> np.ndarray:
+    """(T, V) logits of the parallel graph called on consecutive chunks of `tokens`, the state carried."""
+    graph = open_graph(path, "parallel", provider, threads=1)
+    states, out, at = graph.zero_states(1), [], 0
+    for size in CHUNKS:
+        logits, states = graph.run(tokens[None, at : at + size], states)
+        out.append(logits[0])
+        at += size
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_fp32_step_and_parallel_graphs_match_ort(export: Path, runtime: str) -> None:
+    needs(runtime)
+    tokens = np.random.default_rng(0).integers(0, 20, sum(CHUNKS))
+    for graph, stream in (("step.onnx", step_stream), ("parallel.onnx", parallel_stream)):
+        ref, got = stream(export / graph, "cpu", tokens), stream(export / graph, runtime, tokens)
+        assert got.shape == ref.shape == (len(tokens), ref.shape[1])
+        assert float(np.abs(got - ref).max()) <= TOL, (runtime, graph)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_int8_variants_load_and_run_parity_recorded(
+    export: Path, runtime: str, tmp_path: Path, record_property: pytest.RecordProperty
+) -> None:
+    needs(runtime)
+    if not (export / "step.int8-dynamic.onnx").exists():
+        (tmp_path / "calib.txt").write_text(TEXT)
+        for recipe in ("int8-dynamic", "int8-qdq"):
+            quantize_export(export, recipe, calib_text=tmp_path / "calib.txt")
+    tokens = np.random.default_rng(1).integers(0, 20, 40)
+    for recipe in ("int8-dynamic", "int8-qdq"):
+        ref = step_stream(export / f"step.{recipe}.onnx", "cpu", tokens)
+        got = step_stream(export / f"step.{recipe}.onnx", runtime, tokens)
+        assert got.shape == ref.shape and np.isfinite(got).all()
+        record_property(f"{runtime}.{recipe}.max_abs_dlogit_vs_ort", float(np.abs(got - ref).max()))
+
+
+def test_sessions_report_what_ort_reports(export: Path) -> None:
+    """I/O and metadata read from the file (no onnx import in the targets) equal ORT's and onnx's view."""
+    data = (export / "parallel.onnx").read_bytes()
+    model = onnx.load_from_string(data)
+    assert read_metadata(data) == {p.key: p.value for p in model.metadata_props}
+    ort_session = open_session(data)
+    ins, outs = read_io(data)
+    assert [(a.name, a.type, a.shape) for a in ins] == [(a.name, a.type, a.shape) for a in ort_session.get_inputs()]
+    assert [(a.name, a.type, a.shape) for a in outs] == [(a.name, a.type, a.shape) for a in ort_session.get_outputs()]
+    assert not model.graph.value_info  # nothing symbolic left to contradict a fixed shape
+    if json.loads(read_metadata(data)["rnnedge.config"])["arch"] == "mingru":  # a doubling scan
+        assert "Pad" in {n.op_type for n in model.graph.node}  # its shifts, rewritten
+        assert "ConstantOfShape" not in {n.op_type for n in model.graph.node}
+
+
+def shift_graph(steps: int, fill: float) -> onnx.ModelProto:
+    """The traced `_shift(x, steps, fill)`: Concat([ConstantOfShape(Shape(x[:, :s])), x[:, :-s]], axis=1)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "time", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "time", 3])
+    consts = {"zero": [0], "s": [steps], "neg": [-steps], "axis": [1], "one": [1]}
+    inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in consts.items()]
+    fill_t = numpy_helper.from_array(np.array([fill], np.float32), "fill")
+    nodes = [
+        helper.make_node("Slice", ["x", "zero", "s", "axis", "one"], ["head"]),
+        helper.make_node("Shape", ["head"], ["head_shape"]),
+        helper.make_node("ConstantOfShape", ["head_shape"], ["block"], value=fill_t),
+        helper.make_node("Slice", ["x", "zero", "neg", "axis", "one"], ["tail"]),
+        helper.make_node("Concat", ["block", "tail"], ["y"], axis=1),
+    ]
+    model = helper.make_model(helper.make_graph(nodes, "shift", [x], [y], inits))
+    model.opset_import[0].version, model.ir_version = 17, 8
+    return model
+
+
+@pytest.mark.parametrize("fill", [0.0, 1.0])
+def test_portable_rewrites_the_scan_shift_with_the_same_values(fill: float) -> None:
+    original = shift_graph(4, fill)
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(original)
+    assert portable(rewritten) == 1
+    assert [n.op_type for n in rewritten.graph.node] == ["Pad", "Slice"]
+    onnx.checker.check_model(rewritten, full_check=True)
+    a, b = open_session(original.SerializeToString()), open_session(rewritten.SerializeToString())
+    for t in (1, 3, 4, 5, 9):  # shorter than, as long as and longer than the shift
+        x = np.random.default_rng(t).standard_normal((2, t, 3)).astype(np.float32)
+        np.testing.assert_array_equal(b.run(None, {"x": x})[0], a.run(None, {"x": x})[0])
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_an_absent_runtime_says_how_to_install_it(export: Path, runtime: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == runtime else real(name, *a))
+    why = target_spec(runtime).probe()
+    assert not why.ok and "rnnedge[runtimes]" in why.reason
+    with pytest.raises(DependencyError, match=f"--provider {runtime} cannot run here: .*pip install"):
+        open_session(export / "step.onnx", runtime)
+
+
+def test_quantize_verifies_a_variant_in_each_runtime(export: Path, tmp_path: Path) -> None:
+    for runtime in RUNTIMES:
+        needs(runtime)
+    (tmp_path / "eval.txt").write_text(TEXT[:1500])
+    res = quantize_export(export, "int8-dynamic", eval_text=tmp_path / "eval.txt", verify_on_targets=RUNTIMES)
+    on = res.graphs["step"]["targets"]
+    assert set(on) == set(RUNTIMES)
+    for runtime in RUNTIMES:
+        assert on[runtime]["target"] == runtime and abs(on[runtime]["loss_delta"]) < 0.5
+
+
+AVX2_STEP = """
+import sys
+import numpy as np
+from rnnedge.inference import open_graph
+graph = open_graph(sys.argv[1], "step", "openvino", threads=1)
+logits, _ = graph.run(np.array([1]), graph.zero_states(1))
+options = graph.session.get_provider_options()["OpenVINO CPU"]
+print("ran", logits.shape, "SNIPPETS_MODE=" + options["SNIPPETS_MODE"])
+"""
+
+
+def test_openvino_one_thread_step_compiles_on_an_avx2_cpu(export: Path, tmp_path: Path) -> None:
+    """On an AVX2-only CPU (qemu's Haswell) OpenVINO's CPU plugin segfaults compiling a batch-1 step graph
+    for one thread unless snippets are off (its plain compile_model dies with SIGSEGV there): the target's
+    session compiles and runs it."""
+    needs("openvino")
+    qemu = qemu_binary("x86_64")
+    if qemu is None:
+        pytest.skip("qemu-x86_64 is not installed (apt-get install qemu-user-static)")
+    script = tmp_path / "avx2_step.py"
+    script.write_text(AVX2_STEP)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    argv = [qemu, "-cpu", "Haswell-noTSX", sys.executable, str(script), str(export / "step.onnx")]
+    res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-800:]
+    assert "ran (1, " in res.stdout and "SNIPPETS_MODE=DISABLE" in res.stdout
