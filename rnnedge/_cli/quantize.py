@@ -56,7 +56,7 @@ def _folder_target(folder: Path) -> str | None:
 
     try:
         data = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a damaged manifest: quantize refuses it in one line later
         return None
     return data.get("target") if isinstance(data, dict) and isinstance(data.get("target"), str) else None
 
