@@ -16,6 +16,7 @@ from rnnedge.exporter import export_model
 from rnnedge.graphmeta import INPUT_IDS, LOGITS, MANIFEST, graph_file, parse_metadata
 from rnnedge.models import ModelConfig, build_model, mixer_spec
 from rnnedge.models.scan import sequential_attention, sequential_scan
+from rnnedge.ownership import LEDGER
 from rnnedge.training.checkpoint import save_checkpoint
 from rnnedge.vocab import CharVocab
 from tests.conftest import ARCHS
@@ -205,4 +206,5 @@ def test_manifest_contents(exported: dict) -> None:
         assert isinstance(g["simplified"]["applied"], bool) and g["simplified"]["reason"]
         assert g["verification"] and g["export_seconds"] > 0
     assert manifest["tensorrt"]["ok"] is True and manifest["tensorrt"]["problems"] == []
-    assert sorted(p.name for p in result.out_dir.iterdir()) == ["manifest.json", "parallel.onnx", "step.onnx"]
+    written = sorted(p.name for p in result.out_dir.iterdir())
+    assert written == [LEDGER, "manifest.json", "parallel.onnx", "step.onnx"]  # the ledger: rnnedge/ownership.py

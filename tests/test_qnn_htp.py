@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from rnnedge.cli import app
-from rnnedge.errors import ConfigError, DependencyError, GraphError
+from rnnedge.errors import ConfigError, DependencyError, GraphError, RnnedgeError
 from rnnedge.exporter import export_model
 from rnnedge.exporter.qnn_htp_graph import forbidden, to_htp_ops
 from rnnedge.graphmeta import MANIFEST
@@ -224,11 +224,17 @@ def test_re_export_removes_the_older_models_htp_variants(exports: dict, tmp_path
     ckpt = exports["mingru"].parent / "ck_mingru"
     export_model(ckpt, out, max_seq_len=256, target="qnn-htp", verify=False)
     folder = out / "qnn-htp"
-    (folder / "step.a16w8.onnx").write_bytes((folder / "step.onnx").read_bytes())
-    (folder / "step.a16w8.ctx.onnx").write_bytes(b"x")
     (folder / "notes.txt").write_text("mine", encoding="utf-8")
-    export_model(ckpt, out, max_seq_len=256, target="qnn-htp", verify=False)
+    export_model(ckpt, out, max_seq_len=256, target="qnn-htp", verify=False)  # its own files: replaced
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "notes.txt", "step.onnx"]
+    # Variant-named files rnnedge cannot prove it wrote (hand-made here) are never deleted: refused, or
+    # kept and listed with --overwrite (rnnedge/ownership.py); so no old variant stays unannounced.
+    (folder / "step.a16w8.onnx").write_bytes((folder / "step.onnx").read_bytes())
+    with pytest.raises(RnnedgeError, match="cannot prove it wrote it"):
+        export_model(ckpt, out, max_seq_len=256, target="qnn-htp", verify=False)
+    export_model(ckpt, out, max_seq_len=256, target="qnn-htp", verify=False, overwrite=True)
+    assert "qnn-htp/step.a16w8.onnx" in json.loads((out / MANIFEST).read_text())["kept_not_ours"]
+    (folder / "step.a16w8.onnx").unlink()
     export_model(ckpt, out, max_seq_len=256, verify=False)
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]  # a user's file is never removed
     manifest = json.loads((out / MANIFEST).read_text())

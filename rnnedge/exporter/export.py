@@ -78,7 +78,7 @@ def export_model(
     loaded = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
     return _guarded(
         loaded, out, opset, max_seq_len, levels, simplify, ort_format, verify, simplifier, checks, target, None, None,
-        batch, overwrite,
+        batch, overwrite=overwrite,
     )  # fmt: skip
 
 
