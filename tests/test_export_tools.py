@@ -92,8 +92,8 @@ def test_failed_verification_writes_nothing(ckpt, tmp_path) -> None:
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "keep.txt").write_text("mine")
-    with pytest.raises(VerificationError) as err:
-        export_model(ckpt, existing, checks=checks, simplify=False)
+    with pytest.raises(VerificationError) as err:  # a user's folder needs --overwrite (ownership.py) to be tried
+        export_model(ckpt, existing, checks=checks, simplify=False, overwrite=True)
     msg = str(err.value)
     assert "planted_failure FAILED (max abs diff 0.25" in msg
     assert "raising_check FAILED (max abs diff inf" in msg and "shape mismatch at T=7" in msg
