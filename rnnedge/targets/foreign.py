@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rnnedge.errors import GraphError
-from rnnedge.targets.remote import RemoteArg, RemoteBinding, RemoteMeta
+from rnnedge.targets.remote import RemoteArg, RemoteMeta, SessionStandIn
 
 METADATA_PROPS = 14  # ModelProto.metadata_props: repeated StringStringEntryProto {1: key, 2: value}
 GRAPH = 7  # ModelProto.graph
@@ -140,7 +140,7 @@ def as_file(source: str | os.PathLike[str] | bytes) -> Iterator[str]:
         Path(name).unlink(missing_ok=True)
 
 
-class ForeignSession:
+class ForeignSession(SessionStandIn):
     """Base of a graph compiled by another runtime: I/O and metadata as the ONNX file declares them (what
     ONNX Runtime reports too, so two sessions' signatures compare); subclasses implement `_compute`."""
 
@@ -150,24 +150,10 @@ class ForeignSession:
         self._meta = RemoteMeta(read_metadata(data))
         self._inputs, self._outputs = read_io(data)
         self._output_names = [o.name for o in self._outputs]
+        self._providers = [self.provider]
 
     def _compute(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
-
-    def get_inputs(self) -> list[RemoteArg]:
-        return list(self._inputs)
-
-    def get_outputs(self) -> list[RemoteArg]:
-        return list(self._outputs)
-
-    def get_modelmeta(self) -> RemoteMeta:
-        return self._meta
-
-    def get_providers(self) -> list[str]:
-        return [self.provider]
-
-    def get_provider_options(self) -> dict[str, dict[str, str]]:
-        return {self.provider: {}}
 
     def run(self, names: Sequence[str] | None, feed: Mapping[str, np.ndarray], run_options: Any = None) -> list:
         """The outputs `names` (None: all) for `feed`, as NumPy arrays."""
@@ -180,11 +166,3 @@ class ForeignSession:
         if unknown:
             raise GraphError(f"{self.provider}: the graph has no output(s) {', '.join(unknown)}")
         return [results[n] for n in wanted]
-
-    def bind_numpy(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> RemoteBinding:
-        """The IOBinding stand-in rnnedge.inference.bind_arrays uses: these arrays are read and written in place."""
-        return RemoteBinding(inputs, outputs)
-
-    def run_with_iobinding(self, binding: RemoteBinding, run_options: Any = None) -> None:
-        for arr, value in zip(binding.outputs.values(), self.run(list(binding.outputs), binding.inputs), strict=True):
-            np.copyto(arr, value)

@@ -45,7 +45,44 @@ class RemoteBinding:
         self.inputs, self.outputs = dict(inputs), dict(outputs)
 
 
-class RemoteSession:
+class SessionStandIn:
+    """What every non-ORT session gives rnnedge besides `run`: I/O, metadata, providers, and the IOBinding
+    stand-in over NumPy arrays. Subclasses set `_inputs`, `_outputs`, `_meta`, `_providers` and `run`."""
+
+    _inputs: list[RemoteArg]
+    _outputs: list[RemoteArg]
+    _meta: RemoteMeta
+    _providers: list[str]
+
+    def run(self, names: Sequence[str] | None, feed: Mapping[str, np.ndarray], run_options: Any = None) -> list:
+        raise NotImplementedError
+
+    def get_inputs(self) -> list[RemoteArg]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[RemoteArg]:
+        return list(self._outputs)
+
+    def get_modelmeta(self) -> RemoteMeta:
+        return self._meta
+
+    def get_providers(self) -> list[str]:
+        return list(self._providers)
+
+    def get_provider_options(self) -> dict[str, dict[str, str]]:
+        return {p: {} for p in self._providers}
+
+    def bind_numpy(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> RemoteBinding:
+        """The IOBinding stand-in rnnedge.inference.bind_arrays uses: these arrays are read and written in place."""
+        return RemoteBinding(inputs, outputs)
+
+    def run_with_iobinding(self, binding: RemoteBinding, run_options: Any = None) -> None:
+        results = self.run(list(binding.outputs), binding.inputs)
+        for arr, value in zip(binding.outputs.values(), results, strict=True):
+            np.copyto(arr, value)
+
+
+class RemoteSession(SessionStandIn):
     """A graph served by worker.py under `command` (an emulator's argv that runs a Python)."""
 
     def __init__(
@@ -110,35 +147,11 @@ class RemoteSession:
             raise RnnedgeError(f"{self.target}: {reply['error']}")
         return reply, out
 
-    def get_inputs(self) -> list[RemoteArg]:
-        return list(self._inputs)
-
-    def get_outputs(self) -> list[RemoteArg]:
-        return list(self._outputs)
-
-    def get_modelmeta(self) -> RemoteMeta:
-        return self._meta
-
-    def get_providers(self) -> list[str]:
-        return list(self._providers)
-
-    def get_provider_options(self) -> dict[str, dict[str, str]]:
-        return {p: {} for p in self._providers}
-
     def run(self, names: Sequence[str] | None, feed: Mapping[str, np.ndarray], run_options: Any = None) -> list:
         wanted = list(names) if names else [o.name for o in self._outputs]
         feeds = {k: np.ascontiguousarray(v) for k, v in feed.items()}
         _, out = self._call({"op": "run", "names": wanted}, feeds)
         return [out[n] for n in wanted]
-
-    def bind_numpy(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> RemoteBinding:
-        """The IOBinding stand-in rnnedge.inference.bind_arrays uses for remote sessions."""
-        return RemoteBinding(inputs, outputs)
-
-    def run_with_iobinding(self, binding: RemoteBinding, run_options: Any = None) -> None:
-        results = self.run(list(binding.outputs), binding.inputs)
-        for arr, value in zip(binding.outputs.values(), results, strict=True):
-            np.copyto(arr, value)
 
     def close(self) -> None:
         """Stop the worker and remove any temp file (also done when the session is collected)."""
