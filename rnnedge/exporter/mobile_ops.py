@@ -104,6 +104,29 @@ def _twice_gelu(ed: Editor, x: str, out: str) -> None:
     ed.nodes[-1].output[0] = out
 
 
+def erf_gelu_input(ed: Editor, node: onnx.NodeProto, producer: Producers) -> str | None:
+    """x when `node` is Mul(x, Add(Erf(x/√2), 1)) = 2·GELU(x) (as torch traces it), else None."""
+    if node.op_type != "Mul":
+        return None
+    for x, other in (node.input, node.input[::-1]):
+        add = producer.get(other)
+        if add is None or add.op_type != "Add":
+            continue
+        for e, one in (add.input, add.input[::-1]):
+            erf = producer.get(e)
+            if erf is None or erf.op_type != "Erf" or not _near(ed.consts.get(one), 1.0):
+                continue
+            scale = producer.get(erf.input[0])
+            if scale is None or scale.input[0] != x:
+                continue
+            c = ed.consts.get(scale.input[1])
+            if (scale.op_type == "Div" and _near(c, math.sqrt(2.0))) or (
+                scale.op_type == "Mul" and _near(c, 1 / math.sqrt(2.0))
+            ):
+                return str(x)
+    return None
+
+
 def decompose_gelu(model: onnx.ModelProto) -> int:
     """Exact GELU, as traced (Mul(x, Add(Erf(Div(x, √2)), 1))) or as the opset-20 Gelu op, without Erf."""
 
@@ -114,26 +137,11 @@ def decompose_gelu(model: onnx.ModelProto) -> int:
             ed.add1("Mul", [twice, ed.const(0.5)])
             ed.nodes[-1].output[0] = node.output[0]
             return True
-        if node.op_type != "Mul":
+        x = erf_gelu_input(ed, node, producer)
+        if x is None:
             return False
-        for x, other in (node.input, node.input[::-1]):
-            add = producer.get(other)
-            if add is None or add.op_type != "Add":
-                continue
-            for e, one in (add.input, add.input[::-1]):
-                erf = producer.get(e)
-                if erf is None or erf.op_type != "Erf" or not _near(ed.consts.get(one), 1.0):
-                    continue
-                scale = producer.get(erf.input[0])
-                if scale is None or scale.input[0] != x:
-                    continue
-                c = ed.consts.get(scale.input[1])
-                if (scale.op_type == "Div" and _near(c, math.sqrt(2.0))) or (
-                    scale.op_type == "Mul" and _near(c, 1 / math.sqrt(2.0))
-                ):
-                    _twice_gelu(ed, x, node.output[0])
-                    return True
-        return False
+        _twice_gelu(ed, x, node.output[0])
+        return True
 
     return _rewrite(model, "gelu", fn)
 

@@ -17,36 +17,13 @@ import numpy as np
 import onnx
 
 from rnnedge.exporter.graphedit import Editor, opset_of
-from rnnedge.exporter.mobile_ops import Producers, _near, _rewrite
+from rnnedge.exporter.mobile_ops import Producers, _near, _rewrite, erf_gelu_input
 
 GELU_OPSET = 20
 
 
 class HtpGraphError(Exception):
     """The graph has a construct the HTP rewrite cannot express."""
-
-
-def _erf_gelu_input(ed: Editor, node: onnx.NodeProto, producer: Producers) -> str | None:
-    """x when `node` is Mul(x, Add(Erf(x/√2), 1)) = 2·GELU(x) (as torch traces it), else None."""
-    if node.op_type != "Mul":
-        return None
-    for x, other in (node.input, node.input[::-1]):
-        add = producer.get(other)
-        if add is None or add.op_type != "Add":
-            continue
-        for e, one in (add.input, add.input[::-1]):
-            erf = producer.get(e)
-            if erf is None or erf.op_type != "Erf" or not _near(ed.consts.get(one), 1.0):
-                continue
-            scale = producer.get(erf.input[0])
-            if scale is None or scale.input[0] != x:
-                continue
-            c = ed.consts.get(scale.input[1])
-            if (scale.op_type == "Div" and _near(c, math.sqrt(2.0))) or (
-                scale.op_type == "Mul" and _near(c, 1 / math.sqrt(2.0))
-            ):
-                return str(x)
-    return None
 
 
 def gelu_ops(model: onnx.ModelProto) -> int:
@@ -62,7 +39,7 @@ def gelu_ops(model: onnx.ModelProto) -> int:
     twice: dict[str, str] = {}  # output of a 2·GELU Mul -> x
 
     def fn(ed: Editor, node: onnx.NodeProto, producer: Producers) -> bool:
-        x = _erf_gelu_input(ed, node, producer_of)
+        x = erf_gelu_input(ed, node, producer_of)
         if x is not None:
             users = consumers.get(node.output[0], [])
             half = users[0] if len(users) == 1 and users[0].op_type == "Mul" else None
