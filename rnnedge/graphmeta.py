@@ -12,15 +12,19 @@ An export folder holds `parallel.onnx`, `step.onnx` and `manifest.json`; each pr
                           "file" (shipped next to the graph) and its "sha256"} (rnnedge/tokenizer.py)
     rnnedge.config        model config (JSON)
     rnnedge.states        JSON list of {"name", "input", "output", "shape", "dtype", "kind"}:
-                          shape is the full shape, "batch" the only symbolic dim, e.g.
-                          ["batch", 256] (a recurrent h) or ["batch", 4, 128, 32] (a KV cache)
+                          shape is the full shape as the graph declares it, "batch" the only
+                          symbolic dim, e.g. ["batch", 256] (a recurrent h) or ["batch", 4, 128, 32]
+                          (a KV cache); a fixed-batch graph writes its batch there: [1, 256]
+    rnnedge.ids_dtype     the dtype of input_ids: "int64", or "int32" (the mobile graph, `--ids int32`);
+                          absent in files before rnnedge 0.4 (the graph's input says it)
+    rnnedge.fixed_batch   fixed-batch graphs only (mobile/, qnn-htp/): the batch every input and output has
     rnnedge.max_seq_len   parallel only: longest T one call is exact for
     rnnedge.matmuls       step only: JSON [[name, k, n], ...], the weight products of one token (the floor)
     rnnedge.variant       the precision variant ("fp32", or a recipe name)
     rnnedge.recipe        variants only: the recipe (JSON) that made the file
     rnnedge.quantization  variants only: what the quantizer did (JSON)
 
-Inputs:  input_ids int64 [batch, time] (parallel) or [batch] (step), then state_in.<layer>.<name>
+Inputs:  input_ids int64 (or int32) [batch, time] (parallel) or [batch] (step), then state_in.<layer>.<name>
 Outputs: logits [batch, time, vocab] or [batch, vocab], then state_out.<layer>.<name> (same order,
 shapes and dtypes as the state inputs).
 """
@@ -47,6 +51,8 @@ FP32 = "fp32"  # the variant name of the exported graphs themselves
 MANIFEST = "manifest.json"
 PREFIX = "rnnedge."
 STATE_DTYPES = ("float32", "float16", "int64", "int32")
+IDS_DTYPES = ("int64", "int32")  # what input_ids may be (`rnnedge export --ids`)
+MAX_FIXED_BATCH = 4096
 STATE_KINDS = ("recurrent", "kv", "position")
 VARIANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 MAX_STATE_ELEMENTS = 1 << 28  # per stream: a state larger than 1 GiB of fp32 is a damaged file
@@ -107,7 +113,7 @@ class StateInfo:
     name: str  # e.g. "0.h", "2.k"
     input: str  # graph input name
     output: str  # graph output name
-    shape: tuple[int | str, ...]  # e.g. ("batch", 256) or ("batch", heads, context, head_dim)
+    shape: tuple[int | str, ...]  # e.g. ("batch", 256), ("batch", heads, context, head_dim), or (1, 256) fixed
     dtype: str = "float32"
     kind: str = "recurrent"  # recurrent | kv | position
 
@@ -116,8 +122,12 @@ class StateInfo:
             raise GraphError(f"state {self.name!r}: dtype {self.dtype!r} is not one of {', '.join(STATE_DTYPES)}")
         if self.kind not in STATE_KINDS:
             raise GraphError(f"state {self.name!r}: kind {self.kind!r} is not one of {', '.join(STATE_KINDS)}")
-        if not self.shape or self.shape[0] != BATCH:
-            raise GraphError(f"state {self.name!r}: shape {list(self.shape)} must start with {BATCH!r}")
+        first = self.shape[0] if self.shape else None
+        fixed = isinstance(first, int) and not isinstance(first, bool) and 1 <= first <= MAX_FIXED_BATCH
+        if first != BATCH and not fixed:
+            raise GraphError(
+                f"state {self.name!r}: shape {list(self.shape)} must start with {BATCH!r} or a fixed batch"
+            )
         for d in self.shape[1:]:
             if isinstance(d, bool) or not isinstance(d, int) or d < 1:
                 raise GraphError(f"state {self.name!r}: dim {d!r} of {list(self.shape)} must be a positive integer")
@@ -129,6 +139,11 @@ class StateInfo:
         return int(self.name.split(".", 1)[0])
 
     @property
+    def fixed_batch(self) -> int | None:
+        """The batch a fixed-shape graph declares for this state (its first dim), None when symbolic."""
+        return None if self.shape[0] == BATCH else int(self.shape[0])
+
+    @property
     def elements_per_stream(self) -> int:
         n = 1
         for d in self.shape[1:]:
@@ -136,7 +151,7 @@ class StateInfo:
         return n
 
     def concrete_shape(self, batch: int) -> tuple[int, ...]:
-        """The shape with `batch` filled in."""
+        """The shape with `batch` filled in (a fixed-batch graph serves B streams in B/N calls: any batch)."""
         return (int(batch), *(int(d) for d in self.shape[1:]))
 
     def nbytes_per_stream(self) -> int:
@@ -174,6 +189,8 @@ class GraphInfo:
     recipe: dict[str, Any] | None = None
     matmuls: tuple[tuple[str, int, int], ...] = field(default=())
     format: int = 0  # the file's contract version; 0: what this rnnedge writes (2 for characters, else 3)
+    ids_dtype: str | None = None  # "int64" | "int32"; None: not recorded (an older file)
+    fixed_batch: int | None = None  # the batch of a fixed-shape graph; None: symbolic
 
     def __post_init__(self) -> None:
         if self.format == 0:
@@ -214,6 +231,10 @@ class GraphInfo:
             meta[PREFIX + "recipe"] = json.dumps(self.recipe, sort_keys=True)
         if self.quantization is not None:
             meta[PREFIX + "quantization"] = json.dumps(self.quantization, sort_keys=True)
+        if self.ids_dtype is not None:
+            meta[PREFIX + "ids_dtype"] = self.ids_dtype
+        if self.fixed_batch is not None:
+            meta[PREFIX + "fixed_batch"] = str(self.fixed_batch)
         return meta
 
 
@@ -253,6 +274,23 @@ def _matmuls(raw: str | None, source: str) -> tuple[tuple[str, int, int], ...]:
     if any(k < 1 or m < 1 for _, k, m in products) or sum(k * m for _, k, m in products) > MAX_TOTAL_ELEMENTS:
         raise GraphError(f"{source}: rnnedge.matmuls names implausible weight shapes; refusing the file")
     return products
+
+
+def _ids_and_batch(
+    meta: Mapping[str, str], states: tuple[StateInfo, ...], source: str
+) -> tuple[str | None, int | None]:
+    """rnnedge.ids_dtype and rnnedge.fixed_batch, checked against each other and the states' first dims."""
+    ids_dtype = meta.get(PREFIX + "ids_dtype")
+    if ids_dtype is not None and ids_dtype not in IDS_DTYPES:
+        raise GraphError(f"{source}: rnnedge.ids_dtype {ids_dtype!r} is not one of {', '.join(IDS_DTYPES)}")
+    raw = meta.get(PREFIX + "fixed_batch")
+    fixed = int(raw) if raw is not None else None
+    if fixed is not None and not 1 <= fixed <= MAX_FIXED_BATCH:
+        raise GraphError(f"{source}: rnnedge.fixed_batch {fixed} is not between 1 and {MAX_FIXED_BATCH}")
+    firsts = {s.fixed_batch for s in states} - {None}
+    if len(firsts) > 1 or (firsts and fixed is not None and firsts != {fixed}):
+        raise GraphError(f"{source}: its states' batch {sorted(firsts)} contradicts rnnedge.fixed_batch {raw}")
+    return ids_dtype, fixed if fixed is not None else next(iter(firsts), None)
 
 
 def _vocab(meta: Mapping[str, str], source: str) -> Any:
@@ -302,6 +340,7 @@ def parse_metadata(meta: Mapping[str, str], source: str = "graph") -> GraphInfo:
         config = json.loads(meta[PREFIX + "config"])
         if not isinstance(config, dict):
             raise GraphError(f"{source}: rnnedge.config is not a JSON object")
+        ids_dtype, fixed_batch = _ids_and_batch(meta, states, source)
         return GraphInfo(
             kind=kind,
             vocab=_vocab(meta, source),
@@ -314,6 +353,8 @@ def parse_metadata(meta: Mapping[str, str], source: str = "graph") -> GraphInfo:
             recipe=json.loads(recipe) if recipe else None,
             matmuls=_matmuls(matmuls, source),
             format=fmt,
+            ids_dtype=ids_dtype,
+            fixed_batch=fixed_batch,
         )
     except GraphError as exc:  # a state's own check does not know the file: name it
         if source in str(exc):

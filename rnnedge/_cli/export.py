@@ -88,12 +88,23 @@ def register(app: typer.Typer) -> None:
         ),
         batch_first: bool = typer.Option(False, "--batch-first", help="With --from word-lm: the RNN is batch_first."),
         batch: int = typer.Option(1, "--batch", help="qnn-htp: the step graph's fixed batch (streams per call)."),
+        ids: str = typer.Option(
+            None,
+            "--ids",
+            help="int64 | int32: the token ids' dtype of the target's graphs (default: step/parallel and qnn-htp "
+            "int64, mobile int32; --target mobile --ids int64 for a converter such as onnx2tf).",
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """Export a checkpoint (or, with --from, your own model's weights) to parallel.onnx + step.onnx +
         manifest.json, verified before writing."""
         if source is not None or weights is not None:
             from rnnedge._cli.byom import export_from
+
+            if ids is not None:
+                from rnnedge.errors import ConfigError
+
+                raise ConfigError("--ids applies to an rnnedge checkpoint's export, not to --from (its ids are int64)")
 
             result = export_from(
                 source,
@@ -129,6 +140,7 @@ def register(app: typer.Typer) -> None:
             target=target,
             batch=batch,
             overwrite=overwrite,
+            ids=ids,
         )
         _summary(result.manifest)
         tolerance = result.manifest["verification"]["tolerance"]

@@ -24,8 +24,9 @@ from rnnedge.exporter import mobile, trace
 from rnnedge.exporter import simplify as simp
 from rnnedge.exporter import verify as vfy
 from rnnedge.exporter.manifest import GraphRecord, build_manifest, write_export
-from rnnedge.exporter.portable import portable
-from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo, graph_file
+from rnnedge.exporter.mobile_ops import set_ids_dtype
+from rnnedge.exporter.portable import check_metadata, portable
+from rnnedge.graphmeta import IDS_DTYPES, INPUT_IDS, LOGITS, GraphInfo, graph_file
 from rnnedge.models import CharLM
 from rnnedge.training.checkpoint import Checkpoint, load_checkpoint
 
@@ -52,6 +53,7 @@ def export_model(
     target: str = "default",
     batch: int = 1,
     overwrite: bool = False,
+    ids: str | None = None,
 ) -> ExportResult:
     """Export a checkpoint (folder or Checkpoint) to out_dir/{parallel,step}.onnx + manifest.json.
 
@@ -59,6 +61,8 @@ def export_model(
     ONNX Runtime's NNAPI/CoreML EPs, its .ort file and operator config, verified the same way.
     `target="qnn-htp"` adds out_dir/qnn-htp/ (exporter/qnn_htp.py): a step graph with `batch` fixed
     that Qualcomm's HTP runs whole (no Erf, no scalar-base Pow), verified the same way.
+    `ids` ('int64' | 'int32'; None: each graph's own) is the token ids' dtype of the target's graphs:
+    step.onnx and parallel.onnx for 'default' (int64), mobile/step.onnx (int32), qnn-htp/step.onnx (int64).
 
     Every check runs in ONNX Runtime before anything is written; on failure a VerificationError lists
     each check with its max abs difference and out_dir is left as it was. `simplifier` and `checks`
@@ -73,12 +77,14 @@ def export_model(
         check_batch(batch)
     elif batch != 1:
         raise RnnedgeError(f"--batch {batch} applies to --target qnn-htp (the mobile graph's batch is 1)")
+    if ids is not None and ids not in IDS_DTYPES:
+        raise RnnedgeError(f"--ids must be one of {', '.join(IDS_DTYPES)}, got {ids!r}")
     levels = trace.levels_for(max_seq_len)
     out = Path(out_dir)
     loaded = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
     return _guarded(
         loaded, out, opset, max_seq_len, levels, simplify, ort_format, verify, simplifier, checks, target, None, None,
-        batch, overwrite=overwrite,
+        batch, overwrite=overwrite, ids=ids,
     )  # fmt: skip
 
 
@@ -120,11 +126,13 @@ def export_checked(
     )
 
 
-def _guarded(loaded: Checkpoint, out: Path, *args: Any, overwrite: bool = False) -> ExportResult:
+def _guarded(
+    loaded: Checkpoint, out: Path, *args: Any, overwrite: bool = False, ids: str | None = None
+) -> ExportResult:
     ownership.check_folder(out, overwrite=overwrite)  # one line before the long work
     created = _probe_out_dir(out)
     try:
-        return _export(loaded, out, *args, overwrite=overwrite)
+        return _export(loaded, out, *args, overwrite=overwrite, ids=ids)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
@@ -168,8 +176,10 @@ def _annotate(model: onnx.ModelProto, lm: CharLM, kind: str) -> None:
 
 
 def _finish(model: onnx.ModelProto, info: GraphInfo) -> bytes:
-    """Make the graph portable (portable.py: scan shifts as Pad + Slice, no value_info), attach metadata,
-    run onnx.checker's full check, serialize."""
+    """Make the graph portable (portable.py: scan shifts as Pad + Slice, no value_info), give input_ids the
+    dtype the metadata records, attach metadata, run onnx.checker's full check and check the metadata
+    against the graph's I/O, serialize."""
+    set_ids_dtype(model, info.ids_dtype or "int64")
     portable(model)
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, info.to_metadata())
@@ -178,6 +188,7 @@ def _finish(model: onnx.ModelProto, info: GraphInfo) -> bytes:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise GraphError(f"exported {info.kind} graph fails onnx.checker: {str(exc).splitlines()[0]}") from exc
+    check_metadata(model, info.kind)
     return model.SerializeToString()
 
 
@@ -197,13 +208,19 @@ def _export(
     source: dict[str, Any] | None = None,
     batch: int = 1,
     overwrite: bool = False,
+    ids: str | None = None,
 ) -> ExportResult:
     start = time.perf_counter()
     lm = loaded.model.eval()
     cfg, states = lm.config, lm.config.state_infos()
+    own = (ids or "int64") if target == "default" else "int64"  # --ids is the target's graphs' choice
     infos = {
-        "parallel": GraphInfo("parallel", loaded.vocab, cfg.to_dict(), states, __version__, max_seq_len=max_seq_len),
-        "step": GraphInfo("step", loaded.vocab, cfg.to_dict(), states, __version__, matmuls=cfg.weight_products()),
+        "parallel": GraphInfo(
+            "parallel", loaded.vocab, cfg.to_dict(), states, __version__, max_seq_len=max_seq_len, ids_dtype=own
+        ),
+        "step": GraphInfo(
+            "step", loaded.vocab, cfg.to_dict(), states, __version__, matmuls=cfg.weight_products(), ids_dtype=own
+        ),
     }
     recs: dict[str, GraphRecord] = {}
     for kind in ("parallel", "step"):
@@ -242,7 +259,9 @@ def _export(
     mobile_entry = None
     if target == "mobile":
         t0 = time.perf_counter()
-        mobile_files, mobile_entry = mobile.export_mobile(recs["step"].model, recs["parallel"].data, ref, do_verify)
+        mobile_files, mobile_entry = mobile.export_mobile(
+            recs["step"].model, recs["parallel"].data, ref, do_verify, ids or mobile.IDS
+        )
         files.update({out_dir / name: blob for name, blob in mobile_files.items()})
         timings["mobile"] = time.perf_counter() - t0
     htp_entry = None
@@ -250,7 +269,9 @@ def _export(
         from rnnedge.exporter.qnn_htp import export_htp
 
         t0 = time.perf_counter()
-        htp_files, htp_entry = export_htp(recs["step"].model, recs["parallel"].data, ref, do_verify, batch)
+        htp_files, htp_entry = export_htp(
+            recs["step"].model, recs["parallel"].data, ref, do_verify, batch, ids or "int64"
+        )
         files.update({out_dir / name: blob for name, blob in htp_files.items()})
         timings["qnn_htp"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start

@@ -4,12 +4,14 @@
 
 writes, next to the usual graphs, the folder `mobile/`:
 
-    mobile/step.onnx                  batch fixed to 1 everywhere, `input_ids` int32 [1], states [1, ...]
+    mobile/step.onnx                  batch fixed to 1 everywhere, `input_ids` int32 [1] (`--ids int64`:
+                                      int64, for a converter such as onnx2tf), states [1, ...]
     mobile/step.ort                   the same graph in ORT format (runtime-optimization style)
     mobile/required_operators.config  ops for a reduced ONNX Runtime build (every graph in mobile/)
 
 The graph is the lean step graph (lean.py) rewritten into the ops NNAPI and both CoreML formats list
-(mobile_ops.py), metadata as step.onnx plus `rnnedge.target = mobile`. Before anything is written it
+(mobile_ops.py), metadata as step.onnx plus `rnnedge.target = mobile`, with what is fixed said as it is
+(`rnnedge.states` [1, ...], `rnnedge.fixed_batch` 1, `rnnedge.ids_dtype`). Before anything is written it
 is checked against PyTorch (fp64, batch 1) and, token by token, against the verified parallel graph,
 at the exporter's tolerance; ORT's mobile usability checker then estimates its NNAPI/CoreML
 partitions, and the manifest's `mobile` section records those figures. A precision variant made
@@ -25,21 +27,20 @@ import io
 import logging
 import re
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
-import onnxruntime as ort
 
 from rnnedge.errors import GraphError, RnnedgeError, VerificationError
 from rnnedge.exporter import verify as vfy
 from rnnedge.exporter.lean import LeanError, lean_step
-from rnnedge.exporter.mobile_ops import MobileError, fix_batch, to_mobile_ops
+from rnnedge.exporter.mobile_ops import MobileError, fix_batch, set_ids_dtype, to_mobile_ops
 from rnnedge.exporter.peephole import PeepholeError
+from rnnedge.exporter.portable import check_metadata
 from rnnedge.exporter.simplify import onnxsim_simplify
-from rnnedge.graphmeta import INPUT_IDS, MANIFEST, graph_file, list_variants
+from rnnedge.graphio import fixed_shape_metadata
+from rnnedge.graphmeta import MANIFEST, graph_file, list_variants
 from rnnedge.io import read_json, write_bytes, write_json
 from rnnedge.ortformat import CONFIG_NAME, convert_to_ort
 
@@ -47,6 +48,7 @@ MOBILE_DIR = "mobile"
 TARGETS = ("default", "mobile", "qnn-htp")
 TARGET_KEY = "rnnedge.target"
 EPS = ("NNAPI", "CoreML MLProgram", "CoreML NeuralNetwork")
+IDS = "int32"  # the mobile graph's default ids dtype: NNAPI's Gather takes int32 indices from a graph input
 
 
 def check_target(target: str) -> str:
@@ -56,13 +58,15 @@ def check_target(target: str) -> str:
     return target
 
 
-def build(step: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, int]]:
-    """The mobile graph for an exported step graph (metadata kept) and the count of each rewrite."""
+def build(step: onnx.ModelProto, ids: str = IDS) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """The mobile graph for an exported step graph (metadata kept, fixed shapes and `ids` said as they
+    are) and the count of each rewrite."""
     try:
         model = lean_step(onnxsim_simplify(step))
         fix_batch(model)
         model = onnxsim_simplify(model)  # with every shape fixed, shape arithmetic folds to constants
         counts = to_mobile_ops(model)
+        counts["ids_casts"] = set_ids_dtype(model, ids)
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     except (LeanError, MobileError, PeepholeError, onnx.shape_inference.InferenceError) as exc:
         raise GraphError(f"cannot make the mobile step graph: {exc}") from exc
@@ -72,8 +76,10 @@ def build(step: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, int]]:
     if dynamic:
         raise GraphError(f"mobile step graph still has values without a fixed shape: {', '.join(dynamic[:5])}")
     del model.metadata_props[:]
-    onnx.helper.set_model_props(model, {**{p.key: p.value for p in step.metadata_props}, TARGET_KEY: "mobile"})
+    meta = fixed_shape_metadata({p.key: p.value for p in step.metadata_props}, 1, ids)
+    onnx.helper.set_model_props(model, {**meta, TARGET_KEY: "mobile"})
     onnx.checker.check_model(model, full_check=True)
+    check_metadata(model, "mobile step")
     return model, counts
 
 
@@ -82,33 +88,19 @@ def _fixed(value: onnx.ValueInfoProto) -> bool:
     return all(d.HasField("dim_value") and d.dim_value > 0 for d in dims)
 
 
-class Int32Ids:
-    """A session that takes the int64 ids the exporter's checks feed and gives the graph int32."""
-
-    def __init__(self, session: ort.InferenceSession) -> None:
-        self.session = session
-
-    def get_inputs(self) -> list[Any]:
-        return list(self.session.get_inputs())
-
-    def run(self, outputs: Sequence[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        feed = {**feed, INPUT_IDS: np.asarray(feed[INPUT_IDS], dtype=np.int32)}
-        return list(self.session.run(outputs, feed))
-
-
 def verify(ref: vfy.Reference, parallel: bytes, mobile: bytes, step_tokens: int = 1000) -> list[vfy.CheckResult]:
     """The mobile graph against PyTorch (fp64, batch 1, random states) and the parallel graph."""
     par = vfy.session(parallel)
-    mob = Int32Ids(vfy.session(mobile))
+    mob = vfy.session(mobile)  # vfy.run feeds the ids in the graph's dtype
     gen = vfy.Inputs(ref.model, seed=11)
     worst = 0.0
     for _ in range(3):
         ids, state = gen.ids(1, 1), gen.state(1)
         want = ref.torch(ids, state)
-        got = vfy.run(mob, ids[:, 0], state)  # type: ignore[arg-type]
+        got = vfy.run(mob, ids[:, 0], state)
         worst = max(worst, vfy._diff(got, [want[0][:, 0], *want[1:]]))
     torch_check = vfy.CheckResult("mobile_vs_torch_fp64", "mobile", worst, ref.tolerance, "batch 1, 3 draws")
-    chain = vfy.check_step_vs_parallel(ref, par, mob, step_tokens)  # type: ignore[arg-type]
+    chain = vfy.check_step_vs_parallel(ref, par, mob, step_tokens)
     chain = vfy.CheckResult("mobile_vs_parallel", "mobile+parallel", chain.max_abs_diff, chain.tolerance, chain.detail)
     return [torch_check, chain]
 
@@ -221,12 +213,12 @@ def package(export_dir: str | Path) -> dict[str, Any]:
 
 
 def export_mobile(
-    step: onnx.ModelProto, parallel: bytes, ref: vfy.Reference, verified: bool
+    step: onnx.ModelProto, parallel: bytes, ref: vfy.Reference, verified: bool, ids: str = IDS
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
     """(files under mobile/ keyed by path relative to the export folder, the manifest's `mobile` section).
 
     VerificationError when the mobile graph disagrees with PyTorch or the parallel graph."""
-    model, counts = build(step)
+    model, counts = build(step, ids)
     data = model.SerializeToString()
     checks = verify(ref, parallel, data) if verified else []
     failed = [c for c in checks if not c.passed]

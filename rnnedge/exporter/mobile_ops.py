@@ -16,7 +16,8 @@ same function:
 - σ(−x) -> 1 − σ(x) everywhere; then single ops: Neg -> Mul by −1, Abs -> 2·Relu(x) − x,
   Max(a, b) -> b + Relu(a − b), Min likewise, Exp -> Pow(e, x); g's max(x + 0.5, σ(x)) (scan.g) ->
   Relu(x) + σ(x − Relu(x)), exact in floating point;
-- the token ids become int32 (NNAPI's Gather takes int32 indices from a graph input).
+- the token ids' dtype is the target's choice (`set_ids_dtype`; mobile.py: int32 by default, since
+  NNAPI's Gather takes int32 indices from a graph input; int64 for a converter that needs it, onnx2tf).
 The embedding Gather is the graph's first node, so an EP without Gather (MLProgram) leaves only that
 one node outside its partition.
 """
@@ -32,7 +33,7 @@ from onnx import TensorProto
 
 from rnnedge.exporter.graphedit import Editor, attr, constants_to_initializers, live_nodes
 from rnnedge.exporter.peephole import one_minus_sigmoid
-from rnnedge.graphmeta import INPUT_IDS
+from rnnedge.graphmeta import IDS_DTYPES, INPUT_IDS
 
 # Abramowitz & Stegun 7.1.26: erf(z) ≈ 1 − (a1 t + ... + a5 t⁵) e^(−z²), t = 1/(1 + p z), z >= 0.
 AS_P = 0.3275911
@@ -246,15 +247,35 @@ def empty_concat_inputs(model: onnx.ModelProto) -> int:
     return count
 
 
-def int32_ids(model: onnx.ModelProto) -> None:
-    """The token ids input becomes int32; every reader must be a Gather taking them as indices."""
+def set_ids_dtype(model: onnx.ModelProto, dtype: str) -> int:
+    """The token ids input becomes `dtype` ('int64' | 'int32'), in place. Gather takes either as its
+    indices and Shape reads no values; any other reader gets a Cast back to int64 (returned: how many)."""
+    if dtype not in IDS_DTYPES:
+        raise MobileError(f"ids dtype {dtype!r} is not one of {', '.join(IDS_DTYPES)}")
     graph = model.graph
-    for node in graph.node:
-        if INPUT_IDS in node.input and (node.op_type != "Gather" or list(node.input).index(INPUT_IDS) != 1):
-            raise MobileError(f"{INPUT_IDS} is read by {node.op_type} {node.name!r}, not only as Gather indices")
-    for value in graph.input:
-        if value.name == INPUT_IDS:
-            value.type.tensor_type.elem_type = TensorProto.INT32
+    value = next((v for v in graph.input if v.name == INPUT_IDS), None)
+    if value is None:
+        raise MobileError(f"the graph has no {INPUT_IDS} input")
+    elem = TensorProto.INT32 if dtype == "int32" else TensorProto.INT64
+    if value.type.tensor_type.elem_type == elem:
+        return 0
+    value.type.tensor_type.elem_type = elem
+    if dtype == "int64":  # back from int32: the readers were already fine with int32
+        return 0
+    others = [
+        n
+        for n in graph.node
+        if INPUT_IDS in n.input
+        and n.op_type != "Shape"
+        and not (n.op_type == "Gather" and list(n.input).index(INPUT_IDS) == 1)
+    ]
+    if others:
+        wide = f"{INPUT_IDS}_int64"
+        cast = onnx.helper.make_node("Cast", [INPUT_IDS], [wide], name="ids_to_int64", to=TensorProto.INT64)
+        for node in others:
+            node.input[:] = [wide if v == INPUT_IDS else v for v in node.input]
+        graph.node.insert(0, cast)
+    return len(others)
 
 
 def fix_batch(model: onnx.ModelProto, batch: int = 1) -> None:
@@ -280,5 +301,4 @@ def to_mobile_ops(model: onnx.ModelProto) -> dict[str, int]:
         "elementary": elementary_ops(model),
     }
     constants_to_initializers(model)
-    int32_ids(model)
     return counts

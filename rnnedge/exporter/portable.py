@@ -9,6 +9,10 @@
 2. `value_info` is dropped: the tracer and onnxsim annotate hundreds of intermediate values with the
    symbolic `batch`/`time` dims, which contradict a fixed shape a runtime is given (tract: `Impossible to
    unify Sym(batch) with Val(1)`). Every runtime infers these shapes itself.
+
+`check_metadata` is the exporter's last check on every graph it writes (step, parallel, mobile/, qnn-htp/):
+the metadata's states layout, fixed batch and ids dtype are what the graph's inputs and outputs declare
+(graphio.io_mismatches, strict).
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from rnnedge.errors import GraphError
 from rnnedge.exporter.graphedit import Editor, attr
+from rnnedge.graphio import Declared, io_mismatches
+from rnnedge.graphmeta import parse_metadata
 
 
 def _prefix_slice(ed: Editor, producers: dict[str, onnx.NodeProto], value: str) -> tuple[str, int, int] | None:
@@ -91,3 +98,22 @@ def portable(model: onnx.ModelProto) -> int:
         count += 1
     ed.finish({})
     return count
+
+
+def declared_io(model: onnx.ModelProto) -> Declared:
+    """Each graph input (initializers excluded) and output: (NumPy dtype name, shape with symbolic dims named)."""
+    inits = {i.name for i in model.graph.initializer}
+    out = {}
+    for value in [*(v for v in model.graph.input if v.name not in inits), *model.graph.output]:
+        tensor = value.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim)
+        out[value.name] = (np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name, dims)
+    return out
+
+
+def check_metadata(model: onnx.ModelProto, what: str) -> None:
+    """GraphError unless the graph's metadata tells the truth about its I/O shapes, batch and ids dtype."""
+    info = parse_metadata({p.key: p.value for p in model.metadata_props}, source=what)
+    problems = io_mismatches(info, declared_io(model), strict=True)
+    if problems:
+        raise GraphError(f"the {what} graph's metadata contradicts the graph: {'; '.join(problems[:3])}")

@@ -26,17 +26,19 @@ from rnnedge import __version__
 from rnnedge.errors import GraphError, RnnedgeError, VerificationError
 from rnnedge.exporter import verify as vfy
 from rnnedge.exporter.lean import LeanError, lean_step
-from rnnedge.exporter.mobile_ops import MobileError, fix_batch
+from rnnedge.exporter.mobile_ops import MobileError, fix_batch, set_ids_dtype
 from rnnedge.exporter.peephole import PeepholeError
+from rnnedge.exporter.portable import check_metadata
 from rnnedge.exporter.qnn_htp_graph import HtpGraphError, to_htp_ops
 from rnnedge.exporter.simplify import onnxsim_simplify
+from rnnedge.graphio import fixed_shape_metadata
 from rnnedge.graphmeta import MANIFEST, list_variants
 from rnnedge.io import json_text
 
 HTP_DIR = "qnn-htp"
 TARGET = "qnn-htp"
 TARGET_KEY = "rnnedge.target"
-BATCH_KEY = "rnnedge.fixed_batch"
+IDS = "int64"  # the HTP graph's default ids dtype (`--ids int32` for a runtime that wants 32-bit indices)
 
 
 def check_batch(batch: int) -> int:
@@ -46,13 +48,15 @@ def check_batch(batch: int) -> int:
     return batch
 
 
-def build(step: onnx.ModelProto, batch: int = 1) -> tuple[onnx.ModelProto, dict[str, int]]:
-    """The HTP graph for an exported step graph (metadata kept, plus the target) and each rewrite's count."""
+def build(step: onnx.ModelProto, batch: int = 1, ids: str = IDS) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """The HTP graph for an exported step graph (metadata kept, plus the target; the fixed batch and the
+    `ids` dtype said as they are) and each rewrite's count."""
     try:
         model = lean_step(onnxsim_simplify(step))
         fix_batch(model, batch)
         model = onnxsim_simplify(model)  # with every shape fixed, shape arithmetic folds to constants
         model, counts = to_htp_ops(model)
+        counts["ids_casts"] = set_ids_dtype(model, ids)
         model = onnxsim_simplify(model)
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     except (LeanError, MobileError, PeepholeError, HtpGraphError, onnx.shape_inference.InferenceError) as exc:
@@ -60,10 +64,11 @@ def build(step: onnx.ModelProto, batch: int = 1) -> tuple[onnx.ModelProto, dict[
     except Exception as exc:  # onnxsim is third-party code
         raise GraphError(f"cannot make the qnn-htp step graph: {type(exc).__name__}: {exc}") from exc
     del model.metadata_props[:]
-    meta = {p.key: p.value for p in step.metadata_props}
-    onnx.helper.set_model_props(model, {**meta, TARGET_KEY: TARGET, BATCH_KEY: str(batch)})
+    meta = fixed_shape_metadata({p.key: p.value for p in step.metadata_props}, batch, ids)
+    onnx.helper.set_model_props(model, {**meta, TARGET_KEY: TARGET})
     model.producer_name, model.producer_version = "rnnedge", __version__
     onnx.checker.check_model(model, full_check=True)
+    check_metadata(model, "qnn-htp step")
     return model, counts
 
 
@@ -109,13 +114,13 @@ def graph_entry(model: onnx.ModelProto, data: bytes) -> dict[str, Any]:
 
 
 def export_htp(
-    step: onnx.ModelProto, parallel: bytes, ref: vfy.Reference, verified: bool, batch: int = 1
+    step: onnx.ModelProto, parallel: bytes, ref: vfy.Reference, verified: bool, batch: int = 1, ids: str = IDS
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
     """(files under qnn-htp/ keyed by path relative to the export folder, the manifest's `qnn_htp` section).
 
     VerificationError when the HTP graph disagrees with PyTorch or the parallel graph."""
     check_batch(batch)
-    model, counts = build(step, batch)
+    model, counts = build(step, batch, ids)
     data = model.SerializeToString()
     checks = verify(ref, parallel, data, batch) if verified else []
     failed = [c for c in checks if not c.passed]

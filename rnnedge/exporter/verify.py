@@ -52,8 +52,10 @@ def session(graph: bytes, providers: Sequence[str] = ("CPUExecutionProvider",)) 
 
 
 def run(sess: ort.InferenceSession, ids: np.ndarray, state: Sequence[np.ndarray]) -> list[np.ndarray]:
-    names = [i.name for i in sess.get_inputs()]
-    return list(sess.run(None, dict(zip(names, [ids, *state], strict=True))))
+    """One call; the ids in the dtype the graph declares (int64, or int32: `export --ids int32`)."""
+    inputs = sess.get_inputs()
+    ids = ids.astype(np.int32) if inputs[0].type == "tensor(int32)" else ids
+    return list(sess.run(None, dict(zip([i.name for i in inputs], [ids, *state], strict=True))))
 
 
 def _diff(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:

@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from rnnedge.errors import GraphError, RnnedgeError
+from rnnedge.graphio import io_mismatches
 from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo, parse_metadata
 from rnnedge.inference.providers import ProviderArg, choice_entries, cuda_graph_enabled, routed_target
 
@@ -121,7 +122,8 @@ class GraphSession:
 
     @functools.cached_property
     def ids_dtype(self) -> np.dtype:
-        """The token ids' dtype: int64, or int32 in a mobile-target graph (exporter/mobile.py)."""
+        """The token ids' dtype as the graph declares it: int64, or int32 (the mobile graph, `export --ids
+        int32`); check_io has checked it against rnnedge.ids_dtype where the file records that."""
         ids = next(i for i in self.session.get_inputs() if i.name == INPUT_IDS)
         return np.dtype(np.int32) if ids.type == "tensor(int32)" else np.dtype(np.int64)
 
@@ -196,6 +198,11 @@ def check_io(sess: ort.InferenceSession, info: GraphInfo, source: str) -> None:
     vocab_dim = outputs[LOGITS].shape[-1]
     if isinstance(vocab_dim, int) and vocab_dim != len(info.vocab):
         raise GraphError(f"{source}: logits have {vocab_dim} entries but the vocabulary has {len(info.vocab)}")
+    names = {v: k for k, v in ORT_TYPES.items()}
+    declared = {a.name: (names.get(a.type, a.type), tuple(a.shape)) for a in [*inputs.values(), *outputs.values()]}
+    problems = io_mismatches(info, declared, strict=False)  # the ids dtype and a fixed batch, where recorded
+    if problems:
+        raise GraphError(f"{source}: {problems[0]}")
 
 
 def open_graph(
