@@ -3,6 +3,7 @@ operator config, and ORT's mobile checker figures (fp32 and a QDQ int8 variant) 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -90,8 +91,10 @@ def test_mobile_graph_fixed_shapes_op_set_and_metadata(exports: dict, arch: str)
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta[mobile.TARGET_KEY] == "mobile"
     info = parse_metadata(meta, "mobile/step.onnx")
-    step = onnx.load(result.paths["step"])
-    assert info == parse_metadata({p.key: p.value for p in step.metadata_props}, "step.onnx")
+    step = parse_metadata({p.key: p.value for p in onnx.load(result.paths["step"]).metadata_props}, "step.onnx")
+    fixed = tuple(dataclasses.replace(s, shape=(1, *s.shape[1:])) for s in step.states)  # the truth: [1, ...]
+    assert info == dataclasses.replace(step, states=fixed, ids_dtype="int32", fixed_batch=1)
+    assert step.ids_dtype == "int64" and step.fixed_batch is None
 
 
 @pytest.mark.parametrize("arch", MOBILE_ARCHS)
