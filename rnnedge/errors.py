@@ -47,3 +47,9 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) during work that knows what it kept: the message says what and how to go on.
 
     A KeyboardInterrupt, so everything that cleans up on Ctrl-C still does; the CLI prints the message."""
+
+
+class ExportChanged(UserWarning):
+    """A graph in an export folder no longer has the bytes rnnedge wrote (its ledger's / manifest's sha256):
+    something rewrote it after the export, e.g. a converter run in place (onnx2tf runs `onnxsim IN IN`).
+    The CLI prints it as one `rnnedge: warning:` line; the file is still loaded."""

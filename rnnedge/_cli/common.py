@@ -7,13 +7,14 @@ import functools
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 import typer
 
-from rnnedge.errors import Interrupted, RnnedgeError
+from rnnedge.errors import ExportChanged, Interrupted, RnnedgeError
 from rnnedge.progress import close_all
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,12 +36,24 @@ def domain_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", ExportChanged)
+                shown = warnings.showwarning
+                warnings.showwarning = functools.partial(_warning_line, shown)
+                return func(*args, **kwargs)
         except BaseException as exc:
             close_all()  # a progress bar still drawn goes before the error line
             raise _one_line(exc) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _warning_line(shown: Callable[..., Any], message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+    """rnnedge's own warnings (ExportChanged) as one `rnnedge: warning:` line on stderr; others as Python shows them."""
+    if issubclass(category, ExportChanged):
+        typer.echo(f"rnnedge: warning: {message}", err=True)
+    else:
+        shown(message, category, *args, **kwargs)
 
 
 def _one_line(exc: BaseException) -> BaseException:

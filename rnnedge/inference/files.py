@@ -1,12 +1,20 @@
-"""Finding a graph file: an export folder plus (kind, variant) -> the file, or one line naming what is there."""
+"""Finding a graph file: an export folder plus (kind, variant) -> the file, or one line naming what is there;
+and whether a graph still has the bytes rnnedge wrote (`changed_since_export`)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import warnings
 from pathlib import Path
 
-from rnnedge.errors import GraphError
-from rnnedge.graphmeta import FP32, graph_file, list_variants
+from rnnedge import ownership
+from rnnedge.errors import ExportChanged, GraphError, RnnedgeError
+from rnnedge.graphmeta import FP32, MANIFEST, graph_file, list_variants
+
+_SEEN: dict[tuple[str, int, int], str | None] = {}  # (path, size, mtime_ns) -> the note (hash once per version)
+_WARNED: set[str] = set()  # notes already issued in this process
 
 
 def graph_path(path: str | os.PathLike[str], kind: str, variant: str = FP32) -> Path:
@@ -29,3 +37,54 @@ def graph_path(path: str | os.PathLike[str], kind: str, variant: str = FP32) -> 
     if not p.exists():
         raise GraphError(f"graph not found: {p}")
     return p
+
+
+def _recorded(path: Path) -> tuple[Path, list[str]] | None:
+    """(the record, the sha256s it accepts for `path`): the ledger of its folder or of the export folder
+    above it (mobile/step.onnx), else the export manifest's graph entry (a folder of an older rnnedge)."""
+    for root, rel in ((path.parent, path.name), (path.parent.parent, f"{path.parent.name}/{path.name}")):
+        try:
+            ledger = ownership.read_ledger(root)
+        except RnnedgeError:  # a damaged ledger: its own commands refuse it; this is only a check
+            ledger = None
+        if ledger is not None and ledger.files.get(rel):
+            return root / ownership.LEDGER, [e.sha256 for e in ledger.files[rel]]
+    try:
+        manifest = json.loads((path.parent / MANIFEST).read_text(encoding="utf-8"))
+        entry = next(g for g in manifest["graphs"].values() if isinstance(g, dict) and g.get("file") == path.name)
+        return path.parent / MANIFEST, [str(entry["sha256"])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration, RecursionError):
+        return None
+
+
+def changed_since_export(path: str | os.PathLike[str]) -> str | None:
+    """One line when `path` is a graph rnnedge wrote into an export folder whose bytes no longer match the
+    sha256 recorded there (the folder's ledger, or manifest.json), else None."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SEEN:
+        record = _recorded(p)
+        note = None
+        if record is not None:
+            digest = hashlib.sha256(p.read_bytes()).hexdigest()
+            if digest not in record[1]:
+                note = (
+                    f"{p} changed since rnnedge wrote it (its sha256 is not the one in {record[0].name}): "
+                    "a tool rewrote it in place? (onnx2tf runs `onnxsim IN IN`: convert a copy); re-export to be sure"
+                )
+        _SEEN[key] = note
+    return _SEEN[key]
+
+
+def warn_if_changed(path: str | os.PathLike[str]) -> str | None:
+    """`changed_since_export(path)`, issued once per process as an ExportChanged warning (the CLI prints
+    one line)."""
+    note = changed_since_export(path)
+    if note is not None and note not in _WARNED:
+        _WARNED.add(note)
+        warnings.warn(note, ExportChanged, stacklevel=3)
+    return note

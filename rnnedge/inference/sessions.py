@@ -14,6 +14,7 @@ import onnxruntime as ort
 from rnnedge.errors import GraphError, RnnedgeError
 from rnnedge.graphio import io_mismatches
 from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo, parse_metadata
+from rnnedge.inference.files import warn_if_changed
 from rnnedge.inference.providers import ProviderArg, choice_entries, cuda_graph_enabled, routed_target
 
 # ORT's type strings for the dtypes a state may have (graphmeta.STATE_DTYPES).
@@ -227,4 +228,6 @@ def open_graph(
         other = "parallel.onnx" if kind == "parallel" else "step.onnx"
         raise GraphError(f"{where} is a {info.kind} graph; this needs a {kind} graph ({other})")
     check_io(sess, info, where)
+    if not isinstance(source, bytes):
+        warn_if_changed(source)  # a graph rewritten since the export loads, with one warning line
     return GraphSession(sess, info, "<bytes>" if isinstance(source, bytes) else str(source))

@@ -15,6 +15,7 @@ from typing import Any
 from rnnedge.errors import GraphError
 from rnnedge.graphmeta import GRAPH_KINDS, MANIFEST, list_variants, split_graph_file
 from rnnedge.inference import open_graph
+from rnnedge.inference.files import changed_since_export
 
 ATTENTION = ("transformer", "aaren")  # archs whose n_heads / window mean something
 QUANT_KEYS = ("loss_fp32", "loss_variant", "loss_delta", "eval_source", "converted_nodes", "kept_float_labels")
@@ -47,6 +48,9 @@ def _graph(path: Path, kind: str | None) -> dict[str, Any]:
         "config": info.config,
         "vocab_size": len(info.vocab),
         "version": info.version,
+        "ids_dtype": graph.ids_dtype.name,
+        "fixed_batch": graph.fixed_batch,
+        "changed_since_export": changed_since_export(path),  # None, or the one line saying so
     }
 
 
@@ -123,5 +127,7 @@ def format_inspect(report: dict[str, Any]) -> str:
     ]
     if report["ort_files"]:
         lines.append("ORT format files: " + ", ".join(report["ort_files"]))
+    changed = [g["changed_since_export"] for k in report["variants"].values() for g in k.values()]
+    lines += [f"changed: {note}" for note in changed if note]
     lines.append("config: " + json.dumps(cfg, sort_keys=True))
     return "\n".join(lines)
