@@ -39,7 +39,7 @@ def domain_errors(func: F) -> F:
             with warnings.catch_warnings():
                 warnings.simplefilter("always", ExportChanged)
                 shown = warnings.showwarning
-                warnings.showwarning = functools.partial(_warning_line, shown)
+                warnings.showwarning = functools.partial(_warning_line, shown, set())
                 return func(*args, **kwargs)
         except BaseException as exc:
             close_all()  # a progress bar still drawn goes before the error line
@@ -48,10 +48,15 @@ def domain_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _warning_line(shown: Callable[..., Any], message: Any, category: type, *args: Any, **kwargs: Any) -> None:
-    """rnnedge's own warnings (ExportChanged) as one `rnnedge: warning:` line on stderr; others as Python shows them."""
+def _warning_line(
+    shown: Callable[..., Any], said: set[str], message: Any, category: type, *args: Any, **kwargs: Any
+) -> None:
+    """rnnedge's own warnings (ExportChanged) as one `rnnedge: warning:` line on stderr, each once per
+    command; others as Python shows them."""
     if issubclass(category, ExportChanged):
-        typer.echo(f"rnnedge: warning: {message}", err=True)
+        if str(message) not in said:
+            said.add(str(message))
+            typer.echo(f"rnnedge: warning: {message}", err=True)
     else:
         shown(message, category, *args, **kwargs)
 

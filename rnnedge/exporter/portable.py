@@ -6,6 +6,10 @@
    clamping, and `T - s` wraps negative (`Invalid range 0..18446744073709551601`). The same value is
    `Pad(x, s fill steps before t = 0)[:, :-s]`: its Slice end is (T + s) - s = T, never out of range, for
    any T. The Pad's fill block is s long instead of min(s, T) (at most 2^levels steps in all passes).
+   Aaren's scan shifts its running max by its own first values, `Concat([m[:, :s], m[:, :-s]])`, whose
+   tail has the same `T - s` end, and its head's end s is past T when T < s (tract does not clamp that
+   either); it becomes `Concat([Pad(m, s after)[:, :s], m])[:, :T]`, the end T read from Shape(m): for
+   T >= s that is m[:s] then m[:T-s], for T < s it is m, as before, and every bound is in range.
 2. `value_info` is dropped: the tracer and onnxsim annotate hundreds of intermediate values with the
    symbolic `batch`/`time` dims, which contradict a fixed shape a runtime is given (tract: `Impossible to
    unify Sym(batch) with Val(1)`). Every runtime infers these shapes itself.
@@ -65,6 +69,20 @@ def _shift_of(
     return x, -end, axis, fill_value
 
 
+def _self_shift_of(
+    ed: Editor, producers: dict[str, onnx.NodeProto], node: onnx.NodeProto
+) -> tuple[str, int, int] | None:
+    """(x, axis, s) when `node` is Concat([x[..., :s], x[..., :-s]]) along a non-negative axis (aaren's m_back)."""
+    if node.op_type != "Concat" or len(node.input) != 2:
+        return None
+    head, tail = (_prefix_slice(ed, producers, v) for v in node.input)
+    if head is None or tail is None or head[0] != tail[0] or head[2] != tail[2] or attr(node, "axis") != head[2]:
+        return None
+    if head[1] <= 0 or tail[1] != -head[1] or head[2] < 0:
+        return None
+    return head[0], head[2], head[1]
+
+
 def _rank(model: onnx.ModelProto, value: str) -> int | None:
     """The rank of `value` from ONNX shape inference, or None when it is not known."""
     for info in [*model.graph.value_info, *model.graph.input, *model.graph.output]:
@@ -74,7 +92,8 @@ def _rank(model: onnx.ModelProto, value: str) -> int | None:
 
 
 def portable(model: onnx.ModelProto) -> int:
-    """Rewrite every scan shift as Pad + Slice and drop `value_info`, in place; returns how many shifts.
+    """Rewrite every scan shift as Pad + Slice (aaren's self-shift as Concat + Slice to T) and drop
+    `value_info`, in place; returns how many shifts.
 
     The rewritten graph computes the same values (bit for bit in ONNX Runtime: the same copies and
     fills); a graph without shifts (every step graph) only loses its `value_info`.
@@ -84,6 +103,24 @@ def portable(model: onnx.ModelProto) -> int:
     producers = {v: n for n in model.graph.node for v in n.output}
     count = 0
     for node in model.graph.node:
+        own = _self_shift_of(ed, producers, node)
+        own_rank = _rank(inferred, own[0]) if own is not None else None
+        if own is not None and own_rank is not None and own[1] < own_rank:
+            x, axis, steps = own
+            pads = [0] * (2 * own_rank)
+            pads[own_rank + axis] = steps  # `steps` zeros after the end of `axis`: x[:, :s] is in range
+            tail_padded = ed.add1("Pad", [x, ed.const(pads, np.int64), ed.const(0.0, np.float32)], "self_shift_pad")
+            axes = ed.const([axis], np.int64)
+            head = ed.add1("Slice", [tail_padded, ed.const([0], np.int64), ed.const([steps], np.int64), axes])
+            both = ed.add1("Concat", [head, x], "self_shift", axis=axis)  # (.., s + T, ..)
+            length = ed.add1("Shape", [x], "self_shift_len", start=axis, end=axis + 1)  # [T]
+            ed.nodes.append(
+                onnx.helper.make_node(
+                    "Slice", [both, ed.const([0], np.int64), length, axes], list(node.output), name=node.name
+                )
+            )
+            count += 1
+            continue
         shift = _shift_of(ed, producers, node)
         rank = _rank(inferred, shift[0]) if shift is not None else None
         if shift is None or rank is None or shift[2] >= rank:

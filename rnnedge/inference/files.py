@@ -13,8 +13,7 @@ from rnnedge import ownership
 from rnnedge.errors import ExportChanged, GraphError, RnnedgeError
 from rnnedge.graphmeta import FP32, MANIFEST, graph_file, list_variants
 
-_SEEN: dict[tuple[str, int, int], str | None] = {}  # (path, size, mtime_ns) -> the note (hash once per version)
-_WARNED: set[str] = set()  # notes already issued in this process
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256: hashed once per version
 
 
 def graph_path(path: str | os.PathLike[str], kind: str, variant: str = FP32) -> Path:
@@ -65,26 +64,24 @@ def changed_since_export(path: str | os.PathLike[str]) -> str | None:
         st = p.stat()
     except OSError:
         return None
+    record = _recorded(p)
+    if record is None:
+        return None
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SEEN:
-        record = _recorded(p)
-        note = None
-        if record is not None:
-            digest = hashlib.sha256(p.read_bytes()).hexdigest()
-            if digest not in record[1]:
-                note = (
-                    f"{p} changed since rnnedge wrote it (its sha256 is not the one in {record[0].name}): "
-                    "a tool rewrote it in place? (onnx2tf runs `onnxsim IN IN`: convert a copy); re-export to be sure"
-                )
-        _SEEN[key] = note
-    return _SEEN[key]
+    if key not in _DIGESTS:
+        _DIGESTS[key] = hashlib.sha256(p.read_bytes()).hexdigest()
+    if _DIGESTS[key] in record[1]:
+        return None
+    return (
+        f"{p} changed since rnnedge wrote it (its sha256 is not the one in {record[0].name}): a tool rewrote "
+        "it in place? (onnx2tf runs `onnxsim IN IN`: convert a copy); re-export to be sure"
+    )
 
 
 def warn_if_changed(path: str | os.PathLike[str]) -> str | None:
-    """`changed_since_export(path)`, issued once per process as an ExportChanged warning (the CLI prints
-    one line)."""
+    """`changed_since_export(path)`, issued as an ExportChanged warning (the CLI prints it once per command,
+    as one line)."""
     note = changed_since_export(path)
-    if note is not None and note not in _WARNED:
-        _WARNED.add(note)
+    if note is not None:
         warnings.warn(note, ExportChanged, stacklevel=3)
     return note
