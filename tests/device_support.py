@@ -60,7 +60,12 @@ def build(root: Path, arch: str) -> DeviceExport:
     return DeviceExport(arch, folder, htp, opset20, graphs_of(folder, htp, opset20))
 
 
+_BUILT: dict[str, DeviceExport] = {}  # one build per test session, whichever module asks first
+
+
 @pytest.fixture(scope="session")
 def device_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DeviceExport]:
-    root = tmp_path_factory.mktemp("device-graphs")
-    return {arch: build(root, arch) for arch in MIXER_NAMES}
+    if not _BUILT:
+        root = tmp_path_factory.mktemp("device-graphs")
+        _BUILT.update({arch: build(root, arch) for arch in MIXER_NAMES})
+    return _BUILT

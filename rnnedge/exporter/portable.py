@@ -10,6 +10,10 @@
    tail has the same `T - s` end, and its head's end s is past T when T < s (tract does not clamp that
    either); it becomes `Concat([Pad(m, s after)[:, :s], m])[:, :T]`, the end T read from Shape(m): for
    T >= s that is m[:s] then m[:T-s], for T < s it is m, as before, and every bound is in range.
+3. (listed here, done first) A `Mod(a, b)` whose `a` is broadcast gets `a + (b - b)` as its first input,
+   the same values at the output's shape: tract 0.23 computes `b mod a` when only `a` is broadcast
+   (`Mod([[7]], [6, 628])` gave `[[6, 5]]`), and the transformer's rotary angle `pos mod periods` then
+   divides by the zero start position, a Rust panic that aborts the process.
 2. `value_info` is dropped: the tracer and onnxsim annotate hundreds of intermediate values with the
    symbolic `batch`/`time` dims, which contradict a fixed shape a runtime is given (tract: `Impossible to
    unify Sym(batch) with Val(1)`). Every runtime infers these shapes itself.
@@ -83,6 +87,32 @@ def _self_shift_of(
     return head[0], head[2], head[1]
 
 
+def _shape(model: onnx.ModelProto, value: str) -> list[int | str] | None:
+    """The shape of `value` from ONNX shape inference (symbolic dims by name; '?' unknown), or None."""
+    for info in [*model.graph.value_info, *model.graph.input, *model.graph.output]:
+        if info.name == value and info.type.tensor_type.HasField("shape"):
+            dims = info.type.tensor_type.shape.dim
+            return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+    return None
+
+
+def broadcast_mod_dividends(model: onnx.ModelProto, inferred: onnx.ModelProto) -> int:
+    """Each Mod whose dividend is not already the output's shape reads `a + (b - b)` instead (see 3. above);
+    returns how many."""
+    ed = Editor(model, "portable_mod")
+    count = 0
+    for node in model.graph.node:
+        a, out = (_shape(inferred, v) for v in (node.input[0], node.output[0])) if node.op_type == "Mod" else (0, 0)
+        if node.op_type != "Mod" or (a is not None and a == out and "?" not in a):
+            ed.keep(node)
+            continue
+        zero = ed.add1("Sub", [node.input[1], node.input[1]], "mod_zero")  # b's shape and dtype, all 0
+        ed.keep(node, [ed.add1("Add", [node.input[0], zero], "mod_dividend"), node.input[1]])
+        count += 1
+    ed.finish({})
+    return count
+
+
 def _rank(model: onnx.ModelProto, value: str) -> int | None:
     """The rank of `value` from ONNX shape inference, or None when it is not known."""
     for info in [*model.graph.value_info, *model.graph.input, *model.graph.output]:
@@ -99,6 +129,7 @@ def portable(model: onnx.ModelProto) -> int:
     fills); a graph without shifts (every step graph) only loses its `value_info`.
     """
     inferred = onnx.shape_inference.infer_shapes(model)
+    broadcast_mod_dividends(model, inferred)
     ed = Editor(model, "portable")
     producers = {v: n for n in model.graph.node for v in n.output}
     count = 0
