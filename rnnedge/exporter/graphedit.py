@@ -49,6 +49,7 @@ class Editor:
         self._count = 0
         self._taken = {v for n in self.graph.node for v in (*n.input, *n.output)}
         self._taken |= {i.name for i in self.graph.initializer} | {i.name for i in self.graph.input}
+        self._taken |= {n.name for n in self.graph.node}  # node names too: a second pass must not repeat them
 
     def fresh(self, hint: str = "v") -> str:
         """A value name not used anywhere in the graph."""

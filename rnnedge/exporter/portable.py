@@ -13,7 +13,9 @@
 3. (listed here, done first) A `Mod(a, b)` whose `a` is broadcast gets `a + (b - b)` as its first input,
    the same values at the output's shape: tract 0.23 computes `b mod a` when only `a` is broadcast
    (`Mod([[7]], [6, 628])` gave `[[6, 5]]`), and the transformer's rotary angle `pos mod periods` then
-   divides by the zero start position, a Rust panic that aborts the process.
+   divides by the zero start position, a Rust panic that aborts the process. A scalar Mod (shape
+   arithmetic: the window padding `(-T) mod W`) tract folds with Rust's `%`, whose sign is the
+   dividend's (-3, not W - 3): it is taken as `((a mod b) + b) mod b`, the same value under both rules.
 2. `value_info` is dropped: the tracer and onnxsim annotate hundreds of intermediate values with the
    symbolic `batch`/`time` dims, which contradict a fixed shape a runtime is given (tract: `Impossible to
    unify Sym(batch) with Val(1)`). Every runtime infers these shapes itself.
@@ -96,18 +98,35 @@ def _shape(model: onnx.ModelProto, value: str) -> list[int | str] | None:
     return None
 
 
-def broadcast_mod_dividends(model: onnx.ModelProto, inferred: onnx.ModelProto) -> int:
-    """Each Mod whose dividend is not already the output's shape reads `a + (b - b)` instead (see 3. above);
-    returns how many."""
+def tract_safe_mods(model: onnx.ModelProto, inferred: onnx.ModelProto) -> int:
+    """Each Mod whose dividend is not already the output's shape reads `a + (b - b)` instead, and a
+    scalar dividend (shape arithmetic) is taken as `((a mod b) + b) mod b` (see 3. above); returns how
+    many Mods changed."""
     ed = Editor(model, "portable_mod")
+    producers = {v: n for n in model.graph.node for v in n.output}
     count = 0
     for node in model.graph.node:
-        a, out = (_shape(inferred, v) for v in (node.input[0], node.output[0])) if node.op_type == "Mod" else (0, 0)
-        if node.op_type != "Mod" or (a is not None and a == out and "?" not in a):
+        lift = producers.get(node.input[0]) if node.op_type == "Mod" else None
+        first = producers.get(lift.input[0]) if lift is not None and lift.op_type == "Add" else None
+        if first is not None and first.op_type == "Mod" and lift.input[1] == first.input[1] == node.input[1]:
+            ed.keep(node)  # already lifted (a second pass, after onnxsim)
+            continue
+        if node.op_type != "Mod":
             ed.keep(node)
             continue
-        zero = ed.add1("Sub", [node.input[1], node.input[1]], "mod_zero")  # b's shape and dtype, all 0
-        ed.keep(node, [ed.add1("Add", [node.input[0], zero], "mod_dividend"), node.input[1]])
+        a, out = _shape(inferred, node.input[0]), _shape(inferred, node.output[0])
+        same = a is not None and a == out and "?" not in a
+        if same and a != []:
+            ed.keep(node)
+            continue
+        dividend, divisor = node.input[0], node.input[1]
+        if not same:
+            zero = ed.add1("Sub", [divisor, divisor], "mod_zero")  # b's shape and dtype, all 0
+            dividend = ed.add1("Add", [dividend, zero], "mod_dividend")
+        if a == []:  # tract folds a scalar's Mod as Rust's `%` (sign of the dividend): lift it into [0, b)
+            first = ed.add1("Mod", [dividend, divisor], "mod_first", fmod=attr(node, "fmod", 0))
+            dividend = ed.add1("Add", [first, divisor], "mod_lifted")
+        ed.keep(node, [dividend, divisor])
         count += 1
     ed.finish({})
     return count
@@ -129,7 +148,7 @@ def portable(model: onnx.ModelProto) -> int:
     fills); a graph without shifts (every step graph) only loses its `value_info`.
     """
     inferred = onnx.shape_inference.infer_shapes(model)
-    broadcast_mod_dividends(model, inferred)
+    tract_safe_mods(model, inferred)
     ed = Editor(model, "portable")
     producers = {v: n for n in model.graph.node for v in n.output}
     count = 0

@@ -6,10 +6,14 @@ whole graph for that shape, and keeps the result per input shape (a step graph c
 graph once per chunk length). tract computes on one thread here: `threads` is recorded, not applied.
 
 What tract needs from a graph, and the exporter provides (exporter/portable.py): no symbolic `value_info`
-contradicting the fixed shapes it is given (`Impossible to unify Sym(batch) with Val(1)`), and Slice
+contradicting the fixed shapes it is given (`Impossible to unify Sym(batch) with Val(1)`), Slice
 bounds that stay inside [0, T] (tract does not clamp them as ONNX says; the doubling scan's `T - 2^k`
-wrapped negative). The graph's metadata is read from the file: tract keeps it, but its Python API
-cannot return string tensors.
+wrapped negative, aaren's head `m[:, :2^k]` ran past T), and Mods tract computes as ONNX does (0.23
+takes `b mod a` when only the dividend is broadcast, and folds a scalar shape Mod with the dividend's
+sign: the transformer's step graph aborted the process with a Rust panic, its window padding went
+negative). The graph's metadata is read from the file: tract keeps it, but its Python API cannot
+return string tensors, nor a shape-derived integer output: the transformer's parallel graph (its
+position state is `pos + T`) does not run here (tests/test_runtimes.py records it).
 """
 
 from __future__ import annotations
