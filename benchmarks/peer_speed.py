@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,9 +107,9 @@ def main() -> None:
     lm = loaded.model.eval()
     calib, stream = etp.held_out(text, loaded.vocab, args.steps)
     split = int(len(text) * 0.9)
-    result: dict[str, Any] = {"env": etp.machine() | etp.versions("onnxruntime", "openvino", "tract", "executorch", "torch"),
-                              "settings": {k: v for k, v in vars(args).items() if k not in ("data", "out")}
-                              | {"data": args.data.name, "threads": 1, "batch": 1}}  # fmt: skip
+    env = etp.machine() | etp.versions("onnxruntime", "openvino", "tract", "executorch", "torch")
+    settings = {k: v for k, v in vars(args).items() if k not in ("data", "out")}
+    result: dict[str, Any] = {"env": env, "settings": settings | {"data": args.data.name, "threads": 1, "batch": 1}}
     with tempfile.TemporaryDirectory(prefix="rnnedge-peer-speed-") as tmp:
         export = Path(tmp) / "export"
         export_model(default_model_path(), export, max_seq_len=256)
@@ -125,7 +124,7 @@ def main() -> None:
         for recipe, quant in (("fp32", False), ("int8-dynamic", True)):
             pte, _ = etp.lower(lm, quant, calib)
             steps[f"executorch|{recipe}"] = etp.executorch_step(pte, lm)
-        ref_step, ref_reset = steps["rnnedge|fp32"]
+        ref_step, _ = steps["rnnedge|fp32"]
         ref = etp.stream_logits(ref_step, stream)
         agreement = {}
         for key, (step, reset) in steps.items():
@@ -155,10 +154,12 @@ def verdict(cells: list[dict[str, Any]]) -> dict[str, Any]:
     peers = [c for c in cells if c["runtime"] != "rnnedge"]
     fastest = min(peers, key=lambda c: c["p50_us"])
     fp32 = next(c for c in cells if c["runtime"] == "rnnedge" and c["recipe"] == "fp32")
-    return {"rnnedge_fastest": f"{ours['recipe']} ({ours['p50_us']:.1f} µs)",
-            "fastest_peer": f"{fastest['runtime']} {fastest['recipe']} ({fastest['p50_us']:.1f} µs)",
-            "fastest_over_fastest_peer": ours["p50_us"] / fastest["p50_us"],
-            "fp32_over_peer_fp32": {c["runtime"]: fp32["p50_us"] / c["p50_us"] for c in peers if c["recipe"] == "fp32"}}  # fmt: skip
+    return {
+        "rnnedge_fastest": f"{ours['recipe']} ({ours['p50_us']:.1f} µs)",
+        "fastest_peer": f"{fastest['runtime']} {fastest['recipe']} ({fastest['p50_us']:.1f} µs)",
+        "fastest_over_fastest_peer": ours["p50_us"] / fastest["p50_us"],
+        "fp32_over_peer_fp32": {c["runtime"]: fp32["p50_us"] / c["p50_us"] for c in peers if c["recipe"] == "fp32"},
+    }
 
 
 if __name__ == "__main__":
