@@ -45,6 +45,7 @@ FORMAT_VERSION = 3  # the newest this rnnedge reads; char-vocabulary graphs are 
 CHAR_FORMAT = 2
 INPUT_IDS = "input_ids"
 LOGITS = "logits"
+TOKEN_TABLE_PREFIX = "rnnedge_token_table"  # step-graph initializers of per-token values (exporter/token_tables.py)
 GRAPH_KINDS = ("parallel", "step")
 BATCH = "batch"  # the one symbolic dimension a state may have
 FP32 = "fp32"  # the variant name of the exported graphs themselves

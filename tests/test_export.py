@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from unittest import mock
 
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from rnnedge.exporter import export_model
+from rnnedge.exporter.token_tables import TABLE_PREFIX
 from rnnedge.graphmeta import INPUT_IDS, LOGITS, MANIFEST, graph_file, parse_metadata
 from rnnedge.models import ModelConfig, build_model, mixer_spec
 from rnnedge.models.scan import sequential_attention, sequential_scan
@@ -163,7 +165,22 @@ def test_step_graph_records_its_weight_products(exported: dict, arch: str) -> No
     step = onnx.load(result.paths["step"])
     info = parse_metadata({p.key: p.value for p in step.metadata_props}, "step")
     assert info.matmuls == tiny_lm(arch).config.weight_products()
-    assert sorted((k, n) for _, k, n in info.matmuls) == constant_weight_products(step)
+    declared, done = Counter((k, n) for _, k, n in info.matmuls), Counter(constant_weight_products(step))
+    assert not done - declared  # the graph does no product its metadata does not declare
+    tabled = declared - done  # products of the token id alone, folded into per-token tables (token_tables.py)
+    tables = [t for t in step.graph.initializer if t.name.startswith(TABLE_PREFIX)]
+    assert bool(tabled) == bool(tables)
+    assert all(k == tiny_lm(arch).config.d_model for k, _ in tabled)  # the first layer's input projections
+
+
+def test_token_tables_replace_the_first_layers_token_only_work(exported: dict) -> None:
+    """minGRU's first-layer gates read only x_t: Gather + LayerNorm + Gemm + Split + σ... become Gathers
+    of per-token tables, and each table row is what that cone computes for that id."""
+    _, result = exported["mingru"]
+    step = onnx.load(result.paths["step"])
+    gathers = [n for n in step.graph.node if n.op_type == "Gather" and n.input[0].startswith(TABLE_PREFIX)]
+    assert len(gathers) == 3  # the residual embedding, z and g(h̃) of block 0
+    assert not any(n.op_type == "Gather" and not n.input[0].startswith(TABLE_PREFIX) for n in step.graph.node)
 
 
 @pytest.mark.parametrize("arch", ["lstm", "minlstm"])

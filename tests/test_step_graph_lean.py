@@ -16,6 +16,7 @@ from rnnedge.exporter import export_model, trace
 from rnnedge.exporter.lean import LeanError, lean_step
 from rnnedge.exporter.peephole import interpolations, one_minus_sigmoid
 from rnnedge.exporter.simplify import onnxsim_simplify, step_simplify
+from rnnedge.exporter.token_tables import token_tables
 from rnnedge.models.scan import g
 from tests.conftest import ARCHS, tiny_model
 from tests.test_export import make_checkpoint
@@ -81,14 +82,14 @@ def test_lean_step_graph_drops_the_time_axis_and_keeps_the_function(arch: str, t
             assert np.abs(got - want).max() <= 1e-5
     kept = step_simplify(onnx.load_from_string(trace.trace_step(model, 17)))
     if len(lean.graph.node) >= len(simplified.graph.node):  # attention: the unit axis moves with a Transpose
-        assert not cells and len(kept.graph.node) == len(simplified.graph.node)  # the exporter keeps onnxsim's
+        assert not cells and len(kept.graph.node) == len(token_tables(simplified).graph.node)  # onnxsim's, tabled
         return
     ops = Counter(n.op_type for n in lean.graph.node)
     if cells:
         assert not set(ops) & SHAPE_OPS, ops
         assert not set(ops) & {"Neg", "Where", "GreaterOrEqual"} or arch == "minlstm", ops  # minLSTM: softplus(−k)
         assert ops["Gather"] == 1  # the embedding; the scan's time-step Gathers are gone
-    assert len(kept.graph.node) == len(lean.graph.node)
+    assert len(kept.graph.node) == len(token_tables(lean).graph.node)  # the exporter's: lean, then token tables
     assert _ort_nodes(lean, tmp_path) < _ort_nodes(simplified, tmp_path)
 
 

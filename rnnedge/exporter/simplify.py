@@ -1,7 +1,8 @@
 """onnxsim with a guard: a simplified graph is kept only if it is smaller, still dynamic and verified.
 
 The step graph gets onnxsim and then rnnedge's own step pass (lean.py: no unit time axis, fewer
-nodes per token); when that pass cannot rewrite a graph, the step graph keeps onnxsim's result.
+nodes per token); when that pass cannot rewrite a graph, the step graph keeps onnxsim's result. Last,
+token_tables.py turns what the step computes from the token id alone into per-token lookups.
 """
 
 from __future__ import annotations
@@ -26,15 +27,17 @@ def onnxsim_simplify(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def step_simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     """onnxsim, then the lean step pass (lean.py); onnxsim's graph alone where the pass gives up or
-    saves no node (attention: the unit axis moves with a Transpose, so most of it comes back)."""
+    saves no node (attention: the unit axis moves with a Transpose, so most of it comes back); then
+    the token tables (token_tables.py)."""
     from rnnedge.exporter.lean import LeanError, lean_step
+    from rnnedge.exporter.token_tables import token_tables
 
     simplified = onnxsim_simplify(model)
     try:
         lean = lean_step(simplified)
     except LeanError:
-        return simplified
-    return lean if len(lean.graph.node) < len(simplified.graph.node) else simplified
+        return token_tables(simplified)
+    return token_tables(lean if len(lean.graph.node) < len(simplified.graph.node) else simplified)
 
 
 @dataclass(frozen=True)

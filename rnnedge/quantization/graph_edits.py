@@ -14,7 +14,7 @@ from pathlib import Path
 import onnx
 
 from rnnedge.errors import GraphError
-from rnnedge.graphmeta import FP32, GraphInfo, parse_metadata
+from rnnedge.graphmeta import FP32, TOKEN_TABLE_PREFIX, GraphInfo, parse_metadata
 
 # Ops that only appear in a graph that has already been quantized.
 QUANT_OPS = frozenset(
@@ -81,14 +81,16 @@ def _constants(proto: onnx.ModelProto) -> set[str]:
 
 def quantizable_nodes(proto: onnx.ModelProto, op_types: tuple[str, ...] = (*WEIGHT_OPS, "Gather")) -> list[str]:
     """Nodes of `op_types` that carry a weight: MatMul/Gemm with a constant operand, Gather reading a
-    constant table (the embedding). A Gather or MatMul on activations only is not one."""
+    constant table (the embedding). A Gather or MatMul on activations only is not one, nor a Gather of
+    the step graph's per-token tables (exporter/token_tables.py: a lookup does no arithmetic to speed up)."""
     consts = _constants(proto)
     names = []
     for node in proto.graph.node:
         if node.op_type not in op_types:
             continue
         weight = node.op_type in WEIGHT_OPS and any(i in consts for i in node.input[:2])
-        if weight or (node.op_type == "Gather" and node.input[0] in consts):
+        table = node.op_type == "Gather" and node.input[0] in consts
+        if weight or (table and not node.input[0].startswith(TOKEN_TABLE_PREFIX)):  # token tables stay float
             names.append(node.name)
     return names
 
