@@ -287,7 +287,7 @@ def _ids_and_batch(
     fixed = int(raw) if raw is not None else None
     if fixed is not None and not 1 <= fixed <= MAX_FIXED_BATCH:
         raise GraphError(f"{source}: rnnedge.fixed_batch {fixed} is not between 1 and {MAX_FIXED_BATCH}")
-    firsts = {s.fixed_batch for s in states} - {None}
+    firsts = {s.fixed_batch for s in states if s.fixed_batch is not None}
     if len(firsts) > 1 or (firsts and fixed is not None and firsts != {fixed}):
         raise GraphError(f"{source}: its states' batch {sorted(firsts)} contradicts rnnedge.fixed_batch {raw}")
     return ids_dtype, fixed if fixed is not None else next(iter(firsts), None)
