@@ -4,8 +4,9 @@ Runtimes: ONNX Runtime (the reference), OpenVINO and tract through `--provider o
 `runtimes` extra; one that is not installed is recorded as such). Graphs: every graph rnnedge writes for
 a device: the step and parallel graphs, the mobile step graph (fixed batch 1, int32 ids; and the
 `--ids int64` one a converter such as onnx2tf takes), the qnn-htp step graph (opset 20, batch 1) and the
-`--opset 20` step and parallel graphs (no Erf), each fp32 and in every recipe that applies (the step and
-parallel graphs in all five, the mobile graph in int8-dynamic and int8-qdq).
+`--opset 20` step and parallel graphs (no Erf); the step and parallel graphs (and their opset-20 forms)
+also in every recipe (`rnnedge quantize`), the device folders' graphs fp32 only (quantizing mobile/ in
+place is refused: its files are in the export's ledger, not its own).
   loads   the runtime opens the graph and runs it (else the first line of its error)
   parity  max |Δlogit| and top-1 agreement vs ONNX Runtime on the same file: a --steps token stream with
           the state fed back (step graphs), or the same text in chunks of 1..max_seq_len with the state
@@ -47,7 +48,6 @@ OUT = Path(__file__).resolve().parent / "results" / "runtimes.json"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 RUNTIMES = ("cpu", "openvino", "tract")  # "cpu": ONNX Runtime, rnnedge's own StepSession
 RECIPES = ("fp32", "int8-dynamic", "int8-qdq", "int4-weight", "fp16")
-MOBILE_RECIPES = ("int8-dynamic", "int8-qdq")
 GRAPHS = {  # name -> (export folder, file pattern)
     "step": ("export", "step{}.onnx"),
     "parallel": ("export", "parallel{}.onnx"),
@@ -134,7 +134,6 @@ def main() -> None:
         (root / "calib.txt").write_text(text[split - 50_000 : split], encoding="utf-8")
         (root / "eval.txt").write_text(text[split : split + 4_000], encoding="utf-8")
         made = [(root / f, r) for f in ("export", "opset20") for r in RECIPES[1:]]
-        made += [(root / "export" / "mobile", r) for r in MOBILE_RECIPES]
         for folder, recipe in made:
             try:
                 quantize_export(folder, recipe, calib_text=root / "calib.txt", eval_text=root / "eval.txt")
