@@ -1,8 +1,12 @@
 """Portability matrix of the bundled model: runtime × graph × recipe -> loads, parity with ORT, speed.
 
 Runtimes: ONNX Runtime (the reference), OpenVINO and tract through `--provider openvino|tract` (the
-`runtimes` extra; one that is not installed is recorded as such). Graphs: the step graph, the parallel
-graph and the mobile step graph (fixed batch 1, int32 ids), each fp32 and in every quantized recipe.
+`runtimes` extra; one that is not installed is recorded as such). Graphs: every graph rnnedge writes for
+a device: the step and parallel graphs, the mobile step graph (fixed batch 1, int32 ids; and the
+`--ids int64` one a converter such as onnx2tf takes), the qnn-htp step graph (opset 20, batch 1) and the
+`--opset 20` step and parallel graphs (no Erf); the step and parallel graphs (and their opset-20 forms)
+also in every recipe (`rnnedge quantize`), the device folders' graphs fp32 only (quantizing mobile/ in
+place is refused: its files are in the export's ledger, not its own).
   loads   the runtime opens the graph and runs it (else the first line of its error)
   parity  max |Δlogit| and top-1 agreement vs ONNX Runtime on the same file: a --steps token stream with
           the state fed back (step graphs), or the same text in chunks of 1..max_seq_len with the state
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import platform
 import sys
 import tempfile
@@ -42,13 +47,22 @@ from rnnedge.targets.isa import cpu_flags, cpu_model, x86_isa
 OUT = Path(__file__).resolve().parent / "results" / "runtimes.json"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 RUNTIMES = ("cpu", "openvino", "tract")  # "cpu": ONNX Runtime, rnnedge's own StepSession
-RECIPES = ("fp32", "int8-dynamic", "int8-qdq", "int4-weight")
-GRAPHS = {"step": "step{}.onnx", "parallel": "parallel{}.onnx", "mobile-step": "mobile/step{}.onnx"}
+RECIPES = ("fp32", "int8-dynamic", "int8-qdq", "int4-weight", "fp16")
+GRAPHS = {  # name -> (export folder, file pattern)
+    "step": ("export", "step{}.onnx"),
+    "parallel": ("export", "parallel{}.onnx"),
+    "mobile-step": ("export", "mobile/step{}.onnx"),
+    "mobile-step-ids64": ("ids64", "mobile/step{}.onnx"),
+    "qnn-htp-step": ("htp", "qnn-htp/step{}.onnx"),
+    "step-opset20": ("opset20", "step{}.onnx"),
+    "parallel-opset20": ("opset20", "parallel{}.onnx"),
+}
 CHUNKS = (1, 7, 64, 256, 3, 100)  # parallel-graph calls (max_seq_len 256), the state carried
 
 
 def file_of(graph: str, recipe: str) -> str:
-    return GRAPHS[graph].format("" if recipe == "fp32" else f".{recipe}")
+    folder, pattern = GRAPHS[graph]
+    return f"{folder}/" + pattern.format("" if recipe == "fp32" else f".{recipe}")
 
 
 def logits_of(path: Path, kind: str, provider: str, ids: np.ndarray) -> np.ndarray:
@@ -93,7 +107,7 @@ def env() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
     return {"machine": platform.machine(), "cpu": cpu_model(), "isa": x86_isa(cpu_flags()),
-            "python": sys.version.split()[0], **versions}  # fmt: skip
+            "python": sys.version.split()[0], "load_avg_start": os.getloadavg(), **versions}  # fmt: skip
 
 
 def main() -> None:
@@ -112,19 +126,28 @@ def main() -> None:
     result["runtimes"] = {r: ("ONNX Runtime" if r == "cpu" else target_spec(r).probe().reason) for r in RUNTIMES}
     with tempfile.TemporaryDirectory(prefix="rnnedge-runtimes-") as tmp:
         root = Path(tmp)
-        export_model(default_model_path(), root / "export", max_seq_len=256, target="mobile")
+        model = default_model_path()
+        export_model(model, root / "export", max_seq_len=256, target="mobile")
+        export_model(model, root / "ids64", max_seq_len=256, target="mobile", ids="int64")
+        export_model(model, root / "htp", max_seq_len=256, target="qnn-htp")
+        export_model(model, root / "opset20", max_seq_len=256, opset=20)
         (root / "calib.txt").write_text(text[split - 50_000 : split], encoding="utf-8")
         (root / "eval.txt").write_text(text[split : split + 4_000], encoding="utf-8")
-        d = root / "export"
-        for recipe in RECIPES[1:]:
-            quantize_export(d, recipe, calib_text=root / "calib.txt", eval_text=root / "eval.txt")
-            print(f"made {recipe}", flush=True)
-        vocab = open_graph(d / "step.onnx").info.vocab
+        made = [(root / f, r) for f in ("export", "opset20") for r in RECIPES[1:]]
+        for folder, recipe in made:
+            try:
+                quantize_export(folder, recipe, calib_text=root / "calib.txt", eval_text=root / "eval.txt")
+                print(f"made {folder.name}/{recipe}", flush=True)
+            except Exception as exc:  # recorded: that cell's graph is then absent
+                result.setdefault("not_made", {})[f"{folder.name}/{recipe}"] = first_line(exc)
+                print(f"cannot make {folder.name}/{recipe}: {first_line(exc)}", flush=True)
+        d = root
+        vocab = open_graph(d / "export" / "step.onnx").info.vocab
         ids = np.asarray(vocab.encode(text[split + 4_000 :], "skip"), dtype=np.int64)
         stream, chunked = ids[: args.steps], ids[: sum(CHUNKS)]
         speed: dict[str, StepSession] = {}
         for graph in GRAPHS:
-            kind = "parallel" if graph == "parallel" else "step"
+            kind = "parallel" if graph.startswith("parallel") else "step"
             for recipe in RECIPES:
                 path = d / file_of(graph, recipe)
                 if not path.exists():
@@ -151,6 +174,7 @@ def main() -> None:
                           f"top-1 {cell['top1']:.1%}", flush=True)  # fmt: skip
         p50 = time_steps(speed, ids[: args.timed], args.rounds)
         base = p50["cpu|step|fp32"]
+        result["env"]["load_avg_end"] = os.getloadavg()
         for cell in result["cells"]:
             key = f"{cell['runtime']}|{cell['graph']}|{cell['recipe']}"
             if key in p50:

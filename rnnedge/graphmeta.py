@@ -16,7 +16,7 @@ An export folder holds `parallel.onnx`, `step.onnx` and `manifest.json`; each pr
                           symbolic dim, e.g. ["batch", 256] (a recurrent h) or ["batch", 4, 128, 32]
                           (a KV cache); a fixed-batch graph writes its batch there: [1, 256]
     rnnedge.ids_dtype     the dtype of input_ids: "int64", or "int32" (the mobile graph, `--ids int32`);
-                          absent in files before rnnedge 0.4 (the graph's input says it)
+                          absent in older files (the graph's input says it)
     rnnedge.fixed_batch   fixed-batch graphs only (mobile/, qnn-htp/): the batch every input and output has
     rnnedge.max_seq_len   parallel only: longest T one call is exact for
     rnnedge.matmuls       step only: JSON [[name, k, n], ...], the weight products of one token (the floor)
@@ -288,7 +288,7 @@ def _ids_and_batch(
     fixed = int(raw) if raw is not None else None
     if fixed is not None and not 1 <= fixed <= MAX_FIXED_BATCH:
         raise GraphError(f"{source}: rnnedge.fixed_batch {fixed} is not between 1 and {MAX_FIXED_BATCH}")
-    firsts = {s.fixed_batch for s in states} - {None}
+    firsts = {s.fixed_batch for s in states if s.fixed_batch is not None}
     if len(firsts) > 1 or (firsts and fixed is not None and firsts != {fixed}):
         raise GraphError(f"{source}: its states' batch {sorted(firsts)} contradicts rnnedge.fixed_batch {raw}")
     return ids_dtype, fixed if fixed is not None else next(iter(firsts), None)

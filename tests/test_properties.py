@@ -22,6 +22,7 @@ from rnnedge.errors import GraphError
 from rnnedge.graphmeta import (
     FP32,
     GRAPH_KINDS,
+    MAX_FIXED_BATCH,
     PREFIX,
     STATE_DTYPES,
     STATE_KINDS,
@@ -164,13 +165,20 @@ bad_dims = st.one_of(
 
 @st.composite
 def invalid_shapes(draw: st.DrawFn) -> list:
-    """A shape that breaks the contract: empty, not starting with 'batch', or with a bad fixed dim."""
+    """A shape that breaks the contract: empty, not starting with 'batch' or a fixed batch in 1..MAX_FIXED_BATCH
+    (a fixed-shape graph's, e.g. the mobile graph's [1, 256]), or with a bad fixed dim."""
     good = list(draw(state_shapes))
     how = draw(st.sampled_from(["empty", "first", "dim"]))
     if how == "empty":
         return []
     if how == "first":
-        return [draw(st.one_of(st.integers(1, 64), st.text(max_size=5).filter(lambda s: s != "batch"))), *good[1:]]
+        first = st.one_of(
+            st.integers(max_value=0),
+            st.integers(min_value=MAX_FIXED_BATCH + 1),
+            st.booleans(),
+            st.text(max_size=5).filter(lambda s: s != "batch"),
+        )
+        return [draw(first), *good[1:]]
     good.insert(draw(st.integers(1, len(good))), draw(bad_dims))
     return good
 

@@ -124,34 +124,15 @@ def test_drift_and_eval_run_the_variant_on_arm64(texts, tmp_path) -> None:
     d = make_export(tmp_path / "mingru", "mingru")
     quantize_export(d, eval_text=texts["eval"])
     runner = CliRunner()
-    ev = runner.invoke(
-        app, ["eval", str(d), "--data", str(texts["eval"]), "--variant", "int8-dynamic", "--provider", ARM64, "--json"]
-    )
+    ev = runner.invoke(app, ["eval", str(d), "--data", str(texts["eval"]), "--variant", "int8-dynamic",
+                             "--provider", ARM64, "--json"])
     assert ev.exit_code == 0, ev.output
     got = json.loads(ev.output.strip().splitlines()[-1])
     assert got["target"]["target"] == ARM64 and "exact int32" in got["target"]["int8_path"]
     rep = tmp_path / "rep"
-    dr = runner.invoke(
-        app,
-        [
-            "drift",
-            str(d),
-            "--data",
-            str(texts["calib"]),
-            "--out",
-            str(rep),
-            "--variant",
-            "int8-dynamic",
-            "--provider",
-            ARM64,
-            "--steps",
-            "200",
-            "--streams",
-            "2",
-            "--gen-steps",
-            "50",
-        ],
-    )
+    dr = runner.invoke(app, ["drift", str(d), "--data", str(texts["calib"]), "--out", str(rep), "--variant",
+                             "int8-dynamic", "--provider", ARM64, "--steps", "200", "--streams", "2",
+                             "--gen-steps", "50"])
     assert dr.exit_code == 0, dr.output
     assert "ran on cpu-arm64" in dr.output
     report = json.loads((rep / "report.json").read_text())

@@ -98,6 +98,15 @@ def _shape(model: onnx.ModelProto, value: str) -> list[int | str] | None:
     return None
 
 
+def _lifted(producers: dict[str, onnx.NodeProto], node: onnx.NodeProto) -> bool:
+    """Whether Mod `node` already reads `(a mod b) + b` (this rewrite's own form)."""
+    lift = producers.get(node.input[0])
+    if lift is None or lift.op_type != "Add":
+        return False
+    first = producers.get(lift.input[0])
+    return first is not None and first.op_type == "Mod" and lift.input[1] == first.input[1] == node.input[1]
+
+
 def tract_safe_mods(model: onnx.ModelProto, inferred: onnx.ModelProto) -> int:
     """Each Mod whose dividend is not already the output's shape reads `a + (b - b)` instead, and a
     scalar dividend (shape arithmetic) is taken as `((a mod b) + b) mod b` (see 3. above); returns how
@@ -106,9 +115,7 @@ def tract_safe_mods(model: onnx.ModelProto, inferred: onnx.ModelProto) -> int:
     producers = {v: n for n in model.graph.node for v in n.output}
     count = 0
     for node in model.graph.node:
-        lift = producers.get(node.input[0]) if node.op_type == "Mod" else None
-        first = producers.get(lift.input[0]) if lift is not None and lift.op_type == "Add" else None
-        if first is not None and first.op_type == "Mod" and lift.input[1] == first.input[1] == node.input[1]:
+        if node.op_type == "Mod" and _lifted(producers, node):
             ed.keep(node)  # already lifted (a second pass, after onnxsim)
             continue
         if node.op_type != "Mod":
