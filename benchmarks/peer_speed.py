@@ -12,7 +12,9 @@ Contenders, batch 1, one thread each, the bundled model, a held-out token stream
 Every contender is timed in `--rounds` interleaved rounds of `--timed` steps; p50 µs per step, ratios over
 rnnedge fp32. Each contender's logits over `--steps` tokens are compared with rnnedge fp32's (max |Δlogit|,
 top-1, ΔNLL) so a fast-but-wrong peer shows. The run waits (up to --wait s) for the 1-minute load to drop
-below --max-load and records the load before and after.
+below --max-load and records the load before and after. Also: ORT's per-op profile of rnnedge's fp32 and
+int8-weight step (benchmarks/step_profile.profile; shares, the profiler inflates absolute times) and two ORT
+session options on fp32 (denormals as zero, no spinning) timed beside the rest.
 
 Needs the `runtimes` and `executorch` extras (benchmarks/executorch_env.sh makes such a venv):
 
@@ -39,6 +41,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
 import executorch_peer as etp  # noqa: E402
+from step_profile import profile  # noqa: E402  (ORT's per-op profiler, 1 thread)
 
 from rnnedge.assets import default_model_path  # noqa: E402
 from rnnedge.exporter import export_model  # noqa: E402
@@ -53,6 +56,8 @@ LITERT = ROOT / "benchmarks" / "results" / "litert.json"
 RECIPES = ("int8-dynamic", "int8-weight", "int4-weight", "int8-qdq")  # int8-qdq for OpenVINO only
 RNNEDGE = ("fp32", "int8-dynamic", "int8-weight", "int4-weight")
 PEERS = {"openvino": ("fp32", "int8-qdq"), "tract": ("fp32",)}
+OPTIONS = {"fp32 denormal-as-zero": {"session.set_denormal_as_zero": "1"},
+           "fp32 no-spinning": {"session.intra_op.allow_spinning": "0"}}  # fmt: skip
 
 
 def file_of(recipe: str) -> str:
@@ -65,6 +70,9 @@ def onnx_steps(export: Path) -> dict[str, tuple[etp.Step, Any]]:
     for recipe in RNNEDGE:
         session = StepSession(export / file_of(recipe), threads=1)
         steps[f"rnnedge|{recipe}"] = (lambda t, s=session: s.feed(t, copy=False)[0]), session.reset
+    for label, config in OPTIONS.items():  # ORT session options on fp32: measured, not used by the verdict
+        session = StepSession(export / "step.onnx", threads=1, session_config=config)
+        steps[f"rnnedge-option|{label}"] = (lambda t, s=session: s.feed(t, copy=False)[0]), session.reset
     for runtime, recipes in PEERS.items():
         if not target_spec(runtime).probe().ok:
             print(f"{runtime}: {target_spec(runtime).probe().reason}", flush=True)
@@ -131,6 +139,7 @@ def main() -> None:
             reset()
             agreement[key] = etp.parity(etp.stream_logits(step, stream), ref, stream)
             reset()
+        result["ort_profile"] = {r: profile(export / file_of(r), 200) for r in ("fp32", "int8-weight")}
         result["load_avg_before_timing"] = wait_for_quiet(args.max_load, args.wait)
         p50 = etp.p50_interleaved({k: s for k, (s, _) in steps.items()}, stream[: args.timed], args.rounds)
         result["load_avg_after_timing"] = [round(x, 2) for x in os.getloadavg()]
@@ -151,7 +160,7 @@ def main() -> None:
 def verdict(cells: list[dict[str, Any]]) -> dict[str, Any]:
     """rnnedge's fastest recipe over the fastest peer (the goal: <= 0.9), and fp32 over each peer's fp32."""
     ours = min((c for c in cells if c["runtime"] == "rnnedge"), key=lambda c: c["p50_us"])
-    peers = [c for c in cells if c["runtime"] != "rnnedge"]
+    peers = [c for c in cells if not c["runtime"].startswith("rnnedge")]
     fastest = min(peers, key=lambda c: c["p50_us"])
     fp32 = next(c for c in cells if c["runtime"] == "rnnedge" and c["recipe"] == "fp32")
     return {

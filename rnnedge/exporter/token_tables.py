@@ -12,7 +12,10 @@ that id); the exporter verifies the result against torch like every simplified g
 
 The pass does nothing when the cone is only the embedding Gather, when the vocabulary would make the
 tables larger than the weights they replace by more than `max_growth`, or when a cone value is not one
-row per id (an op mixing the batch). The quantization recipes leave the tables float
+row per id (an op mixing the batch). Each table's doc_string lists the model parameters whose work it
+holds (`model.blocks.0.mixer.to_zh.weight ...`): quantization/graph_edits.node_params names a table's
+Gather after the last of them, so `--keep-float` globs and sensitivity labels still say which layer it
+is. The quantization recipes leave the tables float
 (quantization/graph_edits.quantizable_nodes): a lookup does no arithmetic to speed up.
 """
 
@@ -60,6 +63,17 @@ def _evaluate(model: onnx.ModelProto, nodes: list[onnx.NodeProto], outputs: list
     return session.run(outputs, {INPUT_IDS: ids})
 
 
+def _absorbed(nodes: list[onnx.NodeProto], frontier: list[str]) -> dict[str, list[str]]:
+    """{frontier value: the `model.*` initializers its cone read, in graph order}."""
+    reads: dict[str, list[str]] = {}
+    for node in nodes:
+        mine = [i for i in node.input if i.startswith("model.")]
+        before = [p for i in node.input for p in reads.get(i, [])]
+        for o in node.output:
+            reads[o] = list(dict.fromkeys(before + mine))
+    return {v: reads.get(v, []) for v in frontier}
+
+
 def token_tables(model: onnx.ModelProto, max_growth: float = 0.25) -> onnx.ModelProto:
     """A copy of step graph `model` with its ids-only cone replaced by per-token tables (or `model`
     itself when the pass saves nothing or does not apply)."""
@@ -92,9 +106,12 @@ def token_tables(model: onnx.ModelProto, max_growth: float = 0.25) -> onnx.Model
     out = onnx.ModelProto()
     out.CopyFrom(model)
     kept = [n for n in out.graph.node if not (n.output and set(n.output) <= derived)]
+    params = _absorbed(nodes, frontier)
     for k, (name, table) in enumerate(zip(frontier, tables, strict=True)):
         table_name = f"{TABLE_PREFIX}.{k}"
-        out.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(table), table_name))
+        tensor = numpy_helper.from_array(np.ascontiguousarray(table), table_name)
+        tensor.doc_string = " ".join(params[name])  # the model parameters this table holds the work of
+        out.graph.initializer.append(tensor)
         kept.insert(k, helper.make_node("Gather", [table_name, INPUT_IDS], [name], name=f"/{TABLE_PREFIX}/{k}", axis=0))
     del out.graph.node[:]
     out.graph.node.extend(live_nodes(kept, [o.name for o in out.graph.output]))

@@ -181,12 +181,29 @@ def node_params(proto: onnx.ModelProto) -> dict[str, str]:
     and parallel graphs, whose node names differ."""
     inits = {i.name for i in proto.graph.initializer}
     params = {i for i in inits if i.startswith("model.")}
+    tables = absorbed_params(proto)  # a token table's Gather: the last parameter whose work it holds
     found = {}
     for node in proto.graph.node:
         used = [i for i in node.input if i in params]
         if used:
-            found[node.name] = used[0].removeprefix("model.").removesuffix(".weight").removesuffix(".bias")
+            found[node.name] = _param_path(used[0])
+        elif node.op_type == "Gather" and tables.get(node.input[0]):
+            found[node.name] = tables[node.input[0]][-1]
     return found
+
+
+def _param_path(initializer: str) -> str:
+    return initializer.removeprefix("model.").removesuffix(".weight").removesuffix(".bias")
+
+
+def absorbed_params(proto: onnx.ModelProto) -> dict[str, list[str]]:
+    """{token table initializer: the parameter paths whose work it holds} (exporter/token_tables.py):
+    in a step graph with tables, these parameters' nodes are gone (the tables are float by construction)."""
+    return {
+        t.name: list(dict.fromkeys(_param_path(p) for p in t.doc_string.split()))
+        for t in proto.graph.initializer
+        if t.name.startswith(TOKEN_TABLE_PREFIX)
+    }
 
 
 def node_labels(proto: onnx.ModelProto) -> dict[str, str]:
