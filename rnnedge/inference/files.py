@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from rnnedge.commit import settle
 from rnnedge.errors import GraphError
 from rnnedge.graphmeta import FP32, graph_file, list_variants
 
@@ -17,6 +18,7 @@ def graph_path(path: str | os.PathLike[str], kind: str, variant: str = FP32) -> 
     """
     p = Path(path)
     if p.is_dir():
+        settle(p)  # a commit a killed writer left (rnnedge/commit.py): the new version is the one read
         name = graph_file(kind, variant)  # GraphError for a malformed variant name
         target = p / name
         if target.is_file():
