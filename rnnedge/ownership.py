@@ -139,7 +139,11 @@ def read_ledger(folder: Path) -> Ledger | None:
     return Ledger(folder, files)
 
 
-HOUSEKEEPING = (".rnnedge-staging-", ".rnnedge-commit")  # a killed writer's, removed or finished by the next
+HOUSEKEEPING = (
+    ".rnnedge-staging-",
+    ".rnnedge-commit",
+    ".rnnedge-probe.",
+)  # a killed writer's, removed or finished by the next
 
 
 def user_entries(folder: Path) -> list[str]:

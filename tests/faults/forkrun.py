@@ -79,15 +79,15 @@ def main() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
+    import matplotlib.pyplot
     import onnx  # noqa: F401
     import onnxruntime  # noqa: F401
     import torch  # noqa: F401
 
-    import rnnedge.cli  # noqa: F401
-    import rnnedge.drift  # noqa: F401
-    import rnnedge.exporter  # noqa: F401
-    import rnnedge.pipeline  # noqa: F401
+    import rnnedge.cli
+    import rnnedge.drift
+    import rnnedge.exporter
+    import rnnedge.pipeline
     import rnnedge.quantization  # noqa: F401
 
     err_path = sys.argv[1]
