@@ -95,11 +95,15 @@ def split_graph_file(name: str) -> tuple[str, str] | None:
 
 
 def list_variants(folder: str | Path) -> dict[str, dict[str, Path]]:
-    """{variant: {kind: path}} of the graph files in an export folder (fp32 first, then by name)."""
+    """{variant: {kind: path}} of the graph files in an export folder (fp32 first, then by name); a
+    commit a killed writer left there is rolled forward first (rnnedge/commit.py `settle`)."""
+    from rnnedge.commit import settle
+
     found: dict[str, dict[str, Path]] = {}
     root = Path(folder)
     if not root.is_dir():
         return found
+    settle(root)
     for path in sorted(root.iterdir()):
         split = split_graph_file(path.name)
         if split is not None and path.is_file():

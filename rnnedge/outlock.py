@@ -7,7 +7,8 @@ removed on release; one left by a SIGKILLed run is simply locked again. Nested l
 process are shared. While the lock is held no other rnnedge writes that folder, so the temp files an
 earlier killed run left there are stale: `remove_stale_temps` deletes those rnnedge's writers name
 (`.<file>.XXXXXXXX.tmp` of atomic_path for the files the command writes, `.<out>.tmp-XXXXXXXX` /
-`.work-` / `.probe-` folders of the report writers beside `out`, the checkpoint's staging folder).
+`.work-` / `.probe-` folders of the report writers beside `out`, the staging folders of rnnedge/commit.py,
+the `.rnnedge-probe.XXXXXXXX` files of a writability probe).
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def remove_stale_temps(out: str | os.PathLike[str], names: Iterable[str] = (), k
     out = Path(os.path.abspath(out))
     patterns = [(out, re.compile(rf"\.{re.escape(n)}\.{_RAND}\.tmp")) for n in names]
     patterns.append((out, re.compile(rf"\.rnnedge-staging-{_RAND}")))
+    patterns.append((out, re.compile(rf"\.rnnedge-probe\.{_RAND}")))  # check_writable's, killed before its unlink
     patterns.append((out.parent, re.compile(rf"\.{re.escape(out.name)}\.(tmp|work|probe)-{_RAND}")))
     kept = [os.path.abspath(k) for k in keep]
     removed: list[Path] = []

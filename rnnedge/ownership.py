@@ -139,10 +139,17 @@ def read_ledger(folder: Path) -> Ledger | None:
     return Ledger(folder, files)
 
 
+HOUSEKEEPING = (
+    ".rnnedge-staging-",
+    ".rnnedge-commit",
+    ".rnnedge-probe.",
+)  # a killed writer's, removed or finished by the next
+
+
 def user_entries(folder: Path) -> list[str]:
-    """Names in `folder` (top level) that are not rnnedge's bookkeeping (ledger)."""
+    """Names in `folder` (top level) that are not rnnedge's bookkeeping (ledger, staging and commit folders)."""
     try:
-        return sorted(n for n in os.listdir(folder) if n not in IGNORED)
+        return sorted(n for n in os.listdir(folder) if n not in IGNORED and not n.startswith(HOUSEKEEPING))
     except (FileNotFoundError, NotADirectoryError):
         return []  # not there (or under a file): the writer's own probe words that
 
@@ -152,9 +159,14 @@ def check_folder(
 ) -> Ledger:
     """The ledger to write `folder` with: an empty one for a new or empty folder, its own for a folder
     rnnedge wrote; RnnedgeError (one line, naming `option`) for a non-empty folder without a ledger
-    unless `overwrite`. A path that exists and is not a folder is refused."""
+    unless `overwrite`. A path that exists and is not a folder is refused. A commit a killed run left
+    there is rolled forward first (rnnedge/commit.py)."""
+    from rnnedge.commit import settle
+
     if os.path.lexists(folder) and not folder.is_dir():
         raise RnnedgeError(f"{what} {folder} exists and is not a folder; choose another {what}")
+    if folder.is_dir():
+        settle(folder)
     ledger = read_ledger(folder) if folder.is_dir() else None
     if ledger is not None:
         return ledger
@@ -205,7 +217,8 @@ def owned_names(ledger: Ledger) -> list[str]:
     return sorted(rel for rel in ledger.files if ledger.owns(rel))
 
 
-def _ledger_json(files: Mapping[str, Iterable[Entry]]) -> bytes:
+def ledger_bytes(files: Mapping[str, Iterable[Entry]]) -> bytes:
+    """The ledger file's bytes for `files` (relative path -> accepted versions)."""
     body = {
         "format": LEDGER_FORMAT,
         "format_version": 1,
@@ -218,7 +231,7 @@ def write_ledger(folder: Path, files: Mapping[str, Iterable[Entry]]) -> None:
     """Atomically write the ledger of `folder` (relative path -> accepted versions)."""
     from rnnedge.io import write_bytes
 
-    write_bytes(folder / LEDGER, _ledger_json(files))
+    write_bytes(folder / LEDGER, ledger_bytes(files))
 
 
 def pending(ledger: Ledger, new: Mapping[str, Entry]) -> dict[str, tuple[Entry, ...]]:

@@ -22,8 +22,10 @@ def export_from(
     max_seq_len: int,
     no_simplify: bool,
     ort_format: bool,
+    overwrite: bool = False,
 ) -> Any:
-    """Check the options, load the weights (never a pickle), export through the adapter."""
+    """Check the options, load the weights (never a pickle), export through the adapter (`overwrite`:
+    the --overwrite every writing command takes)."""
     if source not in SOURCES:
         raise ConfigError(f"--from must be one of {', '.join(SOURCES)}, got {source!r}")
     if ckpt is not None:
@@ -38,6 +40,7 @@ def export_from(
     tok = resolve(tokenizer if tokenizer is not None else "bytes")  # checked before the weights are read
     state_dict = load_weights(weights)
     opts: dict[str, Any] = dict(opset=opset, max_seq_len=max_seq_len, simplify=not no_simplify, ort_format=ort_format)
+    opts["overwrite"] = overwrite
     opts["source"] = {"weights": str(Path(weights).resolve())}
     if source == "word-lm":
         from rnnedge.byom.word_lm import export_word_lm

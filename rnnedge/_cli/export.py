@@ -118,6 +118,7 @@ def register(app: typer.Typer) -> None:
                 max_seq_len,
                 no_simplify,
                 ort_format,
+                overwrite,
             )
             _summary(result.manifest)
             echo(f"wrote {result.out_dir} (all {len(result.checks)} checks passed)")

@@ -65,6 +65,7 @@ def export(
     simplify: bool = True,
     ort_format: bool = False,
     source: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export a user's recurrent LM to out/{parallel,step}.onnx + manifest.json (+ tokenizer.json).
 
@@ -76,6 +77,7 @@ def export(
     written: NaN/inf weights, states or logits not as declared, step and parallel forms that disagree,
     and every ONNX Runtime check the exporter runs (rnnedge/exporter/verify.py).
     After this, `rnnedge quantize`, `drift`, `eval`, `generate`, `bench` and rnnedge.runtime take `out`.
+    A non-empty `out` without rnnedge's ledger is refused unless `overwrite` (rnnedge/ownership.py).
     """
     tok = resolve(tokenizer)
     modes = [(m, m.training) for m in module.modules()] if isinstance(module, nn.Module) else []
@@ -93,6 +95,7 @@ def export(
             ort_format=ort_format,
             extra_files=files,
             source=info,
+            overwrite=overwrite,
         )
     finally:
         for m, training in modes:

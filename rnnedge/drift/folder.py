@@ -11,10 +11,11 @@ and never decides a deletion. Writing a new report:
 2. write every file, and the ledger, into a temp folder beside the target (a full disk or Ctrl-C here
    leaves the target exactly as it was and removes the temp folder);
 3. under the writer lock (rnnedge/outlock.py; stale temp folders of killed runs are removed first):
-   a new target: rename the temp folder into place (atomic). An existing one: re-check the folder,
-   write a ledger that accepts old and new versions, delete the earlier report's files the new one no
-   longer has (only those whose bytes still match the ledger), move the new manifest, then each other
-   file into place, each by an atomic rename, then the final ledger. Nothing else is touched.
+   a new target: rename the temp folder into place (atomic). An existing one: re-check the folder and
+   commit as one unit (rnnedge/commit.py): the new files and ledger, and the removal of the earlier
+   report's files the new one no longer has (only those whose bytes still match the ledger), are staged
+   with a record, made current by one rename and rolled forward, so a kill anywhere leaves the whole
+   old report or the whole new one. Nothing else is touched.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnedge import ownership
+from rnnedge.commit import commit_tree, roll_forward
 from rnnedge.errors import RnnedgeError
 from rnnedge.outlock import remove_stale_temps, writer_lock
 
@@ -120,17 +122,14 @@ def _temp_folder(parent: Path, name: str) -> Path:
 
 def _commit_into(target: ReportFolder, tmp: Path, files: Mapping[str, bytes | Path]) -> None:
     out = target.path
+    roll_forward(out)  # a commit a killed run left is finished first
     ledger = ownership.check_folder(out, overwrite=target.overwrite)  # again: the folder may have changed
     ownership.check_replaceable(ledger, files, overwrite=target.overwrite)
     new = {rel: _entry(tmp / rel) for rel in files}
     stale = ownership.removable(ledger, sorted(set(ledger.files) - set(files) - {ownership.LEDGER}))
-    with ownership.committing(ledger, new) as removed:
-        for rel in stale:
-            (out / rel).unlink()
-            removed.add(rel)
-        for rel in sorted(files, key=lambda f: f != target.kind.manifest):  # the manifest first
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp / rel, out / rel)
+    ledger_bytes = ownership.ledger_bytes(ownership.final(ledger, new, stale))
+    order = sorted(files, key=lambda f: f == target.kind.manifest)  # the report's manifest last
+    commit_tree(out, {rel: tmp / rel for rel in order}, stale, ledger_bytes)  # one unit (rnnedge/commit.py)
     shutil.rmtree(tmp)
     emptied = {p for rel in stale for p in (out / rel).parents if out in p.parents}  # e.g. plots/, exports/a/
     for folder in sorted(emptied, key=lambda p: -len(p.parts)):  # deepest first, once nothing is left in it

@@ -11,11 +11,24 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from rnnedge.errors import GraphError
-from rnnedge.graphmeta import FP32, GraphInfo, StateInfo, check_variant_name, graph_file, list_variants
+from rnnedge.commit import settle
+from rnnedge.errors import GraphError, RnnedgeError
+from rnnedge.graphmeta import (
+    FP32,
+    MANIFEST,
+    GraphInfo,
+    StateInfo,
+    check_variant_name,
+    graph_file,
+    list_variants,
+    split_graph_file,
+)
+from rnnedge.graphweights import WEIGHTS_KEY, file_weights_sha256
 from rnnedge.inference import GraphSession, open_graph
 from rnnedge.inference.providers import ProviderArg
+from rnnedge.io import read_json
 
 FLOAT_DTYPES = ("float32", "float16")
 
@@ -134,6 +147,7 @@ def open_pair(
     folder = Path(folder)
     if not folder.is_dir():
         raise GraphError(f"{folder} is not a folder (expected an exported model folder)")
+    settle(folder)  # a commit a killed writer left: its new version is the one compared
     base_path = _graph_path(folder, check_variant_name(baseline), "baseline")
     chosen = choose_variant(folder, variant, baseline)
     if chosen == baseline:
@@ -141,4 +155,35 @@ def open_pair(
     variant_path = _graph_path(folder, chosen, "variant")
     pair = GraphPair(folder, _open(base_path, baseline, threads), _open(variant_path, chosen, threads, providers))
     check_same_model(pair.baseline, pair.variant)
+    check_same_weights(folder, base_path, variant_path)
     return pair
+
+
+def _weights_of(folder: Path, path: Path, manifest: dict[str, Any]) -> str | None:
+    """The weights_sha256 of the fp32 step graph `path` was made from: its own for the fp32 graph, the
+    one quantize recorded in the variant's manifest entry otherwise (None: an older export, unknown)."""
+    split = split_graph_file(path.name)
+    if split is None:
+        return None
+    if split[1] == FP32:
+        return file_weights_sha256(path)
+    entry = manifest.get("variants", {}).get(split[1]) if isinstance(manifest.get("variants"), dict) else None
+    value = entry.get(WEIGHTS_KEY) if isinstance(entry, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def check_same_weights(folder: Path, baseline: Path, variant: Path) -> None:
+    """GraphError when the two graphs were made from different weights (rnnedge/graphweights.py): same
+    shapes, another model. Exports and variants written before the hash existed are not compared."""
+    try:
+        manifest = read_json(folder / MANIFEST, "manifest") if (folder / MANIFEST).is_file() else {}
+    except RnnedgeError:
+        manifest = {}
+    if not isinstance(manifest, dict):
+        manifest = {}
+    a, b = _weights_of(folder, baseline, manifest), _weights_of(folder, variant, manifest)
+    if a is not None and b is not None and a != b:
+        raise GraphError(
+            f"{variant} was made from other weights than {baseline} (weights sha256 {b[:12]}… vs {a[:12]}…): "
+            f"they are two different models; re-run `rnnedge quantize {folder}`"
+        )

@@ -13,11 +13,13 @@ from typing import Any
 import onnx
 
 from rnnedge import __version__, ownership
-from rnnedge.errors import RnnedgeError
+from rnnedge.commit import commit_tree, roll_forward
+from rnnedge.errors import RnnedgeError, WriteError
 from rnnedge.exporter import mobile, qnn_htp
 from rnnedge.exporter import verify as vfy
 from rnnedge.graphmeta import FP32, MANIFEST, graph_file, list_variants
-from rnnedge.io import atomic_path, json_text
+from rnnedge.graphweights import WEIGHTS_KEY, weights_sha256
+from rnnedge.io import json_text
 from rnnedge.outlock import remove_stale_temps, writer_lock
 from rnnedge.tensorrt_rules import check_tensorrt
 from rnnedge.training.checkpoint import Checkpoint
@@ -93,6 +95,7 @@ def build_manifest(
         "max_seq_len": max_seq_len,
         "scan_levels": levels,
         "graphs": {k: _graph_entry(rec, opset, results) for k, rec in records.items()},
+        WEIGHTS_KEY: weights_sha256(records["step"].model),
         "verification": {
             "run": verified,
             "passed": verified and all(r.passed for r in results),
@@ -120,14 +123,16 @@ def stale_files(out_dir: Path) -> list[Path]:
 
 
 def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, Any], *, overwrite: bool = False) -> None:
-    """Write every file and the manifest to temp names; only when all are complete, rename them into
-    place (the manifest last) and drop the stale derived files. Under the writer lock; only files the
+    """Write every file, the manifest and the ledger, and drop the stale variants and derived files, as
+    one unit (rnnedge/commit.py: all old or all new after a kill anywhere). Under the writer lock; only files the
     folder's ledger proves rnnedge wrote are replaced or removed (rnnedge/ownership.py): a stale file of
     the earlier export that is not provably rnnedge's is refused in one line (with `overwrite`: kept,
     and listed as `kept_not_ours` in the manifest). The qnn-htp/ folder's variants of the older model
     are rnnedge's when its own ledger (quantize wrote them) or the export's proves it.
     A failed write (a full disk) leaves out_dir as it was."""
     with writer_lock(out_dir):
+        if out_dir.is_dir():
+            roll_forward(out_dir)  # a commit a killed run left is finished first
         ledger = ownership.check_folder(out_dir, overwrite=overwrite)
         rels = {p.relative_to(out_dir).as_posix(): blob for p, blob in files.items()}
         ownership.check_replaceable(ledger, [*rels, MANIFEST], overwrite=overwrite)
@@ -137,9 +142,7 @@ def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, An
         htp_ledger = ownership.read_ledger(htp_dir) if htp_dir.is_dir() else None
         htp_named = [p.relative_to(out_dir).as_posix() for p in qnn_htp.stale_files(out_dir) if p not in files]
         htp_stale = [
-            rel
-            for rel in htp_named
-            if ledger.owns(rel) or (htp_ledger is not None and htp_ledger.owns(Path(rel).name))
+            rel for rel in htp_named if ledger.owns(rel) or (htp_ledger is not None and htp_ledger.owns(Path(rel).name))
         ]
         kept = sorted((set(named) - set(stale)) | (set(htp_named) - set(htp_stale)))
         if kept and not overwrite:
@@ -157,16 +160,13 @@ def write_export(out_dir: Path, files: dict[Path, bytes], manifest: dict[str, An
         manifest_bytes = json_text(manifest).encode("utf-8")
         new = {rel: ownership.entry_of(blob) for rel, blob in rels.items()}
         new[MANIFEST] = ownership.entry_of(manifest_bytes)
-        with ownership.committing(ledger, new) as removed, contextlib.ExitStack() as stack:
-            # renames run in reverse: the graphs, then the manifest
-            manifest_tmp = stack.enter_context(atomic_path(out_dir / MANIFEST))
-            for target, blob in files.items():
-                stack.enter_context(atomic_path(target)).write_bytes(blob)
-            manifest_tmp.write_bytes(manifest_bytes)
-            stack.close()
-            for rel in [*stale, *htp_stale]:
-                (out_dir / rel).unlink(missing_ok=True)
-                removed.add(rel)
+        gone = [*stale, *htp_stale]
+        ledger_bytes = ownership.ledger_bytes(ownership.final(ledger, new, gone))
+        try:  # one unit (rnnedge/commit.py): the old variants go, the graphs come, the manifest last
+            commit_tree(out_dir, {**rels, MANIFEST: manifest_bytes}, gone, ledger_bytes)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise WriteError(f"cannot write {out_dir}: {reason}", reason) from None
     with contextlib.suppress(OSError):
         (out_dir / mobile.MOBILE_DIR).rmdir()  # only when a re-export without --target mobile emptied it
     with contextlib.suppress(OSError):

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from rnnedge import ownership
+from rnnedge.commit import settle
 from rnnedge.errors import ExportChanged, GraphError, RnnedgeError
 from rnnedge.graphmeta import FP32, MANIFEST, graph_file, list_variants
 
@@ -24,6 +25,7 @@ def graph_path(path: str | os.PathLike[str], kind: str, variant: str = FP32) -> 
     """
     p = Path(path)
     if p.is_dir():
+        settle(p)  # a commit a killed writer left (rnnedge/commit.py): the new version is the one read
         name = graph_file(kind, variant)  # GraphError for a malformed variant name
         target = p / name
         if target.is_file():

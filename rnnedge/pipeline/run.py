@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from rnnedge import ownership
+from rnnedge.commit import roll_forward
 from rnnedge.io import write_json, write_text
-from rnnedge.outlock import writer_lock
+from rnnedge.outlock import remove_stale_temps, writer_lock
 from rnnedge.pipeline.config import PipelineConfig, checkpoint_vocab, probe_writable
 from rnnedge.pipeline.outputs import CreatedFiles
+from rnnedge.pipeline.staged import commit_result, staging_folder
 from rnnedge.pipeline.texts import PipelineTexts, check_vocabulary, real_text, sampled_text, split_text
 
 Log = Callable[[str], None]
@@ -57,21 +59,33 @@ OWN_FILES = (SUMMARY, "sample.txt", "data/heldout.txt", "data/calibration.txt") 
 def run_pipeline(cfg: PipelineConfig, log: Log = print, write: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every stage and return (and write to OUT/summary.json) the summary.
 
+    The stages write into a staging folder inside OUT; the whole result is committed as one unit at
+    the end (pipeline/staged.py), so a kill anywhere leaves the whole old result or the whole new one.
     A failure or Ctrl-C removes every file and folder this run created under OUT (nothing else)."""
     ckpt, chosen, text = _validate(cfg, log)
     out = Path(cfg.out)
     with writer_lock(out):
+        if out.is_dir():
+            roll_forward(out)  # a commit a killed run left is finished first
+        remove_stale_temps(out, [*OWN_FILES, ownership.LEDGER])  # and staging folders of killed runs
         ledger = _check_owned(out, cfg.overwrite)
         created = CreatedFiles(out)
         try:
-            summary = _run(cfg, ckpt, chosen, text, out, log, write)
+            staging = staging_folder(out)  # every stage writes here; one commit at the end (staged.py)
+            summary = _run(cfg, ckpt, chosen, text, staging, log, write)
+            commit_result(out, staging, ledger, cfg.overwrite)
         except BaseException:
             created.remove_new()
             raise
-        written = [rel for rel in OWN_FILES if ownership.regular(out, rel) is not None]
-        new = {rel: ownership.file_digest(out, rel) for rel in written}
-        ownership.write_ledger(out, ownership.final(ledger, {k: v for k, v in new.items() if v is not None}))
-        return summary
+        return _named_out(summary, staging)
+
+
+def _named_out(summary: dict[str, Any], staging: Path) -> dict[str, Any]:
+    """The summary as committed: paths name OUT, not the staging folder (staged.py rewrites the file)."""
+    import json
+
+    text = json.dumps(summary).replace("/" + staging.name, "")
+    return json.loads(text)  # type: ignore[no-any-return]
 
 
 def _check_owned(out: Path, overwrite: bool) -> ownership.Ledger:

@@ -20,6 +20,7 @@ import onnx
 
 from rnnedge.errors import ConfigError, GraphError, RnnedgeError
 from rnnedge.graphmeta import graph_file
+from rnnedge.graphweights import file_weights_sha256, weights_sha256
 from rnnedge.inference import GraphSession
 from rnnedge.quantization import loss
 from rnnedge.quantization.builder import VariantBuilder
@@ -198,6 +199,8 @@ def _quantize_export(
     root = target_folder(Path(folder), chosen)
     manifest = read_manifest(root) if root.is_dir() else {}  # untrusted: refused before any graph is loaded
     graphs = load_fp32_graphs(root, chosen.graphs)
+    step_file = root / graph_file("step")
+    weights = weights_sha256(graphs["step"].proto) if "step" in graphs else file_weights_sha256(step_file)
     vocab = next(iter(graphs.values())).session.info.vocab
     texts = read_texts(chosen, vocab, calib_text, eval_text, policy)
     say(f"{chosen.name}: held-out text: {texts.eval_source}")
@@ -238,7 +241,7 @@ def _quantize_export(
         built["step"].report["htp"] = htp
         built["step"].report["verified_on"].append(htp["target"])
     ort = ort_outputs(root, built)
-    paths, entry = write_variant(root, chosen, built, ort, manifest, written)
+    paths, entry = write_variant(root, chosen, built, ort, manifest, written, weights)
     extra = tuple(root / name for name in sorted(ort[0])) if ort else ()
     extra += tuple(root / name for name in sorted(written))
     return QuantizeResult(chosen.name, chosen, paths, {k: b.report for k, b in built.items()}, entry, extra)

@@ -1,7 +1,8 @@
 """Writing a variant into its export folder: graph files, .ort files when the folder has them, manifest last.
 
-Every file is written to a temp name first (rnnedge.io), and only after every graph passed; the renames
-follow once all are complete (a full disk leaves the folder as it was), the manifest last. In
+Every file is written only after every graph passed, and all of them (graphs, manifest, ledger) are
+committed as one unit (rnnedge/commit.py): a full disk or a kill anywhere leaves the old variant and
+manifest or the new ones. In
 a folder made by `rnnedge export --ort-format` the variant also gets `<graph>.<variant>.ort`, and
 required_operators.config is rewritten to cover every .ort graph there (fp32 and all variants).
 The manifest gets `variants[<name>] = {"recipe": ..., "graphs": {kind: report}, "ort_format": ...}`;
@@ -10,15 +11,16 @@ a graph not rebuilt this time keeps its entry (with its own recipe, when that di
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rnnedge import ownership
-from rnnedge.errors import RnnedgeError
+from rnnedge.commit import commit_tree, roll_forward, settle
+from rnnedge.errors import RnnedgeError, WriteError
 from rnnedge.graphmeta import MANIFEST, split_graph_file
-from rnnedge.io import atomic_path, json_text, read_json
+from rnnedge.graphweights import WEIGHTS_KEY
+from rnnedge.io import json_text, read_json
 from rnnedge.ortformat import CONFIG_NAME, convert_to_ort
 from rnnedge.outlock import remove_stale_temps, writer_lock
 from rnnedge.quantization.recipes import Recipe
@@ -53,6 +55,7 @@ def _named_files(obj: Any) -> Iterator[Any]:
 def read_manifest(folder: Path) -> dict[str, Any]:
     """The export folder's manifest.json ({} if there is none), refused in one line when damaged or when
     it names a file that is not a plain name inside the folder (`../x`, `/etc/x`, `sub/x`)."""
+    settle(folder)  # a commit a killed run left: its new version is the one read
     path = folder / MANIFEST
     manifest = read_json(path, "manifest") if path.is_file() else {}
     if not isinstance(manifest, dict):
@@ -93,10 +96,13 @@ def write_variant(
     ort: tuple[dict[str, bytes], dict[str, Any]] | None,
     manifest: dict[str, Any],
     extra: dict[str, bytes] | None = None,
+    weights: str | None = None,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """Write the checked graphs (and .ort files, and `extra` {file name: bytes}, e.g. a QNN context
     binary), then `manifest` (read_manifest's, before anything was loaded) with the variant's entry;
-    returns ({kind: path}, variant entry)."""
+    returns ({kind: path}, variant entry). `weights`: the weights_sha256 of the fp32 step graph the
+    variant was made from (rnnedge/graphweights.py), recorded in its entry. All of it is one unit
+    (rnnedge/commit.py): after a kill anywhere the folder holds the old or the new variant and manifest."""
     paths = {kind: folder / b.file for kind, b in built.items()}
     blobs = {paths[kind]: b.data for kind, b in built.items()}
     blobs.update({folder / name: blob for name, blob in (extra or {}).items()})
@@ -104,18 +110,22 @@ def write_variant(
         blobs.update({folder / name: blob for name, blob in ort[0].items()})
     variants = manifest.setdefault("variants", {})
     entry = _variant_entry(folder, variants.get(recipe.name), recipe, built, ort[1] if ort else None)
+    if weights is not None:
+        entry[WEIGHTS_KEY] = weights
     variants[recipe.name] = entry
     with writer_lock(folder):
+        roll_forward(folder)  # a commit a killed run left is finished first
         ledger = _check_ownership(folder, [p.relative_to(folder).as_posix() for p in blobs], manifest)
         manifest_bytes = json_text(manifest).encode("utf-8")
-        new = {p.relative_to(folder).as_posix(): ownership.entry_of(b) for p, b in blobs.items()}
+        rels = {p.relative_to(folder).as_posix(): b for p, b in blobs.items()}
+        new = {rel: ownership.entry_of(b) for rel, b in rels.items()}
         new[MANIFEST] = ownership.entry_of(manifest_bytes)
-        with ownership.committing(ledger, new), contextlib.ExitStack() as stack:
-            # all written first, then renamed: the graphs, the manifest last
-            manifest_tmp = stack.enter_context(atomic_path(folder / MANIFEST))
-            for target, blob in blobs.items():
-                stack.enter_context(atomic_path(target)).write_bytes(blob)
-            manifest_tmp.write_bytes(manifest_bytes)
+        ledger_bytes = ownership.ledger_bytes(ownership.final(ledger, new))
+        try:  # one unit (rnnedge/commit.py): the graphs, the manifest, the ledger
+            commit_tree(folder, {**rels, MANIFEST: manifest_bytes}, (), ledger_bytes)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise WriteError(f"cannot write {folder}: {reason}", reason) from None
     return paths, entry
 
 

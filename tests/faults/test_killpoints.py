@@ -1,0 +1,74 @@
+"""SIGKILL at every rename and every unlink (strace's fault injection, deterministic) of export, quantize,
+drift and pipeline re-runs with another model: after each kill the output folder is the whole old result
+or the whole new one by name + size + sha256 (as it is, and as a reader sees it after rolling an
+unfinished commit forward), and a re-run completes and leaves no temp file (rnnedge/commit.py).
+
+The commands run in children forked from one server that imported torch/onnx/onnxruntime once
+(forkrun.py), so each kill point costs the command's own work, not Python's start-up."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rnnedge.exporter import export_model
+from rnnedge.training.train import train
+from tests.faults.conftest import TINY
+from tests.faults.killpoints import ForkServer, kill_everywhere
+from tests.faults.support import DRIFT, EXPORT, PIPELINE
+
+pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+SYSCALLS = ("rename", "unlink")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkServer]:
+    fork = ForkServer(tmp_path_factory.mktemp("forkrun") / "stderr.txt")
+    yield fork
+    fork.close()
+
+
+@pytest.fixture(scope="module")
+def model_b(world: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Another model of the same shape (another seed): the new result's source."""
+    root = tmp_path_factory.mktemp("model-b")
+    ckpt = train(dataclasses.replace(TINY, seed=7), world["text"], root / "ckpt", quiet=True).out_dir
+    export = export_model(ckpt, root / "export", max_seq_len=64, simplify=False).out_dir
+    return {"ckpt": ckpt, "export": export}
+
+
+def _case(name: str, world: dict[str, Path], b: dict[str, Path], work: Path) -> tuple[Path | None, list[Any]]:
+    """(the old `out` to copy, the new run's args) of each command."""
+    out, text = work / "out", world["text"]
+    if name == "export":
+        return world["export"], ["export", b["ckpt"], "--out", out, *EXPORT]
+    if name == "quantize":
+        return world["export"], ["quantize", out, "--method", "fp16", "--eval", text, "--threads", "1"]
+    if name == "drift":
+        return world["report"], ["drift", b["export"], "--data", text, "--out", out, *DRIFT, "--threads", "1"]
+    return None, ["pipeline", b["ckpt"], "--out", out, "--data", text, *PIPELINE]
+
+
+@pytest.mark.parametrize("syscall", SYSCALLS)
+@pytest.mark.parametrize("command", ["export", "quantize", "drift", "pipeline"])
+def test_sigkill_at_every_rename_and_unlink_leaves_old_or_new(
+    command: str, syscall: str, server: ForkServer, world: dict[str, Path], model_b: dict[str, Path], tmp_path: Path
+) -> None:
+    base, work = tmp_path / "base", tmp_path / "work"
+    old, args = _case(command, world, model_b, work)
+    if old is None:  # the pipeline's old result: a run with the first model, made at the same path
+        first = ["pipeline", world["ckpt"], "--out", work / "out", "--data", world["text"], *PIPELINE]
+        done = server.run(first, tmp_path)
+        assert done["rc"] == 0, done["stderr"]
+        shutil.move(work, base)
+    else:
+        shutil.copytree(old, base / "out")
+    seen = kill_everywhere(server, base, work, "out", args, syscall)
+    print(f"{command} {syscall}: {len(seen)} kill points: {seen}")
+    assert seen, f"{command} made no {syscall} call"
+    assert {verdict for _, verdict in seen} <= {"old", "new"}
