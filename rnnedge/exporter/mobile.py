@@ -44,13 +44,13 @@ from rnnedge.io import read_json, write_bytes, write_json
 from rnnedge.ortformat import CONFIG_NAME, convert_to_ort
 
 MOBILE_DIR = "mobile"
-TARGETS = ("default", "mobile", "qnn-htp")
+TARGETS = ("default", "mobile", "qnn-htp", "litert")
 TARGET_KEY = "rnnedge.target"
 EPS = ("NNAPI", "CoreML MLProgram", "CoreML NeuralNetwork")
 
 
 def check_target(target: str) -> str:
-    """`target` if it is an export target ('default' | 'mobile' | 'qnn-htp'); RnnedgeError naming them otherwise."""
+    """`target` if it is an export target ('default' | 'mobile' | 'qnn-htp' | 'litert'); RnnedgeError naming them otherwise."""
     if target not in TARGETS:
         raise RnnedgeError(f"unknown export target {target!r}; choose one of {', '.join(TARGETS)}")
     return target
