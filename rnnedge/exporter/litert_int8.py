@@ -120,12 +120,14 @@ def quantize_litert(
     calib, held_out = ids[:calib_chars], ids[calib_chars : calib_chars + held_out_chars]
     model = onnx.load(folder / "step.onnx")
     name = f"step.{VARIANT}.tflite"
+    stub = descriptor(model, name)
     with tempfile.TemporaryDirectory(prefix="rnnedge-litert-int8-") as tmp:
         work = Path(tmp)
         np.savez(work / "rep.npz", **calibration_set(graph, calib))
         report = lx.run_converter(folder / "step.onnx", work / "out", rep=work / "rep.npz")
         tflite = (work / "out" / "step.int8.tflite").read_bytes()
         car = lx.sidecar(model, tflite, outputs=report["int8_outputs"], file=name)
+        car["metadata"] = {p.key: p.value for p in stub.metadata_props}  # variant litert-int8
         floats = integer_kernels(car["ops"])
         if floats:
             raise GraphError(f"the int8 .tflite computes its products in float: {', '.join(floats)}")
@@ -138,7 +140,7 @@ def quantize_litert(
     car["converter"] = report.get("versions", {})
     write_bytes(folder / name, tflite)
     write_json(folder / name.replace(".tflite", ".json"), car)
-    write_bytes(folder / f"step.{VARIANT}.onnx", descriptor(model, name).SerializeToString())
+    write_bytes(folder / f"step.{VARIANT}.onnx", stub.SerializeToString())
     manifest_path = Path(export_dir) / MANIFEST
     if manifest_path.is_file():
         manifest = read_json(manifest_path, "manifest")
