@@ -129,10 +129,11 @@ def sidecar(
     }
 
 
-def stream_check(session: Any, ort_session: Any, vocab_size: int, tokens: int, tol: float, name: str) -> vfy.CheckResult:
+def stream_check(
+    session: Any, ort_session: Any, vocab_size: int, tokens: int, tol: float, name: str
+) -> vfy.CheckResult:
     """LiteRT vs ONNX Runtime over `tokens` random ids, each runtime's own state fed back; max |Δ|."""
-    inputs = [i.name for i in ort_session.get_inputs()]
-    states = {n: np.zeros([int(d) for d in i.shape], np.float32) for n, i in zip(inputs, ort_session.get_inputs())}
+    states = {i.name: np.zeros([int(d) for d in i.shape], np.float32) for i in ort_session.get_inputs()}
     states.pop(INPUT_IDS)
     mine, theirs = dict(states), dict(states)
     out_names = [o.name for o in ort_session.get_outputs()]

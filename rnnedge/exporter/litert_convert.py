@@ -17,6 +17,7 @@ runs `onnxsim IN IN`, overwriting its input file: the graph is always converted 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -90,10 +91,8 @@ def versions() -> dict[str, str]:
 
     out = {}
     for name in ("tensorflow", "tensorflow-cpu", "onnx2tf", "onnx", "onnxsim", "numpy"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 

@@ -97,7 +97,7 @@ def drift(fp32: Any, int8: Any, info: Any, ids: np.ndarray) -> dict[str, Any]:
     diff = np.abs(a - b).max(axis=1)  # (L-1,)
     tenth = max(1, len(diff) // 10)
     return {
-        "tokens": int(len(diff)),
+        "tokens": len(diff),
         "nll_fp32": round(nll_a, 5),
         "nll_int8": round(nll_b, 5),
         "delta_nll": round(nll_b - nll_a, 5),
@@ -136,7 +136,7 @@ def quantize_litert(
         int8 = rt.LiteRtSession(work / "out" / name, threads=1)
         fp32 = rt.LiteRtSession(folder / "step.tflite", threads=1)
         car["drift"] = drift(fp32, int8, graph.info, held_out)
-    car["calibration"] = {"steps": int(len(calib)), "source": "the text's first chars, ORT fp32 states"}
+    car["calibration"] = {"steps": len(calib), "source": "the text's first chars, ORT fp32 states"}
     car["converter"] = report.get("versions", {})
     write_bytes(folder / name, tflite)
     write_json(folder / name.replace(".tflite", ".json"), car)

@@ -50,7 +50,7 @@ EPS = ("NNAPI", "CoreML MLProgram", "CoreML NeuralNetwork")
 
 
 def check_target(target: str) -> str:
-    """`target` if it is an export target ('default' | 'mobile' | 'qnn-htp' | 'litert'); RnnedgeError naming them otherwise."""
+    """`target` if it is an export target ('default' | 'mobile' | 'qnn-htp' | 'litert'); RnnedgeError otherwise."""
     if target not in TARGETS:
         raise RnnedgeError(f"unknown export target {target!r}; choose one of {', '.join(TARGETS)}")
     return target

@@ -37,7 +37,7 @@ from rnnedge.targets.spec import Availability, TargetSpec
 
 RUNTIME = "ai-edge-litert"
 HINT = "install it with `pip install 'rnnedge[litert]'` (or `pip install ai-edge-litert`)"
-CONVERTER_HINT = "run `rnnedge targets setup litert` (or set RNNEDGE_LITERT_PYTHON to a Python with tensorflow + onnx2tf)"
+CONVERTER_HINT = "run `rnnedge targets setup litert` (or set RNNEDGE_LITERT_PYTHON: a Python with tensorflow + onnx2tf)"
 PYTHON_ENV = "RNNEDGE_LITERT_PYTHON"
 SIDECAR_FORMAT = 1
 
@@ -63,8 +63,8 @@ def converter_python() -> str | None:
         return given
     if all(importlib.util.find_spec(m) is not None for m in ("tensorflow", "onnx2tf")):
         return sys.executable
-    own = setup_python()
-    return str(own) if own.is_file() else None
+    own = setup_python()  # only a finished one: the stamp is written last
+    return str(own) if own.is_file() and (own.parents[2] / "ready.json").is_file() else None
 
 
 def _probe() -> Availability:
@@ -133,7 +133,7 @@ class LiteRtSession(SessionStandIn):
 
     @staticmethod
     def _args(entries: list[dict[str, Any]]) -> list[RemoteArg]:
-        return [RemoteArg(a["name"], ORT_TYPE.get(a["dtype"], f"tensor({a['dtype']})"), list(a["shape"])) for a in entries]
+        return [RemoteArg(a["name"], ORT_TYPE.get(a["dtype"], "?"), list(a["shape"])) for a in entries]
 
     def run(self, names: Any, feed: Mapping[str, np.ndarray], run_options: Any = None) -> list:
         """The outputs `names` (None: all) for `feed` (ONNX names; ids cast to the .tflite's dtype)."""
