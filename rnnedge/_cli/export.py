@@ -68,7 +68,8 @@ def register(app: typer.Typer) -> None:
             "default",
             "--target",
             help="'mobile' adds mobile/: a batch-1 step graph for NNAPI/CoreML, .ort, op config; 'qnn-htp' adds "
-            "qnn-htp/: a fixed-batch step graph Qualcomm's HTP (Hexagon NPU) runs whole.",
+            "qnn-htp/: a fixed-batch step graph Qualcomm's HTP (Hexagon NPU) runs whole; 'litert' adds litert/: "
+            "step.tflite (TFLite built-ins) + step.json sidecar, verified in LiteRT.",
         ),
         source: str = typer.Option(
             None, "--from", help="Bring your own model: word-lm (nn.LSTM/GRU/RNN LM) or mingru-pytorch (minLM)."

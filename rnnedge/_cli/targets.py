@@ -55,7 +55,11 @@ def list_targets(
 
 @targets_app.command("setup")
 @domain_errors
-def setup(name: str = typer.Argument(..., help="The target to prepare: cpu-arm64 (builds its ARM64 sysroot).")) -> None:
+def setup(
+    name: str = typer.Argument(
+        ..., help="The target to prepare: cpu-arm64 (builds its ARM64 sysroot), litert (its converter venv)."
+    ),
+) -> None:
     """Prepare a target that needs set-up (cached; offline after the first run)."""
     from rnnedge.errors import ConfigError
     from rnnedge.targets import check_target_name, target_spec
@@ -65,6 +69,10 @@ def setup(name: str = typer.Argument(..., help="The target to prepare: cpu-arm64
         from rnnedge.targets import arm64_sysroot
 
         arm64_sysroot.build(log=echo)
+    elif key == "litert":
+        from rnnedge.targets import litert_setup
+
+        litert_setup.build(log=echo)
     elif target_spec(key).runs == "static":
         raise ConfigError(f"{key} needs no set-up here: rnnedge prepares and checks its graphs on this machine")
     why = target_spec(key).probe()

@@ -63,6 +63,8 @@ def export_model(
     that Qualcomm's HTP runs whole (no Erf, no scalar-base Pow), verified the same way.
     `ids` ('int64' | 'int32'; None: each graph's own) is the token ids' dtype of the target's graphs:
     step.onnx and parallel.onnx for 'default' (int64), mobile/step.onnx (int32), qnn-htp/step.onnx (int64).
+    `target="litert"` adds out_dir/litert/ (exporter/litert.py): the mobile graph as a built-ins-only
+    .tflite with its sidecar JSON, verified in LiteRT against ONNX Runtime.
 
     Every check runs in ONNX Runtime before anything is written; on failure a VerificationError lists
     each check with its max abs difference and out_dir is left as it was. `simplifier` and `checks`
@@ -274,6 +276,14 @@ def _export(
         )
         files.update({out_dir / name: blob for name, blob in htp_files.items()})
         timings["qnn_htp"] = time.perf_counter() - t0
+    litert_entry = None
+    if target == "litert":
+        from rnnedge.exporter.litert import export_litert
+
+        t0 = time.perf_counter()
+        litert_files, litert_entry = export_litert(recs["step"].model, recs["parallel"].data, ref, do_verify)
+        files.update({out_dir / name: blob for name, blob in litert_files.items()})
+        timings["litert"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
     manifest = build_manifest(loaded, opset, max_seq_len, levels, recs, results, do_verify, timings, providers)
     if source is not None:
@@ -286,6 +296,8 @@ def _export(
         manifest["mobile"] = mobile_entry
     if htp_entry is not None:
         manifest["qnn_htp"] = htp_entry
+    if litert_entry is not None:
+        manifest["litert"] = litert_entry
     write_export(out_dir, files, manifest, overwrite=overwrite)
     return ExportResult(out_dir, paths, manifest, results)
 

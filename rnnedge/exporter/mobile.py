@@ -45,14 +45,14 @@ from rnnedge.io import read_json, write_bytes, write_json
 from rnnedge.ortformat import CONFIG_NAME, convert_to_ort
 
 MOBILE_DIR = "mobile"
-TARGETS = ("default", "mobile", "qnn-htp")
+TARGETS = ("default", "mobile", "qnn-htp", "litert")
 TARGET_KEY = "rnnedge.target"
 EPS = ("NNAPI", "CoreML MLProgram", "CoreML NeuralNetwork")
 IDS = "int32"  # the mobile graph's default ids dtype: NNAPI's Gather takes int32 indices from a graph input
 
 
 def check_target(target: str) -> str:
-    """`target` if it is an export target ('default' | 'mobile' | 'qnn-htp'); RnnedgeError naming them otherwise."""
+    """`target` if it is an export target ('default' | 'mobile' | 'qnn-htp' | 'litert'); RnnedgeError otherwise."""
     if target not in TARGETS:
         raise RnnedgeError(f"unknown export target {target!r}; choose one of {', '.join(TARGETS)}")
     return target

@@ -22,6 +22,7 @@ TARGET_MODULES: dict[str, str] = {
     "qnn-htp": "rnnedge.targets.qnn_htp",
     "openvino": "rnnedge.targets.openvino",
     "tract": "rnnedge.targets.tract",
+    "litert": "rnnedge.targets.litert",
 }
 # Targets whose graphs run in an emulator started by rnnedge (spec.runs == "emulated"): known without
 # importing their modules, so `--provider` can be routed cheaply (inference/providers.py).
@@ -29,7 +30,7 @@ EMULATED: tuple[str, ...] = ("cpu-x86-avx2", "cpu-arm64")
 # Targets whose spec has `open`: `--provider NAME` gets the session their `open` returns instead of an ONNX
 # Runtime one made by inference/sessions.py: the emulated CPUs, the host accelerator reached through a plugin
 # EP (qnn-htp), and the other runtimes (OpenVINO, tract).
-ROUTED: tuple[str, ...] = (*EMULATED, "qnn-htp", "openvino", "tract")
+ROUTED: tuple[str, ...] = (*EMULATED, "qnn-htp", "openvino", "tract", "litert")
 OWN_SESSIONS = ROUTED  # the qnn-htp branch's name for the same tuple
 TARGET_NAMES: tuple[str, ...] = tuple(TARGET_MODULES)
 ALIASES = {"cpu": "cpu-x86"}  # `--provider cpu` (rnnedge 0.1) is this machine's own CPU
