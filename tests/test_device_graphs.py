@@ -26,7 +26,9 @@ from rnnedge.graphmeta import INPUT_IDS, parse_metadata
 from rnnedge.inference import open_graph
 from rnnedge.inference.files import changed_since_export
 from rnnedge.models import MIXER_NAMES
+from rnnedge.quantization import quantize_export
 from rnnedge.targets import target_spec
+from tests.conftest import TEXT
 from tests.device_support import MAX_SEQ_LEN, RECIPES, DeviceExport, device_exports  # noqa: F401
 
 ERF_FREE = ("mobile/step.onnx", "qnn-htp/step.onnx", "opset20/step.onnx", "opset20/parallel.onnx")
@@ -160,6 +162,11 @@ def test_ids_option_sets_the_targets_graphs(device_exports: dict[str, DeviceExpo
         graph = open_graph(out / f"{kind}.onnx", kind)
         assert graph.ids_dtype == np.int32 and graph.info.ids_dtype == "int32"
         assert onnx.load(out / f"{kind}.onnx").graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT32
+    (tmp_path / "calib.txt").write_text(TEXT[:2000])
+    quantize_export(out, "int8-qdq", calib_text=tmp_path / "calib.txt")  # calibration feeds the graph's int32
+    variant = open_graph(out / "step.int8-qdq.onnx", "step")
+    assert variant.ids_dtype == np.int32 and variant.info.ids_dtype == "int32"
+    assert np.isfinite(variant.run(np.array([1, 2]), variant.zero_states(2))[0]).all()
     mobile = export_model(ckpt, tmp_path / "m64", max_seq_len=32, target="mobile", ids="int64", verify=True)
     assert all(c["passed"] for c in mobile.manifest["mobile"]["verification"])
     graph = open_graph(tmp_path / "m64" / "mobile" / "step.onnx", "step")

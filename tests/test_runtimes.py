@@ -253,3 +253,16 @@ def test_portable_mods_compute_the_same_in_tract(tmp_path: Path) -> None:
         loaded.set_input_fact(k, "3,i64" if name == "pos" else "3,3,f32")
     out = loaded.into_model().into_runnable().run([pos if n == "pos" else x for n in names])
     assert all(np.array_equal(g.to_numpy(), w) for g, w in zip(out, want, strict=True))
+
+
+def test_openvino_snippets_off_when_the_process_has_one_cpu(export: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --threads, OpenVINO uses the CPUs the process may run on: pinned to one (taskset, a 1-CPU
+    container on a bigger host) that is the one-thread compile that segfaults, so snippets go off."""
+    needs("openvino")
+    import rnnedge.targets.openvino as ov_target
+
+    session = open_session(export / "step.onnx", "openvino")
+    monkeypatch.setattr(ov_target.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert session.properties()["SNIPPETS_MODE"] == "DISABLE"
+    monkeypatch.setattr(ov_target.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert "SNIPPETS_MODE" not in session.properties()

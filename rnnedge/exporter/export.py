@@ -134,7 +134,8 @@ def _guarded(
     ownership.check_folder(out, overwrite=overwrite)  # one line before the long work
     created = _probe_out_dir(out)
     try:
-        return _export(loaded, out, *args, overwrite=overwrite, ids=ids)
+        options: dict[str, Any] = {"overwrite": overwrite, "ids": ids}  # keywords after the positional *args
+        return _export(loaded, out, *args, **options)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):

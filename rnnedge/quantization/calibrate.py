@@ -45,7 +45,8 @@ class FeedReader(CalibrationDataReader):
 
 
 def _feed(graph: GraphSession, ids: np.ndarray, states: list[np.ndarray]) -> Feed:
-    return {INPUT_IDS: np.ascontiguousarray(ids, dtype=np.int64), **dict(zip(graph.state_inputs, states, strict=True))}
+    ids = np.ascontiguousarray(ids, dtype=graph.ids_dtype)  # int64, or int32 (`export --ids int32`, mobile/)
+    return {INPUT_IDS: ids, **dict(zip(graph.state_inputs, states, strict=True))}
 
 
 def step_feeds(

@@ -44,6 +44,14 @@ def _probe() -> Availability:
     return Availability(True, f"OpenVINO {ov.get_version().split('-')[0]}, CPU plugin on {name}")
 
 
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, what OpenVINO's default thread count follows)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity API on this platform
+        return os.cpu_count() or 1
+
+
 class OpenVinoSession(ForeignSession):
     """An rnnedge graph in OpenVINO's CPU plugin: compiled per static input shape, on first use."""
 
@@ -75,7 +83,7 @@ class OpenVinoSession(ForeignSession):
         props = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
         if self._threads is not None:
             props["INFERENCE_NUM_THREADS"] = str(self._threads)
-        if (self._threads or os.cpu_count() or 1) == 1:  # one thread, asked for or all there is
+        if (self._threads or _usable_cpus()) == 1:  # one thread, asked for or all this process may use
             props["SNIPPETS_MODE"] = "DISABLE"  # the batch-1, one-thread compile_model segfault
         return {**props, **self._extra}
 
