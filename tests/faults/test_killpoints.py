@@ -57,26 +57,33 @@ def _case(name: str, world: dict[str, Path], b: dict[str, Path], work: Path) -> 
     return None, ["pipeline", b["ckpt"], "--out", out, "--data", text, *PIPELINE]
 
 
+Case = tuple[Path, Path, list[Any], Expected]
+
+
 @pytest.fixture(scope="module")
 def cases(
     server: ForkServer, world: dict[str, Path], model_b: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, tuple[Path, Path, list[Any], Expected]]:
-    """Per command: (the old state's copy, the work folder, the new run's args, the expected states),
-    the expectation measured once (two complete runs) for both syscalls."""
-    made: dict[str, tuple[Path, Path, list[Any], Expected]] = {}
-    for command in COMMANDS:
-        root = tmp_path_factory.mktemp(f"kill-{command}")
-        base, work = root / "base", root / "work"
-        old, args = _case(command, world, model_b, work)
-        if old is None:  # the pipeline's old result: a run with the first model, made at the same path
-            first = ["pipeline", world["ckpt"], "--out", work / "out", "--data", world["text"], *PIPELINE]
-            done = server.run(first, root)
-            assert done["rc"] == 0, done["stderr"]
-            shutil.move(work, base)
-        else:
-            shutil.copytree(old, base / "out")
-        made[command] = (base, work, args, expected(server, base, work, "out", args))
-    return made
+) -> Callable[[str], Case]:
+    """Per command, made on first use: (the old state's copy, the work folder, the new run's args, the
+    expected states), the expectation measured once (two complete runs) for both syscalls."""
+    made: dict[str, Case] = {}
+
+    def case(command: str) -> Case:
+        if command not in made:
+            root = tmp_path_factory.mktemp(f"kill-{command}")
+            base, work = root / "base", root / "work"
+            old, args = _case(command, world, model_b, work)
+            if old is None:  # the pipeline's old result: a run with the first model, made at the same path
+                first = ["pipeline", world["ckpt"], "--out", work / "out", "--data", world["text"], *PIPELINE]
+                done = server.run(first, root)
+                assert done["rc"] == 0, done["stderr"]
+                shutil.move(work, base)
+            else:
+                shutil.copytree(old, base / "out")
+            made[command] = (base, work, args, expected(server, base, work, "out", args))
+        return made[command]
+
+    return case
 
 
 def _pipeline_points(syscall: str) -> tuple[Callable[[int], bool], Callable[[int, str, int], bool]]:
@@ -90,9 +97,9 @@ def _pipeline_points(syscall: str) -> tuple[Callable[[int], bool], Callable[[int
 @pytest.mark.parametrize("syscall", SYSCALLS)
 @pytest.mark.parametrize("command", COMMANDS)
 def test_sigkill_at_every_rename_and_unlink_leaves_old_or_new(
-    command: str, syscall: str, server: ForkServer, cases: dict[str, tuple[Path, Path, list[Any], Expected]]
+    command: str, syscall: str, server: ForkServer, cases: Callable[[str], Case]
 ) -> None:
-    base, work, args, want = cases[command]
+    base, work, args, want = cases(command)
     chosen = _pipeline_points(syscall) if command == "pipeline" else ()
     seen = kill_everywhere(server, base, work, "out", args, syscall, want, *chosen)
     print(f"{command} {syscall}: {len(seen)} kill points: {seen}")
