@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnnedge.commit import COMMIT, STAGING_PREFIX, settle
+from rnnedge import commit
 from rnnedge.ownership import LEDGER, read_ledger
+
+COMMIT, STAGING_PREFIX = ".rnnedge-commit", ".rnnedge-staging-"  # rnnedge/commit.py's names
+settle = getattr(commit, "settle", lambda folder: None)  # (absent before commits had records: nothing to settle)
 
 ROOT = Path(__file__).resolve().parents[2]
 # Ignored in a state, and why: an empty lock file a SIGKILLed holder cannot remove (the next run locks it
