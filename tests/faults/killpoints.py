@@ -10,13 +10,16 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnnedge.commit import COMMIT, STAGING_PREFIX, settle
+from rnnedge import commit
 from rnnedge.ownership import LEDGER, read_ledger
+
+COMMIT, STAGING_PREFIX = ".rnnedge-commit", ".rnnedge-staging-"  # rnnedge/commit.py's names
+settle = getattr(commit, "settle", lambda folder: None)  # (absent before commits had records: nothing to settle)
 
 ROOT = Path(__file__).resolve().parents[2]
 # Ignored in a state, and why: an empty lock file a SIGKILLed holder cannot remove (the next run locks it
@@ -144,14 +147,27 @@ def expected(server: ForkServer, base: Path, work: Path, out: str, args: Sequenc
 
 
 def kill_everywhere(
-    server: ForkServer, base: Path, work: Path, out: str, args: Sequence[Any], syscall: str, rerun: bool = True
+    server: ForkServer,
+    base: Path,
+    work: Path,
+    out: str,
+    args: Sequence[Any],
+    syscall: str,
+    want: Expected,
+    points: Callable[[int], bool] = lambda n: True,
+    rerun: Callable[[int, str, int], bool] | None = None,
 ) -> list[tuple[int, str]]:
-    """SIGKILL `args` at its 1st, 2nd, ... `syscall` until a run completes; after each kill the folder
-    `work/out` must be old or new (as it is, and after a reader settles it), and a re-run must complete
-    with the new state and no temp file. Returns [(n, 'old' | 'new')] for every kill point."""
-    want = expected(server, base, work, out, args)
+    """SIGKILL `args` at its 1st, 2nd, ... `syscall` (those `points` takes) until a run completes; after
+    each kill the folder `work/out` must be old or new (as it is, and after a reader settles it), and a
+    re-run (where `rerun(n, verdict, olds so far)` says; by default after every kill that left the new
+    result, each a different stage of the roll-forward, and after every 3rd that left the old one, whose
+    leftovers are alike) must complete with the new state and no temp file. Returns
+    [(n, 'old' | 'new')] for every kill point tried."""
+    rerun = rerun or (lambda n, verdict, olds: verdict == "new" or olds % 3 == 1)
     seen: list[tuple[int, str]] = []
     for n in range(1, 500):
+        if not points(n):
+            continue
         reset(base, work)
         ran = server.run(args, work, kill=(syscall, n))
         if not ran["killed"]:
@@ -164,7 +180,7 @@ def kill_everywhere(
             want.verdict(folder)  # as it is: old or new (no unfinished commit)
         settle(folder)  # what a reader (or the next writer) does first
         seen.append((n, want.verdict(folder)))
-        if rerun:
+        if rerun(n, seen[-1][1], sum(v == "old" for _, v in seen)):
             again = server.run(args, work)
             assert again["rc"] == 0, f"re-run after a kill at {syscall} #{n}: {again['stderr']}"
             assert want.verdict(folder) == "new"
