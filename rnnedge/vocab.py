@@ -27,6 +27,9 @@ class CharVocab:
             raise ConfigError("vocabulary is empty")
         if len(set(self.chars)) != len(self.chars):
             raise ConfigError("vocabulary has repeated characters")
+        bad = next((c for c in self.chars if "\ud800" <= c <= "\udfff"), None)
+        if bad is not None:  # a lone surrogate is no character: no UTF-8 file, graph or terminal can hold it
+            raise ConfigError(f"vocabulary holds {bad!r}, a lone surrogate, which is not a character")
         object.__setattr__(self, "_index", {c: i for i, c in enumerate(self.chars)})
 
     @classmethod

@@ -27,7 +27,7 @@ from rnnedge.models import CharLM, build_model
 from rnnedge.outlock import remove_stale_temps, writer_lock
 from rnnedge.ownership import LEDGER, check_folder, check_replaceable
 from rnnedge.training import distributed as dist_util
-from rnnedge.training.checkpoint import CHECKPOINT_FILES, load_checkpoint, save_checkpoint
+from rnnedge.training.checkpoint import CHECKPOINT_FILES, load_checkpoint, resume_point, save_checkpoint
 from rnnedge.training.config import TrainConfig, check_resume, lr_at
 from rnnedge.training.data import (
     BatchSampler,
@@ -78,9 +78,11 @@ def resumed_config(resume: str | os.PathLike[str]) -> tuple[TrainConfig, dict[st
     if "config" not in meta:
         raise CheckpointError(f"{resume} holds no training config (not written by `rnnedge train`); cannot resume")
     try:
-        return TrainConfig.from_dict(meta["config"]), meta
+        config = TrainConfig.from_dict(meta["config"])
     except (ConfigError, TypeError) as exc:
         raise CheckpointError(f"{resume}: bad training config: {exc}") from exc
+    resume_point(meta, Path(resume) / "config.json")  # its counters are sane before anything runs
+    return config, meta
 
 
 def train(
@@ -163,10 +165,13 @@ def _train(
         if ckpt.optimizer_tensors is None:
             raise CheckpointError(f"{resume} has no optimizer state (optimizer.safetensors); cannot resume exactly")
         model, vocab = ckpt.model, ckpt.vocab
-        start_step = int(meta.get("steps_done", 0))
-        tokens_seen = int(meta.get("tokens_seen", 0))
-        time_before = float(meta.get("train_time_s", 0.0))
-        history = list(meta.get("history", []))
+        point = resume_point(meta, Path(resume) / "config.json")
+        start_step, tokens_seen, time_before, history = (
+            point.steps_done,
+            point.tokens_seen,
+            point.train_time_s,
+            point.history,
+        )
         if start_step >= config.steps:
             raise ConfigError(f"{resume} already completed {start_step} steps; pass --steps above {start_step}")
     else:
