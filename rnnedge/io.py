@@ -77,6 +77,13 @@ def write_text(target: str | os.PathLike[str], text: str) -> None:
     write_bytes(target, text.encode("utf-8"))
 
 
+def display_name(path: str | os.PathLike[str]) -> str:
+    """`path` as text any UTF-8 file or terminal can hold: a file name that is not UTF-8 (Latin-1 bytes,
+    which Python carries as lone surrogates) shows its odd bytes as \\xNN escapes, e.g. caf\\xe9.txt."""
+    raw = os.fsencode(path)
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
 def json_text(obj: Any) -> str:
     """`obj` as the indented JSON rnnedge writes (manifests, configs, summaries)."""
     return json.dumps(obj, indent=2, sort_keys=False) + "\n"

@@ -103,6 +103,19 @@ def describe(exc: BaseException) -> str:
     return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
 
 
+def text_stdout() -> Any:
+    """stdout that never fails on a character its encoding cannot show (an ASCII or Latin-1 terminal,
+    PYTHONIOENCODING=ascii): such a character is written as a backslash escape, e.g. \\u2014."""
+    out = sys.stdout
+    reconfigure = getattr(out, "reconfigure", None)
+    if reconfigure is not None and (getattr(out, "encoding", "") or "").lower().replace("-", "") != "utf8":
+        try:
+            reconfigure(errors="backslashreplace")
+        except (ValueError, OSError):  # a stream already written in a way that forbids it: leave it
+            pass
+    return out
+
+
 def echo(message: str = "", *, err: bool = False) -> None:
     typer.echo(message, err=err)
     sys.stdout.flush()

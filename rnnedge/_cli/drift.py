@@ -50,6 +50,7 @@ def drift(
     from rnnedge.drift.run import MIN_STEPS, run_drift
     from rnnedge.errors import ConfigError
     from rnnedge.inference import ProviderChoice, encode_text, read_text, resolve_providers
+    from rnnedge.io import display_name
     from rnnedge.targets import graph_folder, where, where_line
 
     if on_unknown not in ("error", "skip"):
@@ -95,7 +96,7 @@ def drift(
             echo(f"  note: {note}")
         results.append(r)
     settings = {
-        "data": str(data),
+        "data": display_name(data),  # a Latin-1 file name cannot go into a UTF-8 report as it is
         "variant": variant,
         "baseline": baseline,
         "steps": steps,
