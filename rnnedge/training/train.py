@@ -40,6 +40,7 @@ from rnnedge.training.data import (
 )
 from rnnedge.training.device import resolve_device
 from rnnedge.training.evaluate import stream_nll
+from rnnedge.training.memory import check_fits
 from rnnedge.training.optim import build_optimizer, load_optimizer_tensors, optimizer_tensors
 from rnnedge.training.progress import TrainProgress
 
@@ -185,6 +186,8 @@ def _train(
             "resume continues the same run on the same data"
         )
     tdata = prepare(text, vocab=vocab, seq_len=config.seq_len, source=str(data_path))
+    if device.type == "cpu":
+        check_fits(config, len(tdata.vocab))  # a run that cannot fit is one line now, not a torch error later
     if resume is None:
         torch.manual_seed(config.seed)
         model = build_model(config.model_config(len(tdata.vocab)))
