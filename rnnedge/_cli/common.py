@@ -3,6 +3,7 @@ shows it for errors rnnedge did not word itself)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -109,10 +110,8 @@ def text_stdout() -> Any:
     out = sys.stdout
     reconfigure = getattr(out, "reconfigure", None)
     if reconfigure is not None and (getattr(out, "encoding", "") or "").lower().replace("-", "") != "utf8":
-        try:
+        with contextlib.suppress(ValueError, OSError):  # a stream that forbids it is left as it is
             reconfigure(errors="backslashreplace")
-        except (ValueError, OSError):  # a stream already written in a way that forbids it: leave it
-            pass
     return out
 
 

@@ -34,8 +34,7 @@ from rnnedge.compare.sources import (
 )
 from rnnedge.drift.folder import check_target
 from rnnedge.inference import encode_text, read_text
-from rnnedge.io import display_name
-from rnnedge.io import write_text
+from rnnedge.io import display_name, write_text
 from rnnedge.quantization.recipes import recipe
 
 # (checkpoint folder, export folder to write, parallel-graph max_seq_len) -> None

@@ -13,8 +13,8 @@ import onnxruntime as ort
 
 from rnnedge.errors import GraphError, RnnedgeError
 from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo, parse_metadata
-from rnnedge.io import display_name, read_regular
 from rnnedge.inference.providers import ProviderArg, choice_entries, cuda_graph_enabled, routed_target
+from rnnedge.io import display_name, read_regular
 
 # ORT's type strings for the dtypes a state may have (graphmeta.STATE_DTYPES).
 ORT_TYPES = {
@@ -192,7 +192,8 @@ def graph_metadata(sess: ort.InferenceSession, where: str) -> dict[str, str]:
         return dict(sess.get_modelmeta().custom_metadata_map)
     except UnicodeDecodeError as exc:
         raise GraphError(
-            f"{where}: its metadata is not UTF-8 text (byte {exc.start}: {exc.reason}); damaged, or not an rnnedge graph"
+            f"{where}: its metadata is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+            "damaged, or not an rnnedge graph"
         ) from None
 
 

@@ -38,7 +38,9 @@ class ModelConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
             if value > top:  # checked before any tensor is sized from it (torch.empty overflows at 2**63)
-                raise ConfigError(f"{name} {value:,} is impossible here: beyond any model rnnedge builds (at most {top:,})")
+                raise ConfigError(
+                    f"{name} {value:,} is impossible here: beyond any model rnnedge builds (at most {top:,})"
+                )
         for name, top in (("n_heads", MAX_HEADS), ("window", MAX_WINDOW)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:

@@ -32,9 +32,7 @@ from rnnedge.training.config import TrainConfig, check_resume, lr_at
 from rnnedge.training.data import (
     BatchSampler,
     TextData,
-    data_record,
-    prepare,
-    read_text,
+    load_text_data,
     recorded_sha256,
     resolve_data,
 )
@@ -63,7 +61,7 @@ class TrainResult:
 
 def val_loss(model: CharLM, data: TextData, config: TrainConfig, device: torch.device) -> float:
     """Mean val NLL (nats/char): up to eval_batches*B*T val chars as B streams, state carried over chunks."""
-    ids = data.val[: config.eval_batches * config.batch_size * config.seq_len]  # (N,)
+    ids = data.val[: config.eval_batches * config.batch_size * config.seq_len].long()  # (N,)
     streams = config.batch_size if len(ids) // config.batch_size >= 2 else 1
     ids = ids[: len(ids) // streams * streams].view(streams, -1)  # (S, L)
     was_training = model.training
@@ -177,15 +175,15 @@ def _train(
             raise ConfigError(f"{resume} already completed {start_step} steps; pass --steps above {start_step}")
     else:
         vocab = None
-    text = read_text(data_path)
-    record = data_record(text, data, data_path)
-    data_sha = record["sha256"]
-    if resume is not None and recorded_sha256(meta) not in (None, data_sha):
-        raise ConfigError(
-            f"cannot resume: {data_path} is not the text {resume} was trained on (its sha256 differs); "
-            "resume continues the same run on the same data"
-        )
-    tdata = prepare(text, vocab=vocab, seq_len=config.seq_len, source=str(data_path))
+
+    def same_text(record: dict[str, Any]) -> None:
+        if resume is not None and recorded_sha256(meta) not in (None, record["sha256"]):
+            raise ConfigError(
+                f"cannot resume: {data_path} is not the text {resume} was trained on (its sha256 differs); "
+                "resume continues the same run on the same data"
+            )
+
+    tdata, record = load_text_data(data, data_path, vocab=vocab, seq_len=config.seq_len, check=same_text)
     if device.type == "cpu":
         check_fits(config, len(tdata.vocab))  # a run that cannot fit is one line now, not a torch error later
     if resume is None:

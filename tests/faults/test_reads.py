@@ -40,8 +40,12 @@ HUGE_CONFIGS = {
 def test_a_config_with_absurd_sizes_is_one_line_before_allocation(case: str, inputs: Inputs) -> None:
     change, needle = HUGE_CONFIGS[case]
     (inputs.ckpt / "config.json").write_text(
-        json.dumps({**json.loads((inputs.ckpt / "config.json").read_text()), "model": {
-            **json.loads((inputs.ckpt / "config.json").read_text())["model"], **change}}),
+        json.dumps(
+            {
+                **json.loads((inputs.ckpt / "config.json").read_text()),
+                "model": {**json.loads((inputs.ckpt / "config.json").read_text())["model"], **change},
+            }
+        ),
         encoding="utf-8",
     )
     for name in ("eval", "export"):
@@ -105,7 +109,9 @@ def test_graph_metadata_that_is_not_utf8_is_one_line(inputs: Inputs) -> None:
 @pytest.mark.parametrize(
     ("option", "value"), [("--d-model", "100000"), ("--batch-size", "1000000000"), ("--seq-len", "100000000")]
 )
-def test_a_training_run_too_big_for_memory_is_refused_before_allocating(option: str, value: str, inputs: Inputs) -> None:
+def test_a_training_run_too_big_for_memory_is_refused_before_allocating(
+    option: str, value: str, inputs: Inputs
+) -> None:
     args = ["train", "--out", inputs.out, "--data", inputs.text, "--steps", "2", "--quiet", option, value]
     result = rnnedge_subprocess(*args, timeout=120)
     assert_refused_subprocess(result, option)
@@ -199,3 +205,33 @@ def test_hand_edited_json_reads_are_bounded(inputs: Inputs) -> None:
         assert result.returncode in (0, 1), result.stderr
         if result.returncode == 1:
             assert_refused_subprocess(result)
+
+
+ENDINGS = {
+    "cr-only": lambda t: t.replace("\n", "\r"),
+    "crlf": lambda t: t.replace("\n", "\r\n"),
+    "mixed": lambda t: "".join(ch.replace("\n", ("\r\n", "\r", "\n")[i % 3]) for i, ch in enumerate(t)),
+}
+
+
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+def test_one_line_ending_rule_everywhere(ending: str, inputs: Inputs, world: dict[str, Path]) -> None:
+    """The model trained on the LF text reads its CR / CRLF / mixed copy as the same text in every
+    command (CR and CRLF are LF on read), and a model trained on such a copy has no CR in its vocabulary."""
+    lf = world["text"].read_text(encoding="utf-8")
+    odd = inputs.text.parent / f"{ending}.txt"
+    odd.write_bytes(ENDINGS[ending](lf).encode("utf-8"))
+    odd_inputs = Inputs(inputs.ckpt, inputs.export, odd, inputs.out)
+    for name in ("eval", "eval-export"):
+        same = cli(*COMMANDS[name](inputs), "--json")
+        other = cli(*COMMANDS[name](odd_inputs), "--json")
+        assert other.exit_code == 0, other.output
+        assert json.loads(other.stdout)["loss_nats"] == pytest.approx(json.loads(same.stdout)["loss_nats"], rel=1e-6)
+    assert cli(*COMMANDS["quantize"](odd_inputs)).exit_code == 0
+    assert cli(*COMMANDS["drift"](odd_inputs)).exit_code == 0
+    trained = inputs.out.parent / "trained"
+    result = cli("train", "--out", trained, "--data", odd, "--steps", "2", "--quiet", "--layers", "1", "--d-model", "16")
+    assert result.exit_code == 0, result.output
+    vocab = json.loads((trained / "config.json").read_text(encoding="utf-8"))["vocab"]
+    assert "\r" not in vocab and "\n" in vocab
+    assert cli("eval", trained, "--data", world["text"]).exit_code == 0  # and reads the LF text as its own
