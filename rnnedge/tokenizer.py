@@ -25,8 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from rnnedge.errors import ConfigError, DependencyError, GraphError, UnknownCharacterError
+from rnnedge.errors import ConfigError, DependencyError, GraphError, RnnedgeError, UnknownCharacterError
+from rnnedge.io import read_regular, read_text_file
 from rnnedge.vocab import CharVocab, OnUnknown, describe_unknown
+
+MAX_TOKENIZER_BYTES = 256 << 20  # a tokenizers JSON of a 250k-token vocabulary is ~20 MB
 
 TOKENIZER_FILE = "tokenizer.json"
 StreamDecoder = Callable[[int], str]
@@ -86,7 +89,9 @@ class HFTokenizer:
         """Load and check a tokenizer JSON now (ConfigError if it is not one)."""
         p = Path(path)
         try:
-            data = p.read_bytes()
+            data = read_regular(p, MAX_TOKENIZER_BYTES, "tokenizer")
+        except RnnedgeError as exc:
+            raise ConfigError(str(exc)) from None
         except OSError as exc:
             raise ConfigError(f"cannot read tokenizer {p}: {exc.strerror or exc}") from exc
         tok = _parse(data, str(p))
@@ -111,7 +116,9 @@ class HFTokenizer:
                     f"this graph's tokenizer ({self.file}) is read from next to the graph file; open it by path"
                 )
             try:
-                data = self.path.read_bytes()
+                data = read_regular(self.path, MAX_TOKENIZER_BYTES, "tokenizer")
+            except RnnedgeError as exc:
+                raise GraphError(str(exc)) from None
             except OSError as exc:
                 raise GraphError(
                     f"tokenizer {self.path} (named by the graph's metadata) cannot be read: {exc.strerror or exc}"
@@ -262,14 +269,18 @@ def resolve(spec: Any) -> Tokenizer:
     if text.startswith("chars:"):
         path = Path(text[6:])
         try:
-            return CharVocab.from_text(path.read_text(encoding="utf-8"))
+            return CharVocab.from_text(read_text_file(path, "vocabulary text"))
+        except RnnedgeError as exc:
+            raise ConfigError(str(exc)) from None
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
     path = Path(text)
     if path.suffix == ".json" or path.is_file():
         if path.is_file() and path.suffix == ".json":
             try:
-                json.loads(path.read_text(encoding="utf-8"))
+                json.loads(read_regular(path, MAX_TOKENIZER_BYTES, "tokenizer").decode("utf-8"))
+            except RnnedgeError as exc:
+                raise ConfigError(str(exc)) from None
             except (OSError, UnicodeDecodeError, ValueError) as exc:
                 raise ConfigError(f"tokenizer {path} is not JSON: {exc}") from exc
         return HFTokenizer.from_file(path)

@@ -3,6 +3,7 @@ shows it for errors rnnedge did not word itself)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -119,6 +120,17 @@ def describe(exc: BaseException) -> str:
         text = f"{engine} failed: {first}" if engine else f"{first} ({kind})"
     text = " ".join(text.split())
     return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
+
+
+def text_stdout() -> Any:
+    """stdout that never fails on a character its encoding cannot show (an ASCII or Latin-1 terminal,
+    PYTHONIOENCODING=ascii): such a character is written as a backslash escape, e.g. \\u2014."""
+    out = sys.stdout
+    reconfigure = getattr(out, "reconfigure", None)
+    if reconfigure is not None and (getattr(out, "encoding", "") or "").lower().replace("-", "") != "utf8":
+        with contextlib.suppress(ValueError, OSError):  # a stream that forbids it is left as it is
+            reconfigure(errors="backslashreplace")
+    return out
 
 
 def echo(message: str = "", *, err: bool = False) -> None:

@@ -47,9 +47,10 @@ def drift(
     from rnnedge.drift.folder import check_target
     from rnnedge.drift.graphs import open_pair
     from rnnedge.drift.report import report_files, write_report
-    from rnnedge.drift.run import MIN_STEPS, run_drift
+    from rnnedge.drift.run import MIN_STEPS, drift_window, run_drift
     from rnnedge.errors import ConfigError
     from rnnedge.inference import ProviderChoice, encode_text, read_text, resolve_providers
+    from rnnedge.io import display_name
     from rnnedge.targets import graph_folder, where, where_line
 
     if on_unknown not in ("error", "skip"):
@@ -69,7 +70,8 @@ def drift(
     check_target(out, report_files(len(dirs)), overwrite=overwrite)
     names = _names(dirs)
     dirs = [graph_folder(d, choice) for d in dirs]  # e.g. DIR/qnn-htp for --provider qnn-htp
-    text = read_text(data, what="data file", min_chars=MIN_STEPS + 1)
+    # Only the prefix the streams are drawn from is read (a 200 MB text costs what 4M characters do).
+    text = read_text(data, what="data file", min_chars=MIN_STEPS + 1, max_chars=drift_window(steps, streams))
     for d in dirs:  # check every folder and the text before the long runs start
         pair = open_pair(d, variant, baseline, threads, choice)
         encode_text(text, pair.baseline.info.vocab, on_unknown, what=f"--data {data}", min_chars=MIN_STEPS + 1)  # type: ignore[arg-type]
@@ -95,7 +97,7 @@ def drift(
             echo(f"  note: {note}")
         results.append(r)
     settings = {
-        "data": str(data),
+        "data": display_name(data),  # a Latin-1 file name cannot go into a UTF-8 report as it is
         "variant": variant,
         "baseline": baseline,
         "steps": steps,

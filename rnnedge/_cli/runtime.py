@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from rnnedge._cli.common import domain_errors, echo
+from rnnedge._cli.common import domain_errors, echo, text_stdout
 from rnnedge.threads import THREADS_HELP, resolve_threads
 
 if TYPE_CHECKING:
@@ -104,7 +103,7 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             on_unknown=on_unknown,
         )
-        out = sys.stdout
+        out = text_stdout()  # a terminal that cannot show a character gets an escape, not a traceback
         if not no_prompt:
             out.write(prompt)
             out.flush()

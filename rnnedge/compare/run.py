@@ -34,7 +34,7 @@ from rnnedge.compare.sources import (
 )
 from rnnedge.drift.folder import check_target
 from rnnedge.inference import encode_text, read_text
-from rnnedge.io import write_text
+from rnnedge.io import display_name, write_text
 from rnnedge.quantization.recipes import recipe
 
 # (checkpoint folder, export folder to write, parallel-graph max_seq_len) -> None
@@ -135,7 +135,7 @@ def run_compare(
                 m.entry["source"]["export"] = f"{EXPORTS}/{s.name}"
             measured.append(m)
         data_info = {
-            "path": data_label or str(data),
+            "path": data_label or display_name(data),
             "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
             "chars": len(text),
             "held_out_chars": len(held),

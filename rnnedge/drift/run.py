@@ -30,6 +30,15 @@ CHUNK = 256  # logits are buffered for this many steps, then turned into metrics
 PROMPT_CHARS = 32
 
 
+WINDOW_CHARS = 4_000_000  # drift reads at most this prefix of --data (more when the streams need it)
+
+
+def drift_window(steps: int, streams: int) -> int:
+    """How many leading characters of the text a drift run reads: its B disjoint streams of steps+1
+    characters, and at least WINDOW_CHARS (the streams spread over it, as over any shorter text)."""
+    return max(WINDOW_CHARS, streams * (steps + 1))
+
+
 def stream_offsets(n_ids: int, steps: int, streams: int) -> tuple[int, list[int], list[str]]:
     """(steps, offsets, notes): B start positions with steps+1 chars each; shrinks steps if the text is short."""
     if streams < 1:

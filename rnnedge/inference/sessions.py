@@ -16,6 +16,7 @@ from rnnedge.graphio import io_mismatches
 from rnnedge.graphmeta import INPUT_IDS, LOGITS, GraphInfo, parse_metadata
 from rnnedge.inference.files import warn_if_changed
 from rnnedge.inference.providers import ProviderArg, choice_entries, cuda_graph_enabled, routed_target
+from rnnedge.io import display_name, read_regular
 
 # ORT's type strings for the dtypes a state may have (graphmeta.STATE_DTYPES).
 ORT_TYPES = {
@@ -67,7 +68,19 @@ def session_options(
 
 
 def _describe(source: Source) -> str:
-    return "the graph" if isinstance(source, bytes) else str(source)
+    return "the graph" if isinstance(source, bytes) else display_name(source)
+
+
+MAX_GRAPH_BYTES = 2 << 30  # protobuf's own limit for one ONNX file
+
+
+def _graph_bytes(path: Path, where: str) -> bytes:
+    try:
+        return read_regular(path, MAX_GRAPH_BYTES, "graph")
+    except RnnedgeError as exc:
+        raise GraphError(str(exc).replace(str(path), where)) from None
+    except OSError as exc:
+        raise GraphError(f"cannot read graph {where}: {exc.strerror or exc}") from None
 
 
 def open_session(
@@ -89,11 +102,15 @@ def open_session(
     openvino | tract`) returns what its spec's `open` makes (RemoteSession, targets/foreign.py, an ORT
     session on the QNN EP), with the same methods.
     """
+    where = _describe(source)
     if not isinstance(source, bytes):
         path = Path(source)
         if not path.is_file():
-            raise GraphError(f"graph not found: {path}")
+            raise GraphError(f"graph not found: {display_name(path)}")
         source = str(path)
+        where = display_name(path)
+        if where != source:  # a non-UTF-8 path ONNX Runtime cannot take: hand it the file's bytes
+            source = _graph_bytes(path, where)
     target = routed_target(providers)
     if target is not None and target.open is not None:
         session_options(threads, config, spinning, optimization)  # the same argument checks as in process
@@ -105,7 +122,7 @@ def open_session(
         return ort.InferenceSession(source, sess_options=opts, providers=entries)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types for corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GraphError(f"ONNX Runtime cannot load {_describe(source)}: {first[:300]}") from exc
+        raise GraphError(f"ONNX Runtime cannot load {where}: {first[:300]}") from exc
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,6 +188,18 @@ class GraphSession:
         return out[0], list(out[1:])
 
 
+def graph_metadata(sess: ort.InferenceSession, where: str) -> dict[str, str]:
+    """The graph's metadata_props; GraphError (one line) when ONNX Runtime cannot decode them (bytes
+    that are not UTF-8: a damaged or foreign file, never one rnnedge wrote)."""
+    try:
+        return dict(sess.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError as exc:
+        raise GraphError(
+            f"{where}: its metadata is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+            "damaged, or not an rnnedge graph"
+        ) from None
+
+
 def zero_states(info: GraphInfo, batch: int) -> list[np.ndarray]:
     """The zero initial state of every state tensor, in metadata order, with its own shape and dtype."""
     return [np.zeros(s.concrete_shape(batch), dtype=np.dtype(s.dtype)) for s in info.states]
@@ -223,7 +252,7 @@ def open_graph(
     """
     sess = open_session(source, providers, threads, config, spinning=spinning, tf32=tf32, optimization=optimization)
     where = _describe(source)
-    info = parse_metadata(sess.get_modelmeta().custom_metadata_map, source=where)
+    info = parse_metadata(graph_metadata(sess, where), source=where)
     if kind is not None and info.kind != kind:
         other = "parallel.onnx" if kind == "parallel" else "step.onnx"
         raise GraphError(f"{where} is a {info.kind} graph; this needs a {kind} graph ({other})")

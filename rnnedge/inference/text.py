@@ -8,25 +8,30 @@ from pathlib import Path
 import numpy as np
 
 from rnnedge.errors import RnnedgeError
-from rnnedge.io import MAX_TEXT_BYTES, read_regular
+from rnnedge.io import display_name, read_text_file
 from rnnedge.vocab import CharVocab, OnUnknown
 
 MIN_CHARS = 32
 
 
-def read_text(path: str | os.PathLike[str], what: str = "text", min_chars: int = MIN_CHARS) -> str:
-    """Read a UTF-8 text file; RnnedgeError if missing, unreadable, a folder, or shorter than `min_chars`."""
+def read_text(
+    path: str | os.PathLike[str], what: str = "text", min_chars: int = MIN_CHARS, max_chars: int | None = None
+) -> str:
+    """Read a UTF-8 text file (its first `max_chars` characters when given: the rest is not read), line
+    endings normalized (rnnedge.io.normalize_newlines, the rule every reader shares); RnnedgeError if
+    missing, unreadable, not a regular file, a folder, or shorter than `min_chars`."""
     path = Path(path)
+    name = display_name(path)
     if path.is_dir():
-        raise RnnedgeError(f"{what} {path} is a folder, not a text file")
+        raise RnnedgeError(f"{what} {name} is a folder, not a text file")
     try:
-        text = read_regular(path, MAX_TEXT_BYTES, what).decode("utf-8")  # never /dev/zero or a FIFO
+        text = read_text_file(path, what, max_chars=max_chars)  # never /dev/zero or a FIFO
     except FileNotFoundError as exc:
-        raise RnnedgeError(f"{what} not found: {path}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RnnedgeError(f"cannot read {what} {path}: {exc}") from exc
+        raise RnnedgeError(f"{what} not found: {name}") from exc
+    except OSError as exc:
+        raise RnnedgeError(f"cannot read {what} {name}: {exc.strerror or exc}") from exc
     if len(text) < min_chars:
-        raise RnnedgeError(f"{what} {path} is too short ({len(text)} characters; need at least {min_chars})")
+        raise RnnedgeError(f"{what} {name} is too short ({len(text)} characters; need at least {min_chars})")
     return text
 
 

@@ -13,6 +13,8 @@ from rnnedge.models.registry import MIXER_NAMES, mixer_spec
 
 MAX_HEADS = 1024
 MAX_WINDOW = 1 << 16  # attention window (tokens): the KV cache holds this many per layer and stream
+MAX_WIDTH = 1 << 26  # d_model, d_hidden, d_mlp, vocab_size: one 2**26 x 2**26 float weight is 16 PiB
+MAX_LAYERS = 4096
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,14 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.arch not in MIXER_NAMES:
             raise ConfigError(f"unknown arch {self.arch!r}; choose one of {', '.join(MIXER_NAMES)}")
-        for name in ("vocab_size", "n_layers", "d_model"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name, top in (("vocab_size", MAX_WIDTH), ("n_layers", MAX_LAYERS), ("d_model", MAX_WIDTH)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            if value > top:  # checked before any tensor is sized from it (torch.empty overflows at 2**63)
+                raise ConfigError(
+                    f"{name} {value:,} is impossible here: beyond any model rnnedge builds (at most {top:,})"
+                )
         for name, top in (("n_heads", MAX_HEADS), ("window", MAX_WINDOW)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
@@ -47,6 +54,11 @@ class ModelConfig:
                 or round(value * self.d_model) < 1
             ):
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
+            if round(value * self.d_model) > MAX_WIDTH:
+                raise ConfigError(
+                    f"{name} {value:g} x d_model {self.d_model} is impossible here: beyond any model rnnedge builds "
+                    f"(at most {MAX_WIDTH:,} wide)"
+                )
 
     @property
     def d_hidden(self) -> int:

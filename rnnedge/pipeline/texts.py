@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rnnedge.io import display_name
 from rnnedge.vocab import CharVocab
 
 HELDOUT_FRACTION = 0.1  # `rnnedge train` holds out the last 10%: the same part is the pipeline's held-out text
@@ -32,7 +33,7 @@ def real_text(data: str | None, log: Callable[[str], None]) -> tuple[str, str] |
     from rnnedge.training.data import DataError, read_text, resolve_data, shakespeare_path
 
     if data is not None:
-        return read_text(resolve_data(data)), str(data)
+        return read_text(resolve_data(data)), display_name(data)
     try:
         path = shakespeare_path(download=True, timeout=10.0)
     except DataError as exc:

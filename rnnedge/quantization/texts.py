@@ -9,6 +9,7 @@ No text at all is one clear error. The sources are recorded in the manifest (`ca
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 from rnnedge.errors import RnnedgeError
 from rnnedge.inference import encode_text, read_text
 from rnnedge.inference.text import MIN_CHARS
+from rnnedge.io import iter_text
 from rnnedge.quantization.recipes import Recipe
 from rnnedge.vocab import CharVocab, OnUnknown
 
@@ -42,9 +44,17 @@ def _encode(path: TextPath, vocab: CharVocab, on_unknown: OnUnknown, what: str) 
 def _same_text(a: TextPath, b: TextPath) -> bool:
     pa, pb = Path(a), Path(b)
     try:
-        return pa.samefile(pb) or pa.read_bytes() == pb.read_bytes()
-    except OSError:
+        return pa.samefile(pb) or _digest(pa) == _digest(pb)
+    except (OSError, RnnedgeError):
         return False  # read_text reports the missing/unreadable file with its own message
+
+
+def _digest(path: Path) -> str:
+    """sha256 of a text file, read as every text is (bounded, regular files only)."""
+    sha = hashlib.sha256()
+    for _ in iter_text(path, "text", hasher=sha):
+        pass
+    return sha.hexdigest()
 
 
 def _split(ids: np.ndarray, source: str) -> Texts:

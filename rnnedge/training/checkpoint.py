@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,40 @@ def _optimizer(ckpt: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor] | No
     return _load_safetensors(raw, path, "optimizer state")
 
 
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a saved run stopped, read from config.json's `training` (a hand-editable file: checked)."""
+
+    steps_done: int
+    tokens_seen: int
+    train_time_s: float
+    history: list[dict[str, Any]]
+
+
+MAX_COUNT = 1 << 62  # steps or tokens beyond this are no run's count
+
+
+def resume_point(training: dict[str, Any], where: str | os.PathLike[str]) -> ResumePoint:
+    """The saved run's counters, or one CheckpointError naming the field that is not a sane value
+    (a string, a negative or non-integral count, infinity, a history that is not a list of records)."""
+
+    def count(name: str) -> int:
+        value = training.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise CheckpointError(f"{where}: training.{name} is {value!r}, not a count; cannot resume")
+        if value < 0 or value != int(value) or value > MAX_COUNT:
+            raise CheckpointError(f"{where}: training.{name} is {value!r}, not a count; cannot resume")
+        return int(value)
+
+    seconds = training.get("train_time_s", 0.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
+        raise CheckpointError(f"{where}: training.train_time_s is {seconds!r}, not a duration; cannot resume")
+    history = training.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise CheckpointError(f"{where}: training.history is not a list of records; cannot resume")
+    return ResumePoint(count("steps_done"), count("tokens_seen"), float(seconds), list(history))
+
+
 def load_checkpoint(path: str | os.PathLike[str], *, with_optimizer: bool = False) -> Checkpoint:
     """Load and validate a checkpoint folder; every problem is one CheckpointError line."""
     ckpt = Path(path)
@@ -160,11 +195,14 @@ def load_checkpoint(path: str | os.PathLike[str], *, with_optimizer: bool = Fals
     model.eval()
     opt = _optimizer(ckpt, meta) if with_optimizer else None
     val_loss = meta.get("val_loss")
+    training = meta.get("training") or {}
+    if not isinstance(training, dict):
+        raise CheckpointError(f"{ckpt / CONFIG}: training is not a JSON object")
     return Checkpoint(
         model=model,
         vocab=vocab,
         path=ckpt,
         val_loss=float(val_loss) if isinstance(val_loss, (int, float)) else None,
-        training=meta.get("training") or {},
+        training=training,
         optimizer_tensors=opt,
     )

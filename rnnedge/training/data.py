@@ -6,6 +6,7 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,8 @@ import numpy as np
 import torch
 
 from rnnedge.errors import ConfigError, RnnedgeError
-from rnnedge.io import MAX_TEXT_BYTES, read_regular, write_bytes
-from rnnedge.vocab import CharVocab
+from rnnedge.io import display_name, iter_text, read_text_file, write_bytes
+from rnnedge.vocab import CharVocab, ids_dtype
 
 SHAKESPEARE = "shakespeare"
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -34,21 +35,25 @@ def cache_dir() -> Path:
 
 
 def read_text(path: str | os.PathLike[str]) -> str:
-    """Read a UTF-8 text file; missing, empty or undecodable files raise DataError."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise DataError(f"text file not found: {p}")
+    """Read a UTF-8 text file whole (line endings normalized: rnnedge.io.normalize_newlines); missing,
+    empty or undecodable files raise DataError."""
+    p = _existing(path)
     try:
-        text = read_regular(p, MAX_TEXT_BYTES, "text file").decode("utf-8")  # never /dev/zero or a FIFO
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{p} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+        text = read_text_file(p, "text file")  # never /dev/zero or a FIFO
     except OSError as exc:
-        raise DataError(f"cannot read {p}: {exc.strerror or exc}") from None
+        raise DataError(f"cannot read {display_name(p)}: {exc.strerror or exc}") from None
     except RnnedgeError as exc:
         raise DataError(str(exc)) from None
     if not text:
-        raise DataError(f"{p} is empty")
+        raise DataError(f"{display_name(p)} is empty")
     return text
+
+
+def _existing(path: str | os.PathLike[str]) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"text file not found: {display_name(p)}")
+    return p
 
 
 def shakespeare_path(*, download: bool = True, url: str = SHAKESPEARE_URL, timeout: float = 30.0) -> Path:
@@ -84,19 +89,6 @@ def resolve_data(data: str | os.PathLike[str]) -> Path:
     return Path(data).expanduser()
 
 
-def data_record(text: str, data: str | os.PathLike[str], path: Path) -> dict[str, Any]:
-    """What a checkpoint records about its training text, without machine paths: the file name, its
-    sha256 and length, and `dataset` when it was a named download (so a resume can fetch it again)."""
-    record: dict[str, Any] = {
-        "name": path.name,
-        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        "chars": len(text),
-    }
-    if str(data) == SHAKESPEARE:
-        record["dataset"] = SHAKESPEARE
-    return record
-
-
 def recorded_sha256(training: dict[str, Any]) -> str | None:
     """The sha256 of the text a checkpoint was trained on (rnnedge 0.1 kept it as `data_sha256`)."""
     record = training.get("data")
@@ -129,17 +121,15 @@ class TextData:
     """A text encoded with its vocabulary and split into train (first 90%) and val (last 10%)."""
 
     vocab: CharVocab
-    train: torch.Tensor  # (N_train,) int64
-    val: torch.Tensor  # (N_val,) int64
+    train: torch.Tensor  # (N_train,) compact ids (uint8 / int16 / int32: vocab.ids_dtype); .long() to use
+    val: torch.Tensor  # (N_val,) same dtype
     source: str
 
 
-def prepare(text: str, *, vocab: CharVocab | None = None, seq_len: int, source: str = "<text>") -> TextData:
-    """Encode `text` (building a vocabulary unless given) and split it; both splits must fit a window."""
-    vocab = vocab or CharVocab.from_text(text)
-    ids = torch.from_numpy(vocab.encode(text, on_unknown="error"))  # (N,)
+def _split(ids: np.ndarray, vocab: CharVocab, seq_len: int, source: str) -> TextData:
     n_val = int(len(ids) * VAL_FRACTION)
-    train, val = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+    tensor = torch.from_numpy(ids)  # (N,) shares the compact array
+    train, val = tensor[: len(ids) - n_val], tensor[len(ids) - n_val :]
     need = seq_len + 1
     if len(train) < need or len(val) < need:
         raise ConfigError(
@@ -147,6 +137,63 @@ def prepare(text: str, *, vocab: CharVocab | None = None, seq_len: int, source: 
             f"(each split needs at least {need}); use a longer text or a shorter --seq-len"
         )
     return TextData(vocab=vocab, train=train, val=val, source=source)
+
+
+def prepare(text: str, *, vocab: CharVocab | None = None, seq_len: int, source: str = "<text>") -> TextData:
+    """Encode `text` (building a vocabulary unless given) and split it; both splits must fit a window."""
+    vocab = vocab or CharVocab.from_text(text)
+    return _split(vocab.encode(text, on_unknown="error", dtype=ids_dtype(len(vocab))), vocab, seq_len, source)
+
+
+def load_text_data(
+    data: str | os.PathLike[str],
+    path: Path,
+    *,
+    vocab: CharVocab | None,
+    seq_len: int,
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[TextData, dict[str, Any]]:
+    """The training text at `path`, streamed: one pass finds its characters, length and sha256, a second
+    encodes it piece by piece into a compact id array (1 byte per character for up to 256 characters),
+    so a 200 MB text never exists as one str or a list of ints.
+
+    Returns it with what a checkpoint records about it (no machine paths): the file name, the sha256
+    of its bytes, its length in characters, and `dataset` when it was a named download (so a resume
+    can fetch it again). `check(record)` runs between the passes (a resume's "same text?")."""
+    p = _existing(path)
+    name = display_name(p)
+    sha, seen, chars = hashlib.sha256(), set(), 0
+    try:
+        for piece in iter_text(p, "text file", hasher=sha):
+            seen.update(piece)
+            chars += len(piece)
+        if not chars:
+            raise DataError(f"{name} is empty")
+        record: dict[str, Any] = {"name": display_name(p.name), "sha256": sha.hexdigest(), "chars": chars}
+        if str(data) == SHAKESPEARE:
+            record["dataset"] = SHAKESPEARE
+        if check is not None:
+            check(record)
+        vocab = vocab or CharVocab("".join(sorted(seen)))
+        ids = np.empty(chars, dtype=ids_dtype(len(vocab)))  # (N,)
+        at = 0
+        for piece in iter_text(p, "text file"):
+            if at + len(piece) > chars:
+                raise DataError(f"{name} changed while it was read")
+            try:
+                ids[at : at + len(piece)] = vocab.encode(piece, on_unknown="error", dtype=ids.dtype)
+            except RnnedgeError as exc:
+                raise DataError(f"{name}: characters from position {at:,}: {exc}") from None
+            at += len(piece)
+    except OSError as exc:
+        raise DataError(f"cannot read {name}: {exc.strerror or exc}") from None
+    except DataError:
+        raise
+    except RnnedgeError as exc:
+        raise DataError(str(exc)) from None
+    if at != chars:
+        raise DataError(f"{name} changed while it was read")
+    return _split(ids, vocab, seq_len, str(path)), record
 
 
 class BatchSampler:
@@ -172,4 +219,4 @@ class BatchSampler:
         gen = torch.Generator().manual_seed(key)
         high = len(self.ids) - self.seq_len  # starts in [0, high)
         starts = torch.randint(0, high, (self.batch_size,), generator=gen)  # (B,)
-        return self.ids[starts[:, None] + self._offsets[None, :]]  # (B, T+1)
+        return self.ids[starts[:, None] + self._offsets[None, :]].long()  # (B, T+1)

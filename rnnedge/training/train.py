@@ -27,19 +27,18 @@ from rnnedge.models import CharLM, build_model
 from rnnedge.outlock import remove_stale_temps, writer_lock
 from rnnedge.ownership import LEDGER, check_folder, check_replaceable
 from rnnedge.training import distributed as dist_util
-from rnnedge.training.checkpoint import CHECKPOINT_FILES, load_checkpoint, save_checkpoint
+from rnnedge.training.checkpoint import CHECKPOINT_FILES, load_checkpoint, resume_point, save_checkpoint
 from rnnedge.training.config import TrainConfig, check_resume, lr_at
 from rnnedge.training.data import (
     BatchSampler,
     TextData,
-    data_record,
-    prepare,
-    read_text,
+    load_text_data,
     recorded_sha256,
     resolve_data,
 )
 from rnnedge.training.device import resolve_device
 from rnnedge.training.evaluate import stream_nll
+from rnnedge.training.memory import check_fits
 from rnnedge.training.optim import build_optimizer, load_optimizer_tensors, optimizer_tensors
 from rnnedge.training.progress import TrainProgress
 
@@ -62,7 +61,7 @@ class TrainResult:
 
 def val_loss(model: CharLM, data: TextData, config: TrainConfig, device: torch.device) -> float:
     """Mean val NLL (nats/char): up to eval_batches*B*T val chars as B streams, state carried over chunks."""
-    ids = data.val[: config.eval_batches * config.batch_size * config.seq_len]  # (N,)
+    ids = data.val[: config.eval_batches * config.batch_size * config.seq_len].long()  # (N,)
     streams = config.batch_size if len(ids) // config.batch_size >= 2 else 1
     ids = ids[: len(ids) // streams * streams].view(streams, -1)  # (S, L)
     was_training = model.training
@@ -78,9 +77,11 @@ def resumed_config(resume: str | os.PathLike[str]) -> tuple[TrainConfig, dict[st
     if "config" not in meta:
         raise CheckpointError(f"{resume} holds no training config (not written by `rnnedge train`); cannot resume")
     try:
-        return TrainConfig.from_dict(meta["config"]), meta
+        config = TrainConfig.from_dict(meta["config"])
     except (ConfigError, TypeError) as exc:
         raise CheckpointError(f"{resume}: bad training config: {exc}") from exc
+    resume_point(meta, Path(resume) / "config.json")  # its counters are sane before anything runs
+    return config, meta
 
 
 def train(
@@ -163,23 +164,28 @@ def _train(
         if ckpt.optimizer_tensors is None:
             raise CheckpointError(f"{resume} has no optimizer state (optimizer.safetensors); cannot resume exactly")
         model, vocab = ckpt.model, ckpt.vocab
-        start_step = int(meta.get("steps_done", 0))
-        tokens_seen = int(meta.get("tokens_seen", 0))
-        time_before = float(meta.get("train_time_s", 0.0))
-        history = list(meta.get("history", []))
+        point = resume_point(meta, Path(resume) / "config.json")
+        start_step, tokens_seen, time_before, history = (
+            point.steps_done,
+            point.tokens_seen,
+            point.train_time_s,
+            point.history,
+        )
         if start_step >= config.steps:
             raise ConfigError(f"{resume} already completed {start_step} steps; pass --steps above {start_step}")
     else:
         vocab = None
-    text = read_text(data_path)
-    record = data_record(text, data, data_path)
-    data_sha = record["sha256"]
-    if resume is not None and recorded_sha256(meta) not in (None, data_sha):
-        raise ConfigError(
-            f"cannot resume: {data_path} is not the text {resume} was trained on (its sha256 differs); "
-            "resume continues the same run on the same data"
-        )
-    tdata = prepare(text, vocab=vocab, seq_len=config.seq_len, source=str(data_path))
+
+    def same_text(record: dict[str, Any]) -> None:
+        if resume is not None and recorded_sha256(meta) not in (None, record["sha256"]):
+            raise ConfigError(
+                f"cannot resume: {data_path} is not the text {resume} was trained on (its sha256 differs); "
+                "resume continues the same run on the same data"
+            )
+
+    tdata, record = load_text_data(data, data_path, vocab=vocab, seq_len=config.seq_len, check=same_text)
+    if device.type == "cpu":
+        check_fits(config, len(tdata.vocab))  # a run that cannot fit is one line now, not a torch error later
     if resume is None:
         torch.manual_seed(config.seed)
         model = build_model(config.model_config(len(tdata.vocab)))

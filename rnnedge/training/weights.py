@@ -85,7 +85,7 @@ def implied_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     try:
         with torch.device("meta"):
             model = build_model(config)
-    except (RuntimeError, OverflowError, ValueError) as exc:
+    except (RuntimeError, OverflowError, ValueError, TypeError) as exc:  # torch.empty: TypeError past 2**63
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"the model config implies impossible tensor shapes ({first[:200]})") from None
     return {name: tuple(t.shape) for name, t in model.state_dict().items()}
