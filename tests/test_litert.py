@@ -64,7 +64,7 @@ def test_export_without_converter_is_one_error_line(monkeypatch: pytest.MonkeyPa
 
 def test_sidecar_is_required(tmp_path: Path) -> None:
     (tmp_path / "step.tflite").write_bytes(b"\0" * 16)
-    with pytest.raises(GraphError, match="no sidecar step.json"):
+    with pytest.raises(GraphError, match=r"no sidecar step\.json"):
         rt.read_sidecar(tmp_path / "step.tflite")
     with pytest.raises(GraphError, match="not serialized bytes"):
         rt.tflite_path(b"onnx")

@@ -50,6 +50,11 @@ def _summary(manifest: dict) -> None:
     if manifest.get("qnn_htp"):
         htp = manifest["qnn_htp"]
         echo(f"qnn-htp/: step.onnx, {htp['graph']['nodes']} nodes, batch {htp['batch']}, opset {htp['graph']['opset']}")
+    if manifest.get("litert"):
+        lit, worst = manifest["litert"], manifest["litert"]["verification"][-1:]
+        check = f", LiteRT vs ORT max |Δ| {worst[0]['max_abs_diff']:.2g}" if worst else ""
+        size = f"{lit['tflite']['size_bytes'] / 1024:.1f} KiB"
+        echo(f"litert/: {', '.join(lit['files'])} (step.tflite {size}, built-ins only{check})")
 
 
 def register(app: typer.Typer) -> None:

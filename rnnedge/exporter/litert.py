@@ -73,7 +73,8 @@ def run_converter(graph: Path, out: Path, rep: Path | None = None) -> dict[str, 
         raise DependencyError(f"cannot run the LiteRT converter {python}: {exc}") from exc
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     if done.returncode != 0 or not lines:
-        tail = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
+        marked = [ln.split("error: ", 1)[1] for ln in done.stderr.splitlines() if ln.startswith("litert_convert: ")]
+        tail = marked or [ln for ln in done.stderr.splitlines() if ln.strip()]
         raise GraphError(f"the LiteRT conversion failed: {(tail[-1] if tail else f'exit {done.returncode}')[:300]}")
     return dict(json.loads(lines[-1]))
 

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ERROR = "litert_convert: error: "  # the prefix of the one line a failure writes to stderr
 
 
 def convert_float(onnx_path: Path, work: Path) -> tuple[Path, Path]:
@@ -102,6 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--int8", type=Path, default=None, help="representative dataset (.npz) for full-int8")
     args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except Exception as exc:  # TensorFlow / onnx2tf: one line the caller can show
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        sys.stderr.write(f"{ERROR}{type(exc).__name__}: {first}\n")
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    """The conversion `main` parsed."""
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {"files": [], "versions": versions()}
     with tempfile.TemporaryDirectory(prefix="rnnedge-litert-") as tmp:

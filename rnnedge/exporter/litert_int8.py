@@ -34,7 +34,7 @@ import onnx
 from rnnedge.errors import GraphError, RnnedgeError
 from rnnedge.exporter import litert as lx
 from rnnedge.graphmeta import INPUT_IDS, MANIFEST
-from rnnedge.inference import open_graph
+from rnnedge.inference import open_graph, open_session
 from rnnedge.inference.loop import StepRunner
 from rnnedge.inference.sessions import GraphSession
 from rnnedge.inference.text import encode_text
@@ -42,6 +42,13 @@ from rnnedge.io import read_json, write_bytes, write_json
 from rnnedge.targets import litert as rt
 
 VARIANT = "litert-int8"
+
+
+def vfy_session(path: Path) -> Any:
+    """ONNX Runtime on a graph file, one thread (the rewrite check)."""
+    return open_session(path, "cpu", threads=1, spinning=False)
+
+
 STUB_DOMAIN = "rnnedge.litert"
 
 
@@ -62,6 +69,35 @@ def integer_kernels(ops: dict[str, int]) -> list[str]:
     """The FULLY_CONNECTED ops (input dtypes) that are not int8: empty when the model's products are integer."""
     fc = [op for op in ops if op.startswith("FULLY_CONNECTED(")]
     return [op for op in fc if "int8" not in op] if fc else ["no FULLY_CONNECTED op"]
+
+
+def without_dynamic_div(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """A copy where each Div by a computed tensor (not a Sqrt) is a Mul by its Pow(-1), and the count.
+
+    TFLite's int8 DIV refuses a divisor whose raw int8 value is 0 (div.cc: `data[i] != 0`), which an
+    asymmetric int8 range over a positive divisor (the GELU's 1 + p|x|) produces; POW has no int8 kernel,
+    so the converter keeps that one op float between DEQUANTIZE/QUANTIZE."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    constants = {i.name for i in out.graph.initializer}
+    # x / Sqrt(v) (a norm) onnx2tf already writes as x * RSQRT(v): only the other Divs are rewritten
+    constants |= {n.output[0] for n in out.graph.node if n.op_type == "Sqrt"}
+    minus_one = "rnnedge_litert_minus_one"
+    nodes, count = [], 0
+    for node in out.graph.node:
+        if node.op_type == "Div" and node.input[1] not in constants:
+            inverse = f"{node.output[0]}_inverse"
+            nodes.append(onnx.helper.make_node("Pow", [node.input[1], minus_one], [inverse]))
+            nodes.append(onnx.helper.make_node("Mul", [node.input[0], inverse], list(node.output), name=node.name))
+            count += 1
+        else:
+            nodes.append(node)
+    if count:
+        out.graph.initializer.append(onnx.numpy_helper.from_array(np.array(-1.0, np.float32), minus_one))
+        del out.graph.node[:]
+        out.graph.node.extend(nodes)
+    onnx.checker.check_model(out)
+    return out, count
 
 
 def descriptor(model: onnx.ModelProto, tflite_name: str) -> onnx.ModelProto:
@@ -124,7 +160,14 @@ def quantize_litert(
     with tempfile.TemporaryDirectory(prefix="rnnedge-litert-int8-") as tmp:
         work = Path(tmp)
         np.savez(work / "rep.npz", **calibration_set(graph, calib))
-        report = lx.run_converter(folder / "step.onnx", work / "out", rep=work / "rep.npz")
+        rewritten, divs = without_dynamic_div(model)
+        (work / "int8.onnx").write_bytes(rewritten.SerializeToString())
+        same = lx.stream_check(
+            vfy_session(work / "int8.onnx"), graph.session, len(graph.info.vocab), 200, 1e-4, "div_rewrite"
+        )
+        if not same.passed:
+            raise GraphError(f"the Div -> Pow(-1) rewrite changed the graph: max |Δ| {same.max_abs_diff:.3g}")
+        report = lx.run_converter(work / "int8.onnx", work / "out", rep=work / "rep.npz")
         tflite = (work / "out" / "step.int8.tflite").read_bytes()
         car = lx.sidecar(model, tflite, outputs=report["int8_outputs"], file=name)
         car["metadata"] = {p.key: p.value for p in stub.metadata_props}  # variant litert-int8
@@ -136,6 +179,7 @@ def quantize_litert(
         int8 = rt.LiteRtSession(work / "out" / name, threads=1)
         fp32 = rt.LiteRtSession(folder / "step.tflite", threads=1)
         car["drift"] = drift(fp32, int8, graph.info, held_out)
+    car["rewrite"] = {"div_to_pow_minus_one": divs, "max_abs_diff_vs_graph": same.max_abs_diff}
     car["calibration"] = {"steps": len(calib), "source": "the text's first chars, ORT fp32 states"}
     car["converter"] = report.get("versions", {})
     write_bytes(folder / name, tflite)

@@ -206,6 +206,6 @@ SPEC = TargetSpec(
     open=_open,
     export=_export,
     folder="litert",
-    recipes=(),  # LiteRT's int8 is its own .tflite (exporter/litert_int8.py), not an ONNX recipe
+    recipes=("litert-int8",),  # its own .tflite (exporter/litert_int8.py), not an ORT recipe: those are not for LiteRT
     reference="onnx2tf + TFLiteConverter full-integer quantization; ../shared/docs/reference.md, Other runtimes",
 )
