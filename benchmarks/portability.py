@@ -63,6 +63,8 @@ def executorch_cells(data: dict[str, Any]) -> list[dict[str, Any]]:
 def apply_peer_speed(cells: list[dict[str, Any]], data: dict[str, Any]) -> None:
     """Step-graph speed ratios from peer_speed.json (one process, interleaved); rows it adds if missing."""
     for p in data.get("cells", []):
+        if p["runtime"] == "rnnedge-option":  # ORT session options on fp32: in peer_speed.json, not a recipe
+            continue
         runtime = RUNTIME_NAMES.get(p["runtime"], p["runtime"])
         match = [c for c in cells if c["runtime"] == runtime and c["graph"] == "step" and c["recipe"] == p["recipe"]]
         if not match:
