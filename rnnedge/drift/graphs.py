@@ -165,8 +165,9 @@ def _weights_of(folder: Path, path: Path, manifest: dict[str, Any]) -> str | Non
     split = split_graph_file(path.name)
     if split is None:
         return None
-    if split[1] == FP32:
-        return file_weights_sha256(path)
+    if split[1] == FP32:  # the file's own hash; without onnx (a torch/onnx-free install) the export's record
+        recorded = file_weights_sha256(path) or manifest.get(WEIGHTS_KEY)
+        return recorded if isinstance(recorded, str) else None
     entry = manifest.get("variants", {}).get(split[1]) if isinstance(manifest.get("variants"), dict) else None
     value = entry.get(WEIGHTS_KEY) if isinstance(entry, dict) else None
     return value if isinstance(value, str) else None

@@ -10,7 +10,8 @@ become 3 Gathers from (65, 128), (65, 256), (65, 256) tables, so a token costs 5
 fewer matrix-vector product. Same inputs, outputs and function (each table row is the cone's value for
 that id); the exporter verifies the result against torch like every simplified graph.
 
-The pass does nothing when the cone is only the embedding Gather, when the vocabulary would make the
+The pass does nothing when the cone is only the embedding Gather, when a cone value is empty (aaren's
+first-step window), when the vocabulary would make the
 tables larger than the weights they replace by more than `max_growth`, or when a cone value is not one
 row per id (an op mixing the batch). Each table's doc_string lists the model parameters whose work it
 holds (`model.blocks.0.mixer.to_zh.weight ...`): quantization/graph_edits.node_params names a table's
@@ -100,6 +101,8 @@ def token_tables(model: onnx.ModelProto, max_growth: float = 0.25) -> onnx.Model
     pairs = zip(tables, reversed_rows, strict=True)
     if not all(t.shape[:1] == (vocab,) and np.array_equal(t[::-1], r) for t, r in pairs):
         return model  # not one row per id
+    if any(t.size == 0 for t in tables):  # an empty value is shape work (aaren's empty window), not a lookup:
+        return model  # a (V, 0, ...) table breaks OpenVINO's Gather on the quantized variants
     replaced = sum(int(np.prod(t.dims)) for t in graph.initializer if t.name in {i for n in nodes for i in n.input})
     if sum(t.size for t in tables) > replaced * (1 + max_growth):
         return model

@@ -230,7 +230,9 @@ def test_one_line_ending_rule_everywhere(ending: str, inputs: Inputs, world: dic
     assert cli(*COMMANDS["quantize"](odd_inputs)).exit_code == 0
     assert cli(*COMMANDS["drift"](odd_inputs)).exit_code == 0
     trained = inputs.out.parent / "trained"
-    result = cli("train", "--out", trained, "--data", odd, "--steps", "2", "--quiet", "--layers", "1", "--d-model", "16")
+    result = cli(
+        "train", "--out", trained, "--data", odd, "--steps", "2", "--quiet", "--layers", "1", "--d-model", "16"
+    )
     assert result.exit_code == 0, result.output
     vocab = json.loads((trained / "config.json").read_text(encoding="utf-8"))["vocab"]
     assert "\r" not in vocab and "\n" in vocab
