@@ -88,10 +88,11 @@ def cases(
 
 def _pipeline_points(syscall: str) -> tuple[Callable[[int], bool], Callable[[int, str, int], bool]]:
     """The pipeline makes ~36 renames and ~14 unlinks, most inside its staging folder (the old result
-    untouched whatever happens there): every point from just before its final commit on (renames 17-,
-    unlinks 9-) is tried, every 4th before it; a re-run follows every 3rd point (each is a full run)."""
+    untouched whatever happens there): the points around its final commit (renames 17-21, unlinks 9-13)
+    are all tried, every 5th elsewhere; a re-run follows the first commit point and every 10th (each is a
+    full pipeline run: this keeps the case to a few minutes on 2 cores)."""
     first = 17 if syscall == "rename" else 9
-    return (lambda n: n >= first or n % 4 == 1), (lambda n, verdict, olds: n % 3 == 0 or n == first)
+    return (lambda n: first <= n <= first + 4 or n % 5 == 1), (lambda n, verdict, olds: n % 10 == 0 or n == first)
 
 
 @pytest.mark.parametrize("syscall", SYSCALLS)
