@@ -187,8 +187,8 @@ def load_text_data(
             at += len(piece)
     except OSError as exc:
         raise DataError(f"cannot read {name}: {exc.strerror or exc}") from None
-    except DataError:
-        raise
+    except (DataError, ConfigError):
+        raise  # already worded (a resume's "not the same text" included)
     except RnnedgeError as exc:
         raise DataError(str(exc)) from None
     if at != chars:
