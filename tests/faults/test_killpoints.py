@@ -1,5 +1,6 @@
-"""SIGKILL at every rename and every unlink (strace's fault injection, deterministic) of export, quantize,
-drift and pipeline re-runs with another model: after each kill the output folder is the whole old result
+"""SIGKILL at every rename and every unlink (strace's fault injection, deterministic; unlinkat too where a
+command removes folders: drift and compare) of export, quantize, drift, compare and pipeline re-runs with
+another model: after each kill the output folder is the whole old result
 or the whole new one by name + size + sha256 (as it is, and as a reader sees it after rolling an
 unfinished commit forward), and a re-run completes and leaves no temp file (rnnedge/commit.py).
 
@@ -21,11 +22,12 @@ from rnnedge.quantization import quantize_export
 from rnnedge.training.train import train
 from tests.faults.conftest import TINY
 from tests.faults.killpoints import Expected, ForkServer, expected, kill_everywhere
-from tests.faults.support import DRIFT, EXPORT, PIPELINE
+from tests.faults.support import COMPARE, DRIFT, EXPORT, PIPELINE
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
-SYSCALLS = ("rename", "unlink")
-COMMANDS = ("export", "quantize", "drift", "pipeline")
+# (command, syscall): each command's rename and unlink calls; unlinkat where it removes folders (rmtree).
+POINTS = [(c, s) for c in ("export", "quantize", "drift", "compare", "pipeline") for s in ("rename", "unlink")]
+POINTS += [("drift", "unlinkat"), ("compare", "unlinkat")]
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +56,19 @@ def _case(name: str, world: dict[str, Path], b: dict[str, Path], work: Path) -> 
         return world["export"], ["quantize", out, "--method", "fp16", "--eval", text, "--threads", "1"]
     if name == "drift":
         return world["report"], ["drift", b["export"], "--data", text, "--out", out, *DRIFT, "--threads", "1"]
+    if name == "compare":
+        return None, ["compare", b["export"], "--data", text, "--out", out, *COMPARE_ARGS]
     return None, ["pipeline", b["ckpt"], "--out", out, "--data", text, *PIPELINE]
 
 
+def _first(name: str, world: dict[str, Path], out: Path) -> list[Any]:
+    """The old result of compare and pipeline: a run with the first model, made at the same path."""
+    if name == "compare":
+        return ["compare", world["export"], "--data", world["text"], "--out", out, *COMPARE_ARGS]
+    return ["pipeline", world["ckpt"], "--out", out, "--data", world["text"], *PIPELINE]
+
+
+COMPARE_ARGS = [*COMPARE, "--stream-tokens", "64", "--threads", "1"]
 Case = tuple[Path, Path, list[Any], Expected]
 
 
@@ -73,9 +85,8 @@ def cases(
             root = tmp_path_factory.mktemp(f"kill-{command}")
             base, work = root / "base", root / "work"
             old, args = _case(command, world, model_b, work)
-            if old is None:  # the pipeline's old result: a run with the first model, made at the same path
-                first = ["pipeline", world["ckpt"], "--out", work / "out", "--data", world["text"], *PIPELINE]
-                done = server.run(first, root)
+            if old is None:  # compare's and the pipeline's old result: a run with the first model
+                done = server.run(_first(command, world, work / "out"), root)
                 assert done["rc"] == 0, done["stderr"]
                 shutil.move(work, base)
             else:
@@ -95,8 +106,7 @@ def _pipeline_points(syscall: str) -> tuple[Callable[[int], bool], Callable[[int
     return (lambda n: first <= n <= first + 4 or n % 5 == 1), (lambda n, verdict, olds: n % 10 == 0 or n == first)
 
 
-@pytest.mark.parametrize("syscall", SYSCALLS)
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(("command", "syscall"), POINTS)
 def test_sigkill_at_every_rename_and_unlink_leaves_old_or_new(
     command: str, syscall: str, server: ForkServer, cases: Callable[[str], Case]
 ) -> None:
