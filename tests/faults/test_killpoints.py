@@ -106,12 +106,25 @@ def _pipeline_points(syscall: str) -> tuple[Callable[[int], bool], Callable[[int
     return (lambda n: first <= n <= first + 4 or n % 5 == 1), (lambda n, verdict, olds: n % 10 == 0 or n == first)
 
 
+def _compare_points() -> tuple[Callable[[int], bool], Callable[[int, str, int], bool]]:
+    """compare makes ~20 renames (its report and plots staged, then one commit near the 12th): the points
+    around the commit (10-14) are all tried, every 4th elsewhere; a re-run follows the commit point and
+    every 8th (each re-run is a whole compare)."""
+    return (lambda n: 10 <= n <= 14 or n % 4 == 1), (lambda n, verdict, olds: n % 8 == 0 or n == 12)
+
+
 @pytest.mark.parametrize(("command", "syscall"), POINTS)
 def test_sigkill_at_every_rename_and_unlink_leaves_old_or_new(
     command: str, syscall: str, server: ForkServer, cases: Callable[[str], Case]
 ) -> None:
     base, work, args, want = cases(command)
-    chosen = _pipeline_points(syscall) if command == "pipeline" else ()
+    chosen = (
+        _pipeline_points(syscall)
+        if command == "pipeline"
+        else _compare_points()
+        if (command, syscall) == ("compare", "rename")
+        else ()
+    )
     seen = kill_everywhere(server, base, work, "out", args, syscall, want, *chosen)
     print(f"{command} {syscall}: {len(seen)} kill points: {seen}")
     assert seen, f"{command} made no {syscall} call"
