@@ -63,9 +63,9 @@ def main() -> None:
                        env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
         commands = {
             "train": lambda t, n: cli("train", "-d", str(t), "-o", str(tmp / f"tr{n}"), "--preset", "small", *steps),
+            "quantize": lambda t, n: cli("quantize", str(export), "--method", "int8-dynamic", "--eval", str(t)),
             "drift": lambda t, n: cli("drift", str(export), "--data", str(t), "--out", str(tmp / f"dr{n}"),
                                       "--steps", "256", "--streams", "2"),
-            "quantize": lambda t, n: cli("quantize", str(export), "--method", "int8-dynamic", "--eval", str(t)),
             "eval": lambda t, n: cli("eval", str(export), "--data", str(t)),
         }
         rows: dict[str, Any] = {}
