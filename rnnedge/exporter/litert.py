@@ -54,7 +54,10 @@ def int64_copy(model: onnx.ModelProto) -> onnx.ModelProto:
     ids.type.tensor_type.elem_type = onnx.TensorProto.INT64
     meta = {p.key: p.value for p in out.metadata_props}
     del out.metadata_props[:]
-    onnx.helper.set_model_props(out, {**meta, TARGET_KEY: LITERT_DIR})
+    ids_key = "rnnedge.ids_dtype"  # graphmeta: the metadata tells the graph's true ids dtype
+    onnx.helper.set_model_props(
+        out, {**meta, TARGET_KEY: LITERT_DIR, **({ids_key: "int64"} if ids_key in meta else {})}
+    )
     out.producer_name, out.producer_version = "rnnedge", __version__
     onnx.checker.check_model(out, full_check=True)
     return out
