@@ -31,10 +31,12 @@ PEAK = (
 )
 
 
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}  # the checkout's rnnedge, not an installed one
+
+
 def peak_mb(cmd: list[str]) -> tuple[int, float]:
     """Run cmd as a grandchild; return (exit code, its peak RSS in MB)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-c", PEAK, *cmd], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", PEAK, *cmd], env=ENV, capture_output=True, text=True, check=True)
     rc, kib = out.stdout.split()[-2:]
     return int(rc), int(kib) / 1024
 
@@ -52,27 +54,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         small = tmp / "small.txt"
-        small.write_bytes(SMALL_SOURCE.read_bytes())
+        chunk = SMALL_SOURCE.read_bytes()
+        small.write_bytes(chunk)
         big = tmp / "big.txt"
-        chunk = small.read_bytes()
         with big.open("wb") as f:
             for _ in range(BIG_BYTES // len(chunk) + 1):
                 f.write(chunk)
         ckpt, export = tmp / "ckpt", tmp / "export"
         steps = ["--steps", "5", "--batch-size", "4", "--seq-len", "64", "--eval-every", "1000"]
-        subprocess.run(
-            cli("train", "-d", str(small), "-o", str(ckpt), "--preset", "small", *steps),
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            check=True,
-        )
-        subprocess.run(
-            cli("export", str(ckpt), "-o", str(export)), env={**os.environ, "PYTHONPATH": str(REPO)}, check=True
-        )
-        subprocess.run(
-            cli("quantize", str(export), "--method", "int8-dynamic", "--eval", str(small)),
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            check=True,
-        )  # drift's variant
+        for setup in (
+            ("train", "-d", str(small), "-o", str(ckpt), "--preset", "small", *steps),
+            ("export", str(ckpt), "-o", str(export)),
+            ("quantize", str(export), "--method", "int8-dynamic", "--eval", str(small)),  # drift's variant
+        ):
+            subprocess.run(cli(*setup), env=ENV, check=True)
         commands = {
             "train": lambda t, n: cli("train", "-d", str(t), "-o", str(tmp / f"tr{n}"), "--preset", "small", *steps),
             "drift": lambda t, n: cli(

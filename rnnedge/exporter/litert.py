@@ -37,7 +37,7 @@ from rnnedge import __version__
 from rnnedge.errors import DependencyError, GraphError, VerificationError
 from rnnedge.exporter import mobile
 from rnnedge.exporter import verify as vfy
-from rnnedge.graphmeta import INPUT_IDS
+from rnnedge.graphmeta import INPUT_IDS, PREFIX
 from rnnedge.targets import litert as rt
 
 LITERT_DIR = "litert"
@@ -54,10 +54,9 @@ def int64_copy(model: onnx.ModelProto) -> onnx.ModelProto:
     ids.type.tensor_type.elem_type = onnx.TensorProto.INT64
     meta = {p.key: p.value for p in out.metadata_props}
     del out.metadata_props[:]
-    ids_key = "rnnedge.ids_dtype"  # graphmeta: the metadata tells the graph's true ids dtype
-    onnx.helper.set_model_props(
-        out, {**meta, TARGET_KEY: LITERT_DIR, **({ids_key: "int64"} if ids_key in meta else {})}
-    )
+    if PREFIX + "ids_dtype" in meta:  # the metadata tells the copy's true ids dtype (graphmeta)
+        meta[PREFIX + "ids_dtype"] = "int64"
+    onnx.helper.set_model_props(out, {**meta, TARGET_KEY: LITERT_DIR})
     out.producer_name, out.producer_version = "rnnedge", __version__
     onnx.checker.check_model(out, full_check=True)
     return out

@@ -56,16 +56,15 @@ def _case(name: str, world: dict[str, Path], b: dict[str, Path], work: Path) -> 
         return world["export"], ["quantize", out, "--method", "fp16", "--eval", text, "--threads", "1"]
     if name == "drift":
         return world["report"], ["drift", b["export"], "--data", text, "--out", out, *DRIFT, "--threads", "1"]
-    if name == "compare":
-        return None, ["compare", b["export"], "--data", text, "--out", out, *COMPARE_ARGS]
-    return None, ["pipeline", b["ckpt"], "--out", out, "--data", text, *PIPELINE]
+    return None, _made_here(name, b, text, out)
 
 
-def _first(name: str, world: dict[str, Path], out: Path) -> list[Any]:
-    """The old result of compare and pipeline: a run with the first model, made at the same path."""
+def _made_here(name: str, model: dict[str, Path], text: Path, out: Path) -> list[Any]:
+    """compare's or the pipeline's args with `model` (its old result is a run with the first model, made
+    at the same path)."""
     if name == "compare":
-        return ["compare", world["export"], "--data", world["text"], "--out", out, *COMPARE_ARGS]
-    return ["pipeline", world["ckpt"], "--out", out, "--data", world["text"], *PIPELINE]
+        return ["compare", model["export"], "--data", text, "--out", out, *COMPARE_ARGS]
+    return ["pipeline", model["ckpt"], "--out", out, "--data", text, *PIPELINE]
 
 
 COMPARE_ARGS = [*COMPARE, "--stream-tokens", "64", "--threads", "1"]
@@ -86,7 +85,7 @@ def cases(
             base, work = root / "base", root / "work"
             old, args = _case(command, world, model_b, work)
             if old is None:  # compare's and the pipeline's old result: a run with the first model
-                done = server.run(_first(command, world, work / "out"), root)
+                done = server.run(_made_here(command, world, world["text"], work / "out"), root)
                 assert done["rc"] == 0, done["stderr"]
                 shutil.move(work, base)
             else:
@@ -118,13 +117,12 @@ def test_sigkill_at_every_rename_and_unlink_leaves_old_or_new(
     command: str, syscall: str, server: ForkServer, cases: Callable[[str], Case]
 ) -> None:
     base, work, args, want = cases(command)
-    chosen = (
-        _pipeline_points(syscall)
-        if command == "pipeline"
-        else _compare_points()
-        if (command, syscall) == ("compare", "rename")
-        else ()
-    )
+    if command == "pipeline":
+        chosen = _pipeline_points(syscall)
+    elif (command, syscall) == ("compare", "rename"):
+        chosen = _compare_points()
+    else:
+        chosen = ()  # every point
     seen = kill_everywhere(server, base, work, "out", args, syscall, want, *chosen)
     print(f"{command} {syscall}: {len(seen)} kill points: {seen}")
     assert seen, f"{command} made no {syscall} call"
