@@ -11,7 +11,7 @@ import signal
 
 import typer
 
-from rnnedge import __version__
+from rnnedge import __version__, scratch
 from rnnedge.models.registry import MIXER_NAMES
 
 app = typer.Typer(
@@ -59,6 +59,7 @@ def main() -> None:
     """The `rnnedge` entry point: a usage error (unknown option, missing argument, bad value) is one
     line `rnnedge: error: …` and exit code 1, like every other bad input; SIGTERM is handled as Ctrl-C."""
     signal.signal(signal.SIGTERM, _terminate)
+    scratch.enter()  # temp files of this run (and of the libraries it calls): swept if it is SIGKILLed
     try:
         code = app(standalone_mode=False)
     except Exception as exc:
@@ -74,6 +75,8 @@ def main() -> None:
         where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         typer.echo(f"rnnedge: error: {exc.format_message()}{where}", err=True)
         raise SystemExit(1) from None
+    finally:
+        scratch.leave()
     raise SystemExit(code if isinstance(code, int) else 0)
 
 

@@ -10,7 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,11 @@ class ForkServer:
     def __init__(self, err_path: Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
         env["MPLBACKEND"] = "Agg"
+        # A temp dir of the runs' own: what a killed run left there (rnnedge's scratch, ORT's ort.quant.*)
+        # must be gone once the next run has started and ended (rnnedge/scratch.py).
+        self.tmpdir = err_path.parent / "tmp"
+        self.tmpdir.mkdir(exist_ok=True)
+        env["TMPDIR"] = str(self.tmpdir)
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("forkrun.py")), str(err_path)],
             stdin=subprocess.PIPE,
@@ -108,6 +113,7 @@ class ForkServer:
             cwd=str(ROOT),
         )
         assert self.proc.stdout is not None and json.loads(self.proc.stdout.readline()) == {"ready": True}
+        self.server_temp = set(self.tmpdir.iterdir())  # the server's own imports' (ORT's telemetry `.ses`)
 
     def run(self, args: Sequence[Any], cwd: Path, kill: tuple[str, int] | None = None) -> dict[str, Any]:
         request = {"args": [str(a) for a in args], "cwd": str(cwd), "syscall": None, "when": 0}
@@ -117,6 +123,12 @@ class ForkServer:
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         return json.loads(self.proc.stdout.readline())  # type: ignore[no-any-return]
+
+    def temp_left(self) -> list[str]:
+        """What the runs left in their temp dir: nothing but the (empty) per-user scratch root."""
+        root = self.tmpdir / f"rnnedge-scratch-{os.getuid()}"
+        found = [p for p in self.tmpdir.rglob("*") if p != root and p not in self.server_temp]
+        return sorted(str(p.relative_to(self.tmpdir)) for p in found)
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -131,8 +143,12 @@ def reset(base: Path, work: Path) -> None:
     shutil.copytree(base, work, symlinks=True)
 
 
-def expected(server: ForkServer, base: Path, work: Path, out: str, args: Sequence[Any]) -> Expected:
-    """Run the new command twice from the old state: the new state, and which of its files vary."""
+def expected(
+    server: ForkServer, base: Path, work: Path, out: str, args: Sequence[Any], timed: Iterable[str] = ()
+) -> Expected:
+    """Run the new command twice from the old state: the new state, and which of its files vary — those
+    that differ between the two runs, and `timed`: files that carry wall-clock measurements, which two
+    runs may happen to round alike (a plot's pixels) although a third does not."""
     reset(base, work)
     old = state(work / out)
     runs = []
@@ -142,7 +158,7 @@ def expected(server: ForkServer, base: Path, work: Path, out: str, args: Sequenc
         assert done["rc"] == 0, done["stderr"]
         runs.append(state(work / out))
     assert set(runs[0]) == set(runs[1])
-    volatile = frozenset(rel for rel in runs[0] if runs[0][rel] != runs[1][rel])
+    volatile = frozenset(rel for rel in runs[0] if runs[0][rel] != runs[1][rel]) | frozenset(timed)
     return Expected(old, runs[0], volatile)
 
 
@@ -174,6 +190,7 @@ def kill_everywhere(
             assert ran["rc"] == 0, ran["stderr"]
             assert want.verdict(work / out) == "new"
             assert leftovers(work) == []
+            assert server.temp_left() == []
             return seen
         folder = work / out
         if not (folder / COMMIT).exists():
@@ -185,4 +202,5 @@ def kill_everywhere(
             assert again["rc"] == 0, f"re-run after a kill at {syscall} #{n}: {again['stderr']}"
             assert want.verdict(folder) == "new"
             assert leftovers(work) == [], f"after a kill at {syscall} #{n}"
+            assert server.temp_left() == [], f"temp files after a kill at {syscall} #{n} and a re-run"
     raise AssertionError("the command never completed")

@@ -1,8 +1,9 @@
-"""SIGKILL at every rename and every unlink (strace's fault injection, deterministic; unlinkat too where a
-command removes folders: drift and compare) of export, quantize, drift, compare and pipeline re-runs with
-another model: after each kill the output folder is the whole old result
-or the whole new one by name + size + sha256 (as it is, and as a reader sees it after rolling an
-unfinished commit forward), and a re-run completes and leaves no temp file (rnnedge/commit.py).
+"""SIGKILL at every rename and every unlink (strace's fault injection, deterministic) of export, quantize,
+drift, compare and pipeline re-runs with another model; at every unlinkat where a command removes
+folders (drift, compare), and at every write of export, quantize and drift. After each kill the output
+folder is the whole old result or the whole new one by name + size + sha256 (as it is, and as a reader
+sees it after rolling an unfinished commit forward), and a re-run completes and leaves no temp file, in
+the folder or in the temp dir (rnnedge/commit.py, rnnedge/scratch.py).
 
 The commands run in children forked from one server that imported torch/onnx/onnxruntime once
 (forkrun.py), so each kill point costs the command's own work, not Python's start-up."""
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from rnnedge.compare.report import REPORT_FILES
 from rnnedge.exporter import export_model
 from rnnedge.quantization import quantize_export
 from rnnedge.training.train import train
@@ -28,6 +30,9 @@ pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="strace i
 # (command, syscall): each command's rename and unlink calls; unlinkat where it removes folders (rmtree).
 POINTS = [(c, s) for c in ("export", "quantize", "drift", "compare", "pipeline") for s in ("rename", "unlink")]
 POINTS += [("drift", "unlinkat"), ("compare", "unlinkat")]
+# write: every one of export's, quantize's and drift's (15-19 each: the staged files, the ledger, the
+# commit record, the lines printed after the commit).
+POINTS += [(c, "write") for c in ("export", "quantize", "drift")]
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +73,10 @@ def _made_here(name: str, model: dict[str, Path], text: Path, out: Path) -> list
 
 
 COMPARE_ARGS = [*COMPARE, "--stream-tokens", "64", "--threads", "1"]
+# compare's report files carry measurements (latency, throughput, peak memory: its pages, its plots),
+# which two reference runs may happen to round alike although a third does not; the ledger of the
+# commit must still vouch for each of them by size + sha256.
+COMPARE_TIMED = REPORT_FILES
 Case = tuple[Path, Path, list[Any], Expected]
 
 
@@ -90,7 +99,8 @@ def cases(
                 shutil.move(work, base)
             else:
                 shutil.copytree(old, base / "out")
-            made[command] = (base, work, args, expected(server, base, work, "out", args))
+            timed = COMPARE_TIMED if command == "compare" else ()
+            made[command] = (base, work, args, expected(server, base, work, "out", args, timed))
         return made[command]
 
     return case
