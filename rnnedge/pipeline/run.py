@@ -11,6 +11,7 @@ from typing import Any
 
 from rnnedge import ownership
 from rnnedge.commit import roll_forward
+from rnnedge.errors import RnnedgeError
 from rnnedge.io import write_json, write_text
 from rnnedge.outlock import remove_stale_temps, writer_lock
 from rnnedge.pipeline.config import PipelineConfig, checkpoint_vocab, probe_writable
@@ -69,6 +70,7 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print, write: Callable[[str], N
             roll_forward(out)  # a commit a killed run left is finished first
         remove_stale_temps(out, [*OWN_FILES, ownership.LEDGER])  # and staging folders of killed runs
         ledger = _check_owned(out, cfg.overwrite)
+        _check_other_variants(out / "export", chosen.name, cfg.overwrite, log)
         created = CreatedFiles(out)
         try:
             staging = staging_folder(out)  # every stage writes here; one commit at the end (staged.py)
@@ -97,6 +99,24 @@ def _check_owned(out: Path, overwrite: bool) -> ownership.Ledger:
     ledger = ownership.check_folder(out, overwrite=overwrite)
     ownership.check_replaceable(ledger, OWN_FILES, overwrite=overwrite)
     return ledger
+
+
+def _check_other_variants(export_dir: Path, own: str, overwrite: bool, log: Log) -> None:
+    """A re-run replaces OUT/export whole, so precision variants made there since (`rnnedge quantize
+    OUT/export --recipe …`, minutes of work each) would go with it: one line naming them and
+    --overwrite, before any stage; with `overwrite` they are removed, and the log says which."""
+    from rnnedge.graphmeta import FP32, list_variants
+
+    others = [name for name in list_variants(export_dir) if name not in (FP32, own)]
+    if not others:
+        return
+    names = ", ".join(others)
+    if not overwrite:
+        raise RnnedgeError(
+            f"{export_dir} holds precision variants this pipeline does not make ({names}): a re-run replaces "
+            "the export and would remove them; move them, choose another --out or pass --overwrite"
+        )
+    log(f"      --overwrite: the re-run removes {export_dir}'s other precision variants: {names}")
 
 
 def _run(cfg, ckpt, chosen, text, out, log, write) -> dict[str, Any]:  # type: ignore[no-untyped-def]

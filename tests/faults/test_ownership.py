@@ -8,6 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from rnnedge.ownership import LEDGER
 from tests.faults.support import COMMANDS, Inputs, assert_refused, cli, edit_json, snapshot, temp_leftovers
 
@@ -85,9 +87,11 @@ def test_a_re_export_removes_only_variants_the_ledger_proves(inputs: Inputs) -> 
     assert snapshot(export) == before
 
 
-def test_pipeline_refuses_a_users_sample(inputs: Inputs) -> None:
-    inputs.out.mkdir()
-    (inputs.out / "sample.txt").write_text("my own sample")
+@pytest.mark.parametrize("name", ["sample.txt", "summary.json", "data/heldout.txt"])
+def test_pipeline_refuses_a_users_sample(inputs: Inputs, name: str) -> None:
+    mine = inputs.out / name  # the names a pipeline writes, put there by the user (issue 19's three)
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my own words")
     before = snapshot(inputs.out)
     assert_refused(cli(*COMMANDS["pipeline"](inputs)), "--overwrite")
     assert snapshot(inputs.out) == before
@@ -108,3 +112,19 @@ def test_stale_temp_files_of_a_killed_run_are_removed(inputs: Inputs, world: dic
     assert cli(*train).exit_code == 0
     assert cli(*COMMANDS["drift"](inputs)).exit_code == 0
     assert temp_leftovers(inputs.ckpt.parent) == []
+
+
+def test_a_pipeline_re_run_never_silently_removes_variants_made_with_quantize(inputs: Inputs) -> None:
+    assert cli(*COMMANDS["pipeline"](inputs)).exit_code == 0
+    made = cli(
+        "quantize", inputs.out / "export", "--method", "fp16", "--eval", inputs.text
+    )  # the user's own variant, minutes of work
+    assert made.exit_code == 0, made.stderr
+    variant = inputs.out / "export" / "step.fp16.onnx"
+    assert variant.is_file()
+    before = snapshot(inputs.out)
+    assert_refused(cli(*COMMANDS["pipeline"](inputs)), "fp16", "--overwrite")
+    assert snapshot(inputs.out) == before
+    result = cli(*COMMANDS["pipeline"](inputs), "--overwrite")
+    assert result.exit_code == 0, result.stderr
+    assert "fp16" in result.stdout and not variant.exists()  # removed only when asked, and said so
