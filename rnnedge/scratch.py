@@ -40,9 +40,14 @@ def _system_temp() -> Path:
     return Path("/tmp")
 
 
+def scratch_root_name() -> str:
+    """The per-user scratch root's name in the temp dir (one spelling, shared with the tests)."""
+    return f"rnnedge-scratch-{os.getuid()}"
+
+
 def scratch_root() -> Path:
     """The per-user folder that holds every process's scratch folder."""
-    return _system_temp() / f"rnnedge-scratch-{os.getuid()}"
+    return _system_temp() / scratch_root_name()
 
 
 def _own_root(root: Path) -> bool:

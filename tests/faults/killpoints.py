@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnnedge import commit
+from rnnedge import commit, scratch
 from rnnedge.ownership import LEDGER, read_ledger
 
 COMMIT, STAGING_PREFIX = ".rnnedge-commit", ".rnnedge-staging-"  # rnnedge/commit.py's names
@@ -126,7 +126,7 @@ class ForkServer:
 
     def temp_left(self) -> list[str]:
         """What the runs left in their temp dir: nothing but the (empty) per-user scratch root."""
-        root = self.tmpdir / f"rnnedge-scratch-{os.getuid()}"
+        root = self.tmpdir / scratch.scratch_root_name()
         found = [p for p in self.tmpdir.rglob("*") if p != root and p not in self.server_temp]
         return sorted(str(p.relative_to(self.tmpdir)) for p in found)
 

@@ -42,7 +42,7 @@ def test_a_killed_processs_scratch_is_swept_and_a_live_ones_kept(tmpdir_here: Pa
         assert dead_dir.is_dir()  # SIGKILL: nothing could remove it
         folder = scratch.enter()
         try:
-            assert folder is not None and folder.parent == tmpdir_here / f"rnnedge-scratch-{os.getuid()}"
+            assert folder is not None and folder.parent == tmpdir_here / scratch.scratch_root_name()
             assert not dead_dir.exists(), "the killed process's scratch was not swept"
             assert live_dir.is_dir(), "a live process's scratch was swept"
             assert tempfile.gettempdir() == str(folder) and os.environ["TMPDIR"] == str(folder)
@@ -60,7 +60,7 @@ def test_a_scratch_root_that_is_a_symlink_is_not_used(
     tmpdir_here: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     elsewhere = tmp_path_factory.mktemp("elsewhere")
-    (tmpdir_here / f"rnnedge-scratch-{os.getuid()}").symlink_to(elsewhere)
+    (tmpdir_here / scratch.scratch_root_name()).symlink_to(elsewhere)
     assert scratch.enter() is None
     assert list(elsewhere.iterdir()) == []
     assert tempfile.gettempdir() == str(tmpdir_here)
@@ -70,5 +70,5 @@ def test_the_cli_leaves_nothing_in_the_temp_dir(tmp_path: Path) -> None:
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-m", "rnnedge.cli", "targets"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    root = tmp_path / f"rnnedge-scratch-{os.getuid()}"
+    root = tmp_path / scratch.scratch_root_name()
     assert [p.name for p in tmp_path.iterdir()] == [root.name] and list(root.iterdir()) == []
