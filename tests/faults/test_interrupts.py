@@ -21,8 +21,10 @@ from typing import Any
 
 import pytest
 
+from rnnedge.training.train import train
 from tests.conftest import TEXT
-from tests.faults.support import COMMANDS, Inputs, snapshot
+from tests.faults.conftest import TINY
+from tests.faults.support import COMMANDS, PIPELINE, Inputs, cli, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 120  # the longest a command may take to reach the point the signal is meant for
@@ -111,3 +113,39 @@ def test_interrupted_run_leaves_every_folder_as_it_was(
     if how == "write":
         assert Path(marker.read_text()).parent.is_relative_to(work)  # the signal came inside a file under work/
     assert snapshot(work) == before, "an interrupted run changed the folders"
+
+
+def test_sigterm_in_the_drift_stage_of_a_pipeline_re_run_with_another_model_keeps_the_old_result(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    """The issue's case: a pipeline re-run with another checkpoint, SIGTERM once the drift stage has begun
+    (export and precision variant already staged) -> exit 130, and export/, report/, sample.txt and
+    summary.json all still the first run's (the stages write into a staging folder committed at the end)."""
+    text = tmp_path / "long.txt"
+    text.write_text(TEXT * 100, encoding="utf-8")  # a held-out part long enough for drift to take a while
+    out, other = tmp_path / "run", tmp_path / "other"
+    first = cli("pipeline", world["ckpt"], "--out", out, "--data", text, *PIPELINE)
+    assert first.exit_code == 0, first.output
+    ckpt_b = train(replace(TINY, seed=7), world["text"], other, quiet=True).out_dir
+    before = snapshot(out)
+    args = ["pipeline", ckpt_b, "--out", out, "--data", text, *PIPELINE]
+    args[args.index("--drift-steps") + 1] = "300000"  # clamped to the held-out text: tens of thousands
+    stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    with stdout.open("wb") as o, stderr.open("wb") as e:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rnnedge.cli", *map(str, args)], cwd=REPO, env=env, stdout=o, stderr=e
+        )
+        try:
+            _wait_for(lambda: "] drift: fp32 vs" in stdout.read_text(errors="replace"), proc, "the drift stage")
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=WAIT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    lines = [ln for ln in stderr.read_text().splitlines() if ln.strip()]
+    assert code == 130, (code, lines, stdout.read_text())
+    assert lines == ["rnnedge: interrupted; no partial file was written"], lines
+    assert "generate" not in stdout.read_text().split("] drift: fp32 vs")[-1], "the signal came after drift"
+    assert snapshot(out) == before, "an interrupted re-run changed the pipeline's folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.txt", "other", "run", "stderr", "stdout"]
