@@ -139,23 +139,27 @@ ROOT = Path(__file__).resolve().parents[2]
 MEMORY_CAP = 6 << 30  # address-space cap of every subprocess run: no case may allocate GBs
 
 
-def _cap_memory() -> None:
-    import resource
+def _cap_memory(limit: int) -> Callable[[], None]:
+    def cap() -> None:
+        import resource
 
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return cap
 
 
 def rnnedge_subprocess(
-    *args: Any, kill_at: int | None = None, syscall: str = "rename", timeout: float = 120
+    *args: Any, kill_at: int | None = None, syscall: str = "rename", timeout: float = 120, memory: int = MEMORY_CAP
 ) -> subprocess.CompletedProcess[str]:
-    """`rnnedge ARGS` in a subprocess under an address-space cap (for cases that could read or allocate
-    without limit); with `kill_at`, SIGKILLed at the kill_at-th `syscall` by strace's fault injection."""
+    """`rnnedge ARGS` in a subprocess under an address-space cap of `memory` bytes (for cases that could
+    read or allocate without limit); with `kill_at`, SIGKILLed at the kill_at-th `syscall` by strace's
+    fault injection."""
     cmd = [sys.executable, "-m", "rnnedge.cli", *map(str, args)]
     if kill_at is not None:
         inject = f"inject={syscall}:signal=SIGKILL:when={kill_at}"
         cmd = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={syscall}", "-e", inject, *cmd]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, preexec_fn=_cap_memory)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, preexec_fn=_cap_memory(memory))
 
 
 def assert_refused_subprocess(result: subprocess.CompletedProcess[str], *needles: str) -> str:
