@@ -4,7 +4,8 @@ the child with -p before it runs: SIGKILL at its N-th matching syscall). Startup
 command can be killed at every rename/unlink in seconds. Nothing ran torch in this process before a
 fork (no thread pool to inherit).
 
-Protocol: one JSON object per line on stdin {"args": [...], "cwd": str, "syscall": str | null, "when": int},
+Protocol: one JSON object per line on stdin {"args": [...], "cwd": str, "syscall": str | null, "when": int,
+"after": float | null (SIGKILL the child this many seconds after it starts, unless it ended)},
 one JSON object per line on stdout {"rc": int, "killed": bool, "stderr": str}.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,6 +48,19 @@ def _traced(pid: int) -> bool:
         return any(line.startswith("TracerPid:") and line.split()[1] != "0" for line in fh)
 
 
+def _wait(pid: int, after: object) -> int:
+    """The child's wait status; with `after` (seconds), SIGKILLed then if it is still running."""
+    if after is not None:
+        deadline = time.monotonic() + float(after)  # type: ignore[arg-type]
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            time.sleep(0.001)
+        os.kill(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)[1]
+
+
 def run_one(request: dict[str, object], err_path: str) -> dict[str, object]:
     """Fork, attach strace when asked, let the child run, report how it ended."""
     r, w = os.pipe()
@@ -65,7 +80,7 @@ def run_one(request: dict[str, object], err_path: str) -> dict[str, object]:
             time.sleep(0.005)
     os.write(w, b"g")
     os.close(w)
-    _, status = os.waitpid(pid, 0)
+    status = _wait(pid, request.get("after"))
     if tracer is not None:
         tracer.wait(timeout=30)
     killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9

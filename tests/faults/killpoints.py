@@ -115,8 +115,11 @@ class ForkServer:
         assert self.proc.stdout is not None and json.loads(self.proc.stdout.readline()) == {"ready": True}
         self.server_temp = set(self.tmpdir.iterdir())  # the server's own imports' (ORT's telemetry `.ses`)
 
-    def run(self, args: Sequence[Any], cwd: Path, kill: tuple[str, int] | None = None) -> dict[str, Any]:
-        request = {"args": [str(a) for a in args], "cwd": str(cwd), "syscall": None, "when": 0}
+    def run(
+        self, args: Sequence[Any], cwd: Path, kill: tuple[str, int] | None = None, after: float | None = None
+    ) -> dict[str, Any]:
+        """`rnnedge ARGS` in a forked child: SIGKILLed at the `kill` = (syscall, n)-th call, or `after` s."""
+        request = {"args": [str(a) for a in args], "cwd": str(cwd), "syscall": None, "when": 0, "after": after}
         if kill is not None:
             request["syscall"], request["when"] = kill
         assert self.proc.stdin is not None and self.proc.stdout is not None
