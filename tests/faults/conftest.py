@@ -3,6 +3,7 @@ an earlier drift report, and the text. Tests damage private copies (support.copy
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from rnnedge.quantization import quantize_export
 from rnnedge.training.config import TrainConfig
 from rnnedge.training.train import train
 from tests.conftest import TEXT
+from tests.faults.killpoints import ForkServer
 from tests.faults.support import Inputs, copy_inputs
 
 TINY = TrainConfig(
@@ -42,3 +44,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def inputs(world: dict[str, Path], tmp_path: Path) -> Inputs:
     """This test's own copies of the checkpoint, export and text under tmp_path/work."""
     return copy_inputs(world, tmp_path / "work")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkServer]:
+    """A fork server (tests/faults/forkrun.py) per test module: rnnedge runs without Python's start-up."""
+    fork = ForkServer(tmp_path_factory.mktemp("forkrun") / "stderr.txt")
+    yield fork
+    fork.close()

@@ -102,7 +102,7 @@ def test_a_second_writer_of_the_same_folder_is_refused(inputs: Inputs) -> None:
     assert cli(*COMMANDS["train"](Inputs(inputs.ckpt, inputs.export, inputs.text, inputs.ckpt))).exit_code == 0
 
 
-def test_the_medium_preset_under_a_memory_cap_is_one_line(inputs: Inputs, tmp_path: Path) -> None:
+def test_the_medium_preset_under_a_memory_cap_is_one_line(tmp_path: Path) -> None:
     """The issue's case, for real (no patched allocator): `train --preset medium` in a 3 GB address space
     runs out of memory in torch -> exit 1, one `out of memory` line, no output folder. The issue saw a
     traceback after 78 s of work; here it is one line in ~10 s (2.4 GB peak RSS)."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,14 +45,6 @@ def test_sigkill_at_each_rename_of_a_checkpoint_save(when: int, world: dict[str,
     assert ledger is not None and all(ledger.owns(n) for n in ("config.json", "model.safetensors"))
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ForkServer]:
-    (tmp_path / "forkrun").mkdir()
-    fork = ForkServer(tmp_path / "forkrun" / "stderr.txt")
-    yield fork
-    fork.close()
-
-
 def test_random_sigkills_of_save_every_1_never_lose_the_checkpoint(
     server: ForkServer, world: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -65,16 +56,17 @@ def test_random_sigkills_of_save_every_1_never_lose_the_checkpoint(
     reference = server.run(_resume(ck, world["text"], _steps(ck) + 20, "--save-every", 1), tmp_path)
     full = time.monotonic() - started  # start-up + 20 steps, each saved
     assert reference["rc"] == 0, reference["stderr"]
-    rng, killed = random.Random(19), 0
+    rng, killed, before = random.Random(19), 0, _steps(ck)
     for _ in range(16):
-        before = _steps(ck)
         new_run = _resume(ck, world["text"], before + 20, "--save-every", 1)
         run = server.run(new_run, tmp_path, after=rng.uniform(0.6, 1.0) * full)
         killed += bool(run["killed"])
         assert run["killed"] or run["rc"] == 0, run["stderr"]
-        assert before <= _steps(ck) <= before + 20  # loads (weights, optimizer, config agree), never behind
+        now = _steps(ck)  # loads (weights, optimizer, config agree)
+        assert before <= now <= before + 20, (before, now)  # never behind
+        before = now
     assert killed >= 8, f"only {killed} of 16 runs were killed before they ended"
-    done = server.run(_resume(ck, world["text"], _steps(ck) + 1), tmp_path)
+    done = server.run(_resume(ck, world["text"], before + 1), tmp_path)
     assert done["rc"] == 0, done["stderr"]
     assert temp_leftovers(ck) == [] and server.temp_left() == []
 

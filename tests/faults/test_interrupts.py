@@ -76,6 +76,23 @@ def _wait_for(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: st
         time.sleep(0.02)
 
 
+def _signal_once_ready(
+    argv: list[str], sig: signal.Signals, ready: Callable[[], bool], what: str, stdout: Path, stderr: Path
+) -> tuple[int, list[str]]:
+    """Run `argv` (output to `stdout`/`stderr`), send `sig` once `ready()`: (exit code, stderr's lines)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=err)
+        try:
+            _wait_for(ready, proc, what)
+            proc.send_signal(sig)
+            code = proc.wait(timeout=WAIT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return code, [ln for ln in stderr.read_text().splitlines() if ln.strip()]
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_interrupted_run_leaves_every_folder_as_it_was(
     case: str, inputs: Inputs, world: dict[str, Path], tmp_path: Path
@@ -90,20 +107,11 @@ def test_interrupted_run_leaves_every_folder_as_it_was(
         argv = [sys.executable, "-m", "tests.faults.slow_cli", str(marker), str(work), *command]
     else:
         argv = [sys.executable, "-m", "rnnedge.cli", *command]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with stdout.open("wb") as out, stderr.open("wb") as err:
-        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=err)
-        try:
-            if how == "write":
-                _wait_for(marker.exists, proc, "half-written file")
-            else:
-                _wait_for(lambda: how in stdout.read_text(errors="replace"), proc, f"output {how!r}")
-            proc.send_signal(sig)
-            code = proc.wait(timeout=WAIT_S)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    lines = [ln for ln in stderr.read_text().splitlines() if ln.strip()]
+    if how == "write":
+        ready, what = marker.exists, "half-written file"
+    else:
+        ready, what = (lambda: how in stdout.read_text(errors="replace")), f"output {how!r}"
+    code, lines = _signal_once_ready(argv, sig, ready, what, stdout, stderr)
     assert code == 130, (code, lines)
     if case.startswith("train"):  # training also says which step it kept and how to resume (issue 20)
         assert len(lines) == 1 and lines[0].startswith("rnnedge: interrupted; no partial file was written; "), lines
@@ -131,19 +139,9 @@ def test_sigterm_in_the_drift_stage_of_a_pipeline_re_run_with_another_model_keep
     args = ["pipeline", ckpt_b, "--out", out, "--data", text, *PIPELINE]
     args[args.index("--drift-steps") + 1] = "300000"  # clamped to the held-out text: tens of thousands
     stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    with stdout.open("wb") as o, stderr.open("wb") as e:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rnnedge.cli", *map(str, args)], cwd=REPO, env=env, stdout=o, stderr=e
-        )
-        try:
-            _wait_for(lambda: "] drift: fp32 vs" in stdout.read_text(errors="replace"), proc, "the drift stage")
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=WAIT_S)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    lines = [ln for ln in stderr.read_text().splitlines() if ln.strip()]
+    argv = [sys.executable, "-m", "rnnedge.cli", *map(str, args)]
+    drifting = lambda: "] drift: fp32 vs" in stdout.read_text(errors="replace")  # noqa: E731
+    code, lines = _signal_once_ready(argv, signal.SIGTERM, drifting, "the drift stage", stdout, stderr)
     assert code == 130, (code, lines, stdout.read_text())
     assert lines == ["rnnedge: interrupted; no partial file was written"], lines
     assert "generate" not in stdout.read_text().split("] drift: fp32 vs")[-1], "the signal came after drift"

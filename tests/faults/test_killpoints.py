@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,6 @@ POINTS += [("drift", "unlinkat"), ("compare", "unlinkat")]
 # write: every one of export's, quantize's and drift's (15-19 each: the staged files, the ledger, the
 # commit record, the lines printed after the commit).
 POINTS += [(c, "write") for c in ("export", "quantize", "drift")]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkServer]:
-    fork = ForkServer(tmp_path_factory.mktemp("forkrun") / "stderr.txt")
-    yield fork
-    fork.close()
 
 
 @pytest.fixture(scope="module")
