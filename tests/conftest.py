@@ -12,6 +12,16 @@ TEXT = (
 ) * 20
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--kill-sweep",
+        choices=("sampled", "full"),
+        default="sampled",
+        help="tests/faults/test_killpoints.py: SIGKILL each command around its commit (sampled, the default) "
+        "or at every rename/unlink/unlinkat/write it makes (full)",
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """Tiny models: a second (spinning) torch thread only slows tests on a shared 2-core machine."""

@@ -3,7 +3,8 @@
 Used by tests/test_docs_commands.py (no tests here). A fenced ```bash block's lines are joined at `\\`,
 comments dropped, `[optional parts]` kept, `a|b` alternatives reduced to the first, and the docs'
 placeholders (EXPORT_DIR, NAME, PATH, ...) given a value. `cheap()` then points every file argument
-at a prepared tiny world (a checkpoint, exports, a text) and shrinks what trains or measures.
+at a prepared tiny world (a checkpoint, exports, a text; a few lines of it where the docs name a
+`short.*` file) and shrinks what trains or measures.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class World:
     tokenizer: Path | None = None  # a tiny BPE tokenizers JSON trained on `text` (docs' tokenizer.json)
     byom: dict[tuple[str, str], Path] | None = None  # (--from adapter, tokenizer kind) -> a weights file
     export_htp: Path | None = None  # an export with qnn-htp/ and its a16w8 variant (None: no onnxruntime-qnn)
+    short_text: Path | None = None  # a few lines of `text`: where the docs name a short.* file
 
 
 HTP_RECIPES = ("a16w8", "a8w8", "htp-fp16")
@@ -188,7 +190,8 @@ def cheap(cmd: DocCommand, world: World) -> list[str]:
     while i < len(argv):
         word = argv[i]
         if word in DATA_OPTIONS:
-            out += [word, str(world.text)]
+            short = Path(argv[i + 1]).stem == "short" and world.short_text is not None
+            out += [word, str(world.short_text if short else world.text)]
             i += 2
             continue
         if word == "--resume":

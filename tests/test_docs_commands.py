@@ -107,7 +107,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         return path
 
     tokenizer, byom = byom_inputs(root, text)
-    return World(text, ckpt, one, every, fresh, tokenizer, byom, htp_export(root, ckpt, text))
+    short = root / "short.txt"  # the docs' short.txt: a few lines
+    short.write_text(source[:600], encoding="utf-8")
+    return World(text, ckpt, one, every, fresh, tokenizer, byom, htp_export(root, ckpt, text), short)
 
 
 def htp_export(root: Path, ckpt: Path, text: Path) -> Path | None:

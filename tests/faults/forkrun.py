@@ -5,8 +5,10 @@ command can be killed at every rename/unlink in seconds. Nothing ran torch in th
 fork (no thread pool to inherit).
 
 Protocol: one JSON object per line on stdin {"args": [...], "cwd": str, "syscall": str | null, "when": int,
-"after": float | null (SIGKILL the child this many seconds after it starts, unless it ended)},
-one JSON object per line on stdout {"rc": int, "killed": bool, "stderr": str}.
+"after": float | null (SIGKILL the child this many seconds after it starts, unless it ended), "follow": bool
+(true: count the syscall in every thread and child process, strace -f; false: in the main thread only),
+"trace": str | null (no kill: log the child's rename/unlink/unlinkat/write calls to this file)},
+one JSON object per line on stdout {"rc": int, "killed": bool, "stderr": str, "pid": int}.
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ def _traced(pid: int) -> bool:
         return any(line.startswith("TracerPid:") and line.split()[1] != "0" for line in fh)
 
 
+def _wait_traced(pid: int) -> None:
+    deadline = time.monotonic() + 20
+    while not _traced(pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def _wait(pid: int, after: object) -> int:
     """The child's wait status; with `after` (seconds), SIGKILLed then if it is still running."""
     if after is not None:
@@ -71,13 +79,17 @@ def run_one(request: dict[str, object], err_path: str) -> dict[str, object]:
     os.close(r)
     tracer = None
     syscall = request.get("syscall")
-    if syscall:
-        inject = f"inject={syscall}:signal=SIGKILL:when={request['when']}"
-        cmd = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={syscall}", "-e", inject, "-p", str(pid)]
+    if request.get("trace"):  # log the child's file syscalls (all threads, each line led by its pid)
+        files = "trace=rename,unlink,unlinkat,write"
+        cmd = ["strace", "-f", "-qq", "-o", str(request["trace"]), "-e", files, "-p", str(pid)]
         tracer = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while not _traced(pid) and time.monotonic() < deadline:
-            time.sleep(0.005)
+        _wait_traced(pid)
+    elif syscall:
+        inject = f"inject={syscall}:signal=SIGKILL:when={request['when']}"
+        follow = ["-f"] if request.get("follow", True) else []
+        cmd = ["strace", *follow, "-qq", "-o", "/dev/null", "-e", f"trace={syscall}", "-e", inject, "-p", str(pid)]
+        tracer = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_traced(pid)
     os.write(w, b"g")
     os.close(w)
     status = _wait(pid, request.get("after"))
@@ -87,7 +99,7 @@ def run_one(request: dict[str, object], err_path: str) -> dict[str, object]:
     rc = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
     with open(err_path, encoding="utf-8", errors="replace") as fh:
         stderr = fh.read()
-    return {"rc": rc, "killed": killed, "stderr": stderr}
+    return {"rc": rc, "killed": killed, "stderr": stderr, "pid": pid}
 
 
 def main() -> None:

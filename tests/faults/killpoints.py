@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -72,13 +73,40 @@ def ledgers_hold(root: Path, st: State) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Calls:
+    """A reference run's rename/unlink/unlinkat/write calls in its main thread: how many of each, and
+    the number of the first of each made at or after the rename that commits `out`."""
+
+    count: dict[str, int]
+    commit: dict[str, int]
+
+
+def main_thread_calls(log: Path, pid: int, out: str) -> Calls:
+    """`Calls` from an strace -f log (tests/faults/forkrun.py's `trace`) of the run whose main thread is `pid`."""
+    count = dict.fromkeys(("rename", "unlink", "unlinkat", "write"), 0)
+    commit: dict[str, int] = {}
+    into_commit = re.compile(rf', "(?:[^"]*/)?{re.escape(out)}/{re.escape(COMMIT)}"\)')
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        m = re.match(rf"{pid} +(\w+)\((.*)", line)
+        if m is None or m.group(1) not in count:
+            continue
+        if m.group(1) == "rename" and not commit and into_commit.search(m.group(2)):
+            commit = {name: n + 1 for name, n in count.items()}
+        count[m.group(1)] += 1
+    assert commit, f"the reference run never renamed a staging folder to {out}/{COMMIT}"
+    return Calls(count, commit)
+
+
+@dataclass(frozen=True)
 class Expected:
     """The old state, and the new one: a reference run's names, the bytes of its files that are the
-    same in every run, and which files vary (timings, dates): those must match their ledger entries."""
+    same in every run, and which files vary (timings, dates): those must match their ledger entries;
+    and where among its calls the reference run committed."""
 
     old: State
     new: State
     volatile: frozenset[str]
+    calls: Calls
 
     def verdict(self, root: Path) -> str:
         """'old' or 'new' for the folder at `root` (AssertionError when it is neither)."""
@@ -116,10 +144,19 @@ class ForkServer:
         self.server_temp = set(self.tmpdir.iterdir())  # the server's own imports' (ORT's telemetry `.ses`)
 
     def run(
-        self, args: Sequence[Any], cwd: Path, kill: tuple[str, int] | None = None, after: float | None = None
+        self,
+        args: Sequence[Any],
+        cwd: Path,
+        kill: tuple[str, int] | None = None,
+        after: float | None = None,
+        follow: bool = True,
+        trace: Path | None = None,
     ) -> dict[str, Any]:
-        """`rnnedge ARGS` in a forked child: SIGKILLed at the `kill` = (syscall, n)-th call, or `after` s."""
+        """`rnnedge ARGS` in a forked child: SIGKILLed at the `kill` = (syscall, n)-th call (counted in all
+        its threads and children, or with `follow=False` in its main thread only), or after `after` s; or,
+        with `trace`, not killed but its file syscalls logged there."""
         request = {"args": [str(a) for a in args], "cwd": str(cwd), "syscall": None, "when": 0, "after": after}
+        request["follow"], request["trace"] = follow, (str(trace) if trace else None)
         if kill is not None:
             request["syscall"], request["when"] = kill
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -154,56 +191,95 @@ def expected(
     runs may happen to round alike (a plot's pixels) although a third does not."""
     reset(base, work)
     old = state(work / out)
-    runs = []
-    for _ in range(2):
+    runs, log = [], work.parent / "reference.strace"
+    for traced in (True, False):
         reset(base, work)
-        done = server.run(args, work)
+        done = server.run(args, work, trace=log if traced else None)
         assert done["rc"] == 0, done["stderr"]
         runs.append(state(work / out))
+        if traced:
+            calls = main_thread_calls(log, done["pid"], out)
+            log.unlink()
     assert set(runs[0]) == set(runs[1])
     volatile = frozenset(rel for rel in runs[0] if runs[0][rel] != runs[1][rel]) | frozenset(timed)
-    return Expected(old, runs[0], volatile)
+    return Expected(old, runs[0], volatile, calls)
 
 
-def kill_everywhere(
-    server: ForkServer,
-    base: Path,
-    work: Path,
-    out: str,
-    args: Sequence[Any],
-    syscall: str,
-    want: Expected,
-    points: Callable[[int], bool] = lambda n: True,
-    rerun: Callable[[int, str, int], bool] | None = None,
-) -> list[tuple[int, str]]:
-    """SIGKILL `args` at its 1st, 2nd, ... `syscall` (those `points` takes) until a run completes; after
-    each kill the folder `work/out` must be old or new (as it is, and after a reader settles it), and a
-    re-run (where `rerun(n, verdict, olds so far)` says; by default after every kill that left the new
-    result, each a different stage of the roll-forward, and after every 3rd that left the old one, whose
-    leftovers are alike) must complete with the new state and no temp file. Returns
-    [(n, 'old' | 'new')] for every kill point tried."""
-    rerun = rerun or (lambda n, verdict, olds: verdict == "new" or olds % 3 == 1)
-    seen: list[tuple[int, str]] = []
-    for n in range(1, 500):
-        if not points(n):
-            continue
-        reset(base, work)
-        ran = server.run(args, work, kill=(syscall, n))
+@dataclass(frozen=True)
+class Killer:
+    """One command killed at its `syscall`: `args` run in `work` from a copy of `base`, its folder `out`."""
+
+    server: ForkServer
+    base: Path
+    work: Path
+    out: str
+    args: Sequence[Any]
+    syscall: str
+    want: Expected
+    follow: bool = True  # count the syscall in every thread and child (False: the main thread's only)
+    # Where repeating `args` is not the re-run (train refuses to redo the steps a checkpoint has done):
+    # the re-run's args, and the check of the folder it leaves.
+    again: tuple[Sequence[Any], Callable[[Path], None]] | None = None
+
+    def kill_at(self, n: int) -> str | None:
+        """SIGKILL at the n-th call, from the old state: 'old' or 'new' (the folder as it is, and after a
+        reader settles it), or None when the run made fewer calls and completed (with the new state and
+        no temp file)."""
+        reset(self.base, self.work)
+        ran = self.server.run(self.args, self.work, kill=(self.syscall, n), follow=self.follow)
+        folder = self.work / self.out
         if not ran["killed"]:
             assert ran["rc"] == 0, ran["stderr"]
-            assert want.verdict(work / out) == "new"
-            assert leftovers(work) == []
-            assert server.temp_left() == []
-            return seen
-        folder = work / out
+            assert self.want.verdict(folder) == "new"
+            assert leftovers(self.work) == []
+            assert self.server.temp_left() == []
+            return None
         if not (folder / COMMIT).exists():
-            want.verdict(folder)  # as it is: old or new (no unfinished commit)
+            self.want.verdict(folder)  # as it is: old or new (no unfinished commit)
         settle(folder)  # what a reader (or the next writer) does first
-        seen.append((n, want.verdict(folder)))
-        if rerun(n, seen[-1][1], sum(v == "old" for _, v in seen)):
-            again = server.run(args, work)
-            assert again["rc"] == 0, f"re-run after a kill at {syscall} #{n}: {again['stderr']}"
-            assert want.verdict(folder) == "new"
-            assert leftovers(work) == [], f"after a kill at {syscall} #{n}"
-            assert server.temp_left() == [], f"temp files after a kill at {syscall} #{n} and a re-run"
+        return self.want.verdict(folder)
+
+    def _is_new(self, folder: Path) -> None:
+        assert self.want.verdict(folder) == "new"
+
+    def rerun(self, n: int) -> None:
+        """After the kill at `n`: a re-run completes with the new state (or the one `again` checks) and
+        leaves no temp file."""
+        args, check = self.again or (self.args, self._is_new)
+        again = self.server.run(args, self.work)
+        assert again["rc"] == 0, f"re-run after a kill at {self.syscall} #{n}: {again['stderr']}"
+        check(self.work / self.out)
+        assert leftovers(self.work) == [], f"after a kill at {self.syscall} #{n}"
+        assert self.server.temp_left() == [], f"temp files after a kill at {self.syscall} #{n} and a re-run"
+
+
+def kill_everywhere(kill: Killer) -> list[tuple[int, str]]:
+    """The full sweep: SIGKILL at the 1st, 2nd, ... call until a run completes, each leaving the old or
+    the new result; a re-run after every kill that left the new one (each a different stage of the
+    roll-forward) and after every 3rd that left the old one (whose leftovers are alike). Returns
+    [(n, 'old' | 'new')] for every kill point."""
+    seen: list[tuple[int, str]] = []
+    for n in range(1, 500):
+        verdict = kill.kill_at(n)
+        if verdict is None:
+            return seen
+        seen.append((n, verdict))
+        if verdict == "new" or sum(v == "old" for _, v in seen) % 3 == 1:
+            kill.rerun(n)
     raise AssertionError("the command never completed")
+
+
+def kill_around_the_commit(kill: Killer) -> list[tuple[int, str]]:
+    """The sampled sweep: SIGKILL at the first call, the one before the commit (the staged result
+    complete, its commit record written), the commit itself, the one after (the roll-forward begun) and
+    the last call, as the reference run counted them in its main thread; a re-run after the kills just
+    before and at the commit. Returns [(n, 'old' | 'new')] for every kill point."""
+    last, c = kill.want.calls.count[kill.syscall], kill.want.calls.commit[kill.syscall]
+    seen: list[tuple[int, str]] = []
+    for n in sorted({1, c - 1, c, c + 1, last} & set(range(1, last + 1))):
+        verdict = kill.kill_at(n)
+        assert verdict is not None, f"{kill.syscall} #{n}: the run completed (the reference run made {last})"
+        seen.append((n, verdict))
+        if n in (c - 1, c):
+            kill.rerun(n)
+    return seen

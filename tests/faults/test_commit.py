@@ -16,7 +16,6 @@ from rnnedge.training.checkpoint import load_checkpoint
 from tests.faults.killpoints import ForkServer
 from tests.faults.support import rnnedge_subprocess, snapshot, temp_leftovers
 
-pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 rnnedge = rnnedge_subprocess
 
 
@@ -30,6 +29,7 @@ def _resume(ck: Path, text: Path, steps: int, *extra: object) -> list[object]:
     return ["train", "--resume", ck, "--out", ck, "--data", text, "--steps", steps, "--quiet", "--threads", "1", *extra]
 
 
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 @pytest.mark.parametrize("when", [1, 3, 5])  # the commit rename, a move, the ledger (moved last)
 def test_sigkill_at_each_rename_of_a_checkpoint_save(when: int, world: dict[str, Path], tmp_path: Path) -> None:
     ck = Path(shutil.copytree(world["ckpt"], tmp_path / "ck"))

@@ -69,7 +69,9 @@ def test_damaged_checkpoint(case: str, command: str, inputs: Inputs, world: dict
     refused_untouched(inputs, world, COMMANDS[command](inputs), needle)
 
 
-GRAPH_CASES = [(case, command) for case, (_, _, commands) in sorted(GRAPH_FAULTS.items()) for command in commands]
+GRAPH_CASES = [
+    (case, command) for case, (_, _, commands) in sorted(GRAPH_FAULTS.items()) for command in sorted(commands)
+]
 
 
 @pytest.mark.parametrize(("case", "command"), GRAPH_CASES)

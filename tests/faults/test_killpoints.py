@@ -1,9 +1,13 @@
-"""SIGKILL at every rename and every unlink (strace's fault injection, deterministic) of export, quantize,
-drift, compare and pipeline re-runs with another model; at every unlinkat where a command removes
-folders (drift, compare), and at every write of export, quantize and drift. After each kill the output
+"""SIGKILL (strace's fault injection, deterministic) of export, quantize, drift, compare and pipeline
+re-runs with another model, at their rename, unlink, unlinkat and write calls. After each kill the output
 folder is the whole old result or the whole new one by name + size + sha256 (as it is, and as a reader
 sees it after rolling an unfinished commit forward), and a re-run completes and leaves no temp file, in
 the folder or in the temp dir (rnnedge/commit.py, rnnedge/scratch.py).
+
+Two depths (`--kill-sweep`): `sampled`, the default, kills each command at its first call of the kind,
+the last one before the rename that commits its folder, the first at or after it, the one after that and
+its last, as a traced reference run counted them; `full` kills it at every call, one by one, until a run
+completes.
 
 The commands run in children forked from one server that imported torch/onnx/onnxruntime once
 (forkrun.py), so each kill point costs the command's own work, not Python's start-up."""
@@ -21,18 +25,18 @@ import pytest
 from rnnedge.compare.report import REPORT_FILES
 from rnnedge.exporter import export_model
 from rnnedge.quantization import quantize_export
+from rnnedge.training.checkpoint import load_checkpoint
 from rnnedge.training.train import train
 from tests.faults.conftest import TINY
-from tests.faults.killpoints import Expected, ForkServer, expected, kill_everywhere
+from tests.faults.killpoints import Expected, ForkServer, Killer, expected, kill_around_the_commit, kill_everywhere
 from tests.faults.support import COMPARE, DRIFT, EXPORT, PIPELINE
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 # (command, syscall): each command's rename and unlink calls; unlinkat where it removes folders (rmtree).
 POINTS = [(c, s) for c in ("export", "quantize", "drift", "compare", "pipeline") for s in ("rename", "unlink")]
-POINTS += [("drift", "unlinkat"), ("compare", "unlinkat")]
-# write: every one of export's, quantize's and drift's (15-19 each: the staged files, the ledger, the
-# commit record, the lines printed after the commit).
-POINTS += [(c, "write") for c in ("export", "quantize", "drift")]
+POINTS += [("drift", "unlinkat"), ("compare", "unlinkat"), ("train", "rename"), ("train", "unlink"), ("train", "write")]
+# write: every one (the staged files, the ledger, the commit record, the lines printed after the commit).
+POINTS += [(c, "write") for c in ("export", "quantize", "drift", "compare", "pipeline")]
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +56,8 @@ def _case(name: str, world: dict[str, Path], b: dict[str, Path], work: Path) -> 
         return world["export"], ["export", b["ckpt"], "--out", out, *EXPORT]
     if name == "quantize":
         return world["export"], ["quantize", out, "--method", "fp16", "--eval", text, "--threads", "1"]
+    if name == "train":  # the checkpoint saved in place: 2 more steps
+        return world["ckpt"], ["train", "--resume", out, "--out", out, "--data", text, *TRAIN_MORE]
     if name == "drift":
         return world["report"], ["drift", b["export"], "--data", text, "--out", out, *DRIFT, "--threads", "1"]
     return None, _made_here(name, b, text, out)
@@ -65,6 +71,7 @@ def _made_here(name: str, model: dict[str, Path], text: Path, out: Path) -> list
     return ["pipeline", model["ckpt"], "--out", out, "--data", text, *PIPELINE]
 
 
+TRAIN_MORE = ["--steps", str(TINY.steps + 2), "--quiet", "--threads", "1"]
 COMPARE_ARGS = [*COMPARE, "--stream-tokens", "64", "--threads", "1"]
 # compare's report files carry measurements (latency, throughput, peak memory: its pages, its plots),
 # which two reference runs may happen to round alike although a third does not; the ledger of the
@@ -99,34 +106,35 @@ def cases(
     return case
 
 
-def _pipeline_points(syscall: str) -> tuple[Callable[[int], bool], Callable[[int, str, int], bool]]:
-    """The pipeline makes ~36 renames and ~14 unlinks, most inside its staging folder (the old result
-    untouched whatever happens there): the points around its final commit (renames 17-21, unlinks 9-13)
-    are all tried, every 5th elsewhere; a re-run follows the first commit point and every 10th (each is a
-    full pipeline run: this keeps the case to a few minutes on 2 cores)."""
-    first = 17 if syscall == "rename" else 9
-    return (lambda n: first <= n <= first + 4 or n % 5 == 1), (lambda n, verdict, olds: n % 10 == 0 or n == first)
+def _train_again(args: list[Any]) -> list[Any]:
+    """A re-run of a killed `train --resume`: one step further than the run it repeats (a checkpoint
+    that completed its steps refuses to redo them)."""
+    return [*args[: args.index("--steps")], "--steps", str(TINY.steps + 3), *args[args.index("--steps") + 2 :]]
 
 
-def _compare_points() -> tuple[Callable[[int], bool], Callable[[int, str, int], bool]]:
-    """compare makes ~20 renames (its report and plots staged, then one commit near the 12th): the points
-    around the commit (10-14) are all tried, every 4th elsewhere; a re-run follows the commit point and
-    every 8th (each re-run is a whole compare)."""
-    return (lambda n: 10 <= n <= 14 or n % 4 == 1), (lambda n, verdict, olds: n % 8 == 0 or n == 12)
+def _three_more_steps(folder: Path) -> None:
+    loaded = load_checkpoint(folder, with_optimizer=True)  # weights, optimizer, config agree
+    assert loaded.optimizer_tensors is not None and int(loaded.training["steps_done"]) == TINY.steps + 3
+
+
+# compare's resident-memory probe runs in a child process (its pipe writes are its own) and ONNX Runtime's
+# thread pools write to eventfds: compare's and the pipeline's writes are counted in the main thread,
+# which writes every file of theirs.
+MAIN_THREAD_ONLY = {("compare", "write"), ("pipeline", "write")}
 
 
 @pytest.mark.parametrize(("command", "syscall"), POINTS)
-def test_sigkill_at_every_rename_and_unlink_leaves_old_or_new(
-    command: str, syscall: str, server: ForkServer, cases: Callable[[str], Case]
+def test_sigkill_at_every_rename_unlink_and_write_leaves_old_or_new(
+    command: str, syscall: str, server: ForkServer, cases: Callable[[str], Case], request: pytest.FixtureRequest
 ) -> None:
     base, work, args, want = cases(command)
-    if command == "pipeline":
-        chosen = _pipeline_points(syscall)
-    elif (command, syscall) == ("compare", "rename"):
-        chosen = _compare_points()
-    else:
-        chosen = ()  # every point
-    seen = kill_everywhere(server, base, work, "out", args, syscall, want, *chosen)
-    print(f"{command} {syscall}: {len(seen)} kill points: {seen}")
+    follow = (command, syscall) not in MAIN_THREAD_ONLY
+    again = (_train_again(args), _three_more_steps) if command == "train" else None
+    kill = Killer(server, base, work, "out", args, syscall, want, follow, again)
+    full = request.config.getoption("--kill-sweep") == "full"
+    seen = kill_everywhere(kill) if full else kill_around_the_commit(kill)
+    print(f"{command} {syscall}: {len(seen)} kill points of {want.calls.count[syscall]}: {seen}")
     assert seen, f"{command} made no {syscall} call"
     assert "new" in {verdict for _, verdict in seen}  # the commit point was among them
+    if want.calls.commit[syscall] > 1:
+        assert "old" in {verdict for _, verdict in seen}  # and the last point before it
