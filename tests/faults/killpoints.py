@@ -278,7 +278,8 @@ def kill_around_the_commit(kill: Killer) -> list[tuple[int, str]]:
     seen: list[tuple[int, str]] = []
     for n in sorted({1, c - 1, c, c + 1, last} & set(range(1, last + 1))):
         verdict = kill.kill_at(n)
-        assert verdict is not None, f"{kill.syscall} #{n}: the run completed (the reference run made {last})"
+        if verdict is None:  # it made fewer calls than the reference run (which removed the temp dir's
+            break  # leftovers of the runs before it): completed, with the new state and no temp file
         seen.append((n, verdict))
         if n in (c - 1, c):
             kill.rerun(n)
