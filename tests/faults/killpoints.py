@@ -170,6 +170,15 @@ class ForkServer:
         found = [p for p in self.tmpdir.rglob("*") if p != root and p not in self.server_temp]
         return sorted(str(p.relative_to(self.tmpdir)) for p in found)
 
+    def clear_temp(self) -> None:
+        """Remove what earlier (killed) runs left in the temp dir, so that the next run starts where a
+        reference run started: the calls a run makes include removing such leftovers."""
+        root = self.tmpdir / scratch.scratch_root_name()
+        for path in [p for p in self.tmpdir.iterdir() if p != root and p not in self.server_temp]:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        for path in root.iterdir() if root.is_dir() else ():
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
     def close(self) -> None:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
@@ -194,6 +203,7 @@ def expected(
     runs, log = [], work.parent / "reference.strace"
     for traced in (True, False):
         reset(base, work)
+        server.clear_temp()
         done = server.run(args, work, trace=log if traced else None)
         assert done["rc"] == 0, done["stderr"]
         runs.append(state(work / out))
@@ -226,6 +236,7 @@ class Killer:
         reader settles it), or None when the run made fewer calls and completed (with the new state and
         no temp file)."""
         reset(self.base, self.work)
+        self.server.clear_temp()  # (a re-run, not this, is what must remove a killed run's temp files)
         ran = self.server.run(self.args, self.work, kill=(self.syscall, n), follow=self.follow)
         folder = self.work / self.out
         if not ran["killed"]:
