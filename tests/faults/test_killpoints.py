@@ -24,6 +24,7 @@ import pytest
 
 from rnnedge.compare.report import REPORT_FILES
 from rnnedge.exporter import export_model
+from rnnedge.ownership import LEDGER
 from rnnedge.quantization import quantize_export
 from rnnedge.training.checkpoint import load_checkpoint
 from rnnedge.training.train import train
@@ -76,6 +77,9 @@ COMPARE_ARGS = [*COMPARE, "--stream-tokens", "64", "--threads", "1"]
 # which two reference runs may happen to round alike although a third does not; the ledger of the
 # commit must still vouch for each of them by size + sha256.
 COMPARE_TIMED = REPORT_FILES
+# A checkpoint's config.json records its training time (`train_time_s`, to the millisecond), and its
+# ledger that file's hash.
+TRAIN_TIMED = ("config.json", LEDGER)
 Case = tuple[Path, Path, list[Any], Expected]
 
 
@@ -98,7 +102,7 @@ def cases(
                 shutil.move(work, base)
             else:
                 shutil.copytree(old, base / "out")
-            timed = COMPARE_TIMED if command == "compare" else ()
+            timed = {"compare": COMPARE_TIMED, "train": TRAIN_TIMED}.get(command, ())
             made[command] = (base, work, args, expected(server, base, work, "out", args, timed))
         return made[command]
 
