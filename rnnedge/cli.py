@@ -7,11 +7,14 @@ only inside the command, so `rnnedge generate` runs on a device that has no torc
 from __future__ import annotations
 
 import importlib
+import os
 import signal
+import sys
 
 import typer
 
 from rnnedge import __version__, scratch
+from rnnedge._cli.common import INTERRUPTED
 from rnnedge.models.registry import MIXER_NAMES
 
 app = typer.Typer(
@@ -82,18 +85,12 @@ def main() -> None:
     raise SystemExit(code if isinstance(code, int) else 0)
 
 
-INTERRUPTED = 130  # 128 + SIGINT: what shells report for Ctrl-C
-
-
 def _exit_interrupted() -> None:
     """End an interrupted command now, with exit code 130. Its line is printed, its temp files removed and
     its locks released by then; what is left is CPython's own shutdown, from which an interrupted run was
     once seen (1 of ~10 CI runs, a SIGTERM during a pipeline's drift stage) to die by SIGINT instead of
     returning 130. Nothing rnnedge needs runs in that shutdown, so it is skipped: the exit code is the
     one the README promises, whatever the libraries' teardown would do."""
-    import os
-    import sys
-
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(INTERRUPTED)

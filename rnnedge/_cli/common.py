@@ -19,6 +19,7 @@ from rnnedge.errors import ExportChanged, Interrupted, RnnedgeError
 from rnnedge.progress import close_all
 
 F = TypeVar("F", bound=Callable[..., Any])
+INTERRUPTED = 130  # the exit code of Ctrl-C or SIGTERM: 128 + SIGINT, what shells report for Ctrl-C
 OVERWRITE_HELP = (
     "Write into a non-empty folder rnnedge cannot prove it wrote (no ledger): files of the same names are "
     "replaced, nothing else is deleted."
@@ -68,10 +69,10 @@ def _one_line(exc: BaseException) -> BaseException:
         return fail(str(exc))
     if isinstance(exc, Interrupted):
         typer.echo(f"\nrnnedge: interrupted; {exc}", err=True)
-        return typer.Exit(code=130)
+        return typer.Exit(code=INTERRUPTED)
     if isinstance(exc, KeyboardInterrupt):
         typer.echo("\nrnnedge: interrupted; no partial file was written", err=True)
-        return typer.Exit(code=130)
+        return typer.Exit(code=INTERRUPTED)
     if isinstance(exc, MemoryError) or _is_allocation_failure(exc):
         _debug_traceback(exc)
         return fail("out of memory (try a smaller batch, sequence length or model)")

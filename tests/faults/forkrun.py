@@ -77,17 +77,16 @@ def run_one(request: dict[str, object], err_path: str) -> dict[str, object]:
         os.close(w)
         _child([str(a) for a in request["args"]], str(request["cwd"]), r, err_path)  # type: ignore[union-attr]
     os.close(r)
-    tracer = None
+    tracer, cmd = None, None
     syscall = request.get("syscall")
     if request.get("trace"):  # log the child's file syscalls (all threads, each line led by its pid)
         files = "trace=rename,unlink,unlinkat,write"
         cmd = ["strace", "-f", "-qq", "-o", str(request["trace"]), "-e", files, "-p", str(pid)]
-        tracer = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_traced(pid)
     elif syscall:
         inject = f"inject={syscall}:signal=SIGKILL:when={request['when']}"
         follow = ["-f"] if request.get("follow", True) else []
         cmd = ["strace", *follow, "-qq", "-o", "/dev/null", "-e", f"trace={syscall}", "-e", inject, "-p", str(pid)]
+    if cmd is not None:
         tracer = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_traced(pid)
     os.write(w, b"g")

@@ -174,9 +174,8 @@ class ForkServer:
         """Remove what earlier (killed) runs left in the temp dir, so that the next run starts where a
         reference run started: the calls a run makes include removing such leftovers."""
         root = self.tmpdir / scratch.scratch_root_name()
-        for path in [p for p in self.tmpdir.iterdir() if p != root and p not in self.server_temp]:
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-        for path in root.iterdir() if root.is_dir() else ():
+        beside = [p for p in self.tmpdir.iterdir() if p != root and p not in self.server_temp]
+        for path in [*beside, *(root.iterdir() if root.is_dir() else ())]:
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
     def close(self) -> None:
@@ -289,8 +288,8 @@ def kill_around_the_commit(kill: Killer) -> list[tuple[int, str]]:
     seen: list[tuple[int, str]] = []
     for n in sorted({1, c - 1, c, c + 1, last} & set(range(1, last + 1))):
         verdict = kill.kill_at(n)
-        if verdict is None:  # it made fewer calls than the reference run (which removed the temp dir's
-            break  # leftovers of the runs before it): completed, with the new state and no temp file
+        if verdict is None:  # it made fewer calls than the reference run counted (threads, ORT's
+            break  # scratch): completed, checked to hold the new state and no temp file
         seen.append((n, verdict))
         if n in (c - 1, c):
             kill.rerun(n)

@@ -1,5 +1,6 @@
 """SIGKILL (strace's fault injection, deterministic) of export, quantize, drift, compare and pipeline
-re-runs with another model, at their rename, unlink, unlinkat and write calls. After each kill the output
+re-runs with another model, and of a checkpoint saved in place (`train --resume CK --out CK`), at their
+rename, unlink, unlinkat and write calls. After each kill the output
 folder is the whole old result or the whole new one by name + size + sha256 (as it is, and as a reader
 sees it after rolling an unfinished commit forward), and a re-run completes and leaves no temp file, in
 the folder or in the temp dir (rnnedge/commit.py, rnnedge/scratch.py).
